@@ -1,0 +1,57 @@
+"""Errors raised by the inference package; each carries what it is about."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InferenceError(Exception):
+    """Base class of every error the inference package raises on purpose."""
+
+
+class ModelFileError(InferenceError):
+    """Something is wrong with a model file; ``path`` says which."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ModelNotFoundError(ModelFileError):
+    """The model file does not exist or cannot be read."""
+
+
+class ModelCorruptError(ModelFileError):
+    """The file is not a GGUF llama.cpp can load (truncated, wrong format, unknown architecture)."""
+
+
+class ModelChecksumError(ModelFileError):
+    """The file's sha256 differs from the one expected."""
+
+    def __init__(self, path: Path, expected: str, actual: str) -> None:
+        super().__init__(
+            path, f"{path}: sha256 is {actual}, expected {expected}; the file is damaged or another file"
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class DownloadError(InferenceError):
+    """A model download failed; ``url`` says which."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class MemoryBudgetError(InferenceError):
+    """The configured model and KV cache would not fit in available memory."""
+
+    def __init__(self, path: Path, needed_bytes: int, available_bytes: int) -> None:
+        super().__init__(
+            f"{path}: needs about {needed_bytes / 2**30:.1f} GiB with this configuration, "
+            f"only {available_bytes / 2**30:.1f} GiB is available; lower N_CTX or MAX_SEQUENCES"
+        )
+        self.path = path
+        self.needed_bytes = needed_bytes
+        self.available_bytes = available_bytes

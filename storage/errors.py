@@ -1,0 +1,55 @@
+"""Errors raised by the storage package; each carries what it is about."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of every error the storage package raises on purpose."""
+
+
+class DatabaseUnavailableError(StorageError):
+    """The database cannot be reached; ``url`` is the URL with its password hidden."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the database at {url}: {reason}")
+        self.url = url
+
+
+class RedisUnavailableError(StorageError):
+    """Redis cannot be reached; ``url`` is the URL with its password hidden."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach Redis at {url}: {reason}")
+        self.url = url
+
+
+class PseudonymKeyError(StorageError):
+    """The pseudonym key is missing, unreadable or too short; ``path`` says where it was looked for."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"pseudonym key at {path}: {reason}")
+        self.path = path
+
+
+class BadQueueMessageError(StorageError):
+    """A stream entry does not match the queue schema; ``entry_id`` says which."""
+
+    def __init__(self, entry_id: str, reason: str) -> None:
+        super().__init__(f"stream entry {entry_id} is not a valid message: {reason}")
+        self.entry_id = entry_id
+
+
+class AuditChainError(StorageError):
+    """The audit chain is broken at row ``row_id``."""
+
+    def __init__(self, row_id: int, reason: str) -> None:
+        super().__init__(f"audit chain broken at row {row_id}: {reason}")
+        self.row_id = row_id
+
+
+class UnknownUserError(StorageError):
+    """No user row exists for ``pseudonym``."""
+
+    def __init__(self, pseudonym: str) -> None:
+        super().__init__(f"no user with pseudonym {pseudonym[:12]}…")
+        self.pseudonym = pseudonym

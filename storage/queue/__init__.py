@@ -1,0 +1,14 @@
+"""The queue contract between the bot and the workers: streams, groups, schema, claim/ack/dead-letter."""
+
+from storage.queue.messages import SCHEMA_VERSION, AnswerMessage, QuestionMessage
+from storage.queue.streams import Delivery, Enqueued, Queue, QueueNames
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AnswerMessage",
+    "Delivery",
+    "Enqueued",
+    "QuestionMessage",
+    "Queue",
+    "QueueNames",
+]

@@ -1,0 +1,56 @@
+"""The versioned message schema carried on the question and answer streams."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class _Message(BaseModel):
+    """Common settings: unknown fields are ignored so newer producers do not break older consumers."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = SCHEMA_VERSION
+
+
+class QuestionMessage(_Message):
+    """A question waiting for a worker. Raw chat ids live only in Redis, never in the database."""
+
+    question_id: str = Field(min_length=8, max_length=64)
+    chat_id: int
+    message_id: int
+    user: str = Field(description="HMAC pseudonym of the asking user")
+    chat_type: str = "private"
+    language: str = "en"
+    text: str
+    research: bool = False
+    enqueued_at: float
+    update_id: int | None = None
+
+
+AnswerStatus = Literal["ok", "failed"]
+
+
+class AnswerMessage(_Message):
+    """An answer (or a failure notice) for the bot to deliver."""
+
+    question_id: str
+    chat_id: int
+    reply_to: int
+    user: str
+    status: AnswerStatus = "ok"
+    text: str = ""
+    model_sha256: str | None = None
+    prompt_version: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    stop_reason: str = ""
+    enqueued_at: float = 0.0
+    taken_at: float = 0.0
+    first_token_at: float | None = None
+    finished_at: float = 0.0
+    worker: str = ""

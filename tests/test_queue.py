@@ -1,0 +1,120 @@
+"""The queue contract on a real Redis: enqueue, read, finish, reclaim, dead-letter, cancel, trim."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from redis.asyncio import Redis
+
+from storage.queue import AnswerMessage, Queue, QuestionMessage
+from storage.queue.streams import FAILED_TEXT
+
+
+def _question(user: str = "u1", text: str = "What is ORS?") -> QuestionMessage:
+    return QuestionMessage(
+        question_id=uuid.uuid4().hex,
+        chat_id=42,
+        message_id=7,
+        user=user,
+        text=text,
+        enqueued_at=time.time(),
+    )
+
+
+def _answer(q: QuestionMessage) -> AnswerMessage:
+    return AnswerMessage(
+        question_id=q.question_id,
+        chat_id=q.chat_id,
+        reply_to=q.message_id,
+        user=q.user,
+        text="Oral rehydration",
+    )
+
+
+async def test_enqueue_read_finish_roundtrip(queue: Queue) -> None:
+    await queue.ensure_groups()
+    first = await queue.enqueue(_question("a"))
+    second = await queue.enqueue(_question("b"))
+    assert (first.position, second.position) == (1, 2)
+    taken = await queue.read_questions("w1", count=1, block_ms=100)
+    assert [d.entry_id for d in taken] == [first.entry_id]
+    assert taken[0].deliveries == 1
+    await queue.finish(taken[0], _answer(taken[0].message))
+    answers = await queue.read_answers("bot", block_ms=100)
+    assert [a.message.question_id for a in answers] == [taken[0].message.question_id]
+    await queue.ack_answer(answers[0].entry_id)
+    assert await queue.waiting() == 1  # the finished question left the stream, the other waits
+    assert await queue.read_answers("bot", pending=True) == []
+
+
+async def test_stale_question_is_reclaimed_then_dead_lettered(queue: Queue, redis_client: Redis) -> None:
+    await queue.ensure_groups()
+    q = _question()
+    await queue.enqueue(q)
+    assert len(await queue.read_questions("dead-worker", block_ms=100)) == 1
+    # Make the entry look idle for longer than the claim timeout, as after a crash.
+    await redis_client.xclaim(
+        queue.names.questions, queue.names.workers_group, "dead-worker", 0, [q_id := await _only_id(queue)],
+        idle=queue.claim_idle_ms + 1, justid=True,
+    )  # fmt: skip
+    again = await queue.read_questions("w2", block_ms=100)
+    assert [d.entry_id for d in again] == [q_id]
+    assert again[0].deliveries == 2
+    await redis_client.xclaim(
+        queue.names.questions, queue.names.workers_group, "w2", 0, [q_id],
+        idle=queue.claim_idle_ms + 1, justid=True,
+    )  # fmt: skip
+    assert await queue.read_questions("w3", block_ms=100) == []  # third delivery > max 2: dead
+    notices = await queue.read_answers("bot", block_ms=100)
+    assert [(n.message.status, n.message.text) for n in notices] == [("failed", FAILED_TEXT)]
+    assert await redis_client.xlen(queue.names.dead) == 1
+    assert await queue.waiting() == 0
+
+
+async def _only_id(queue: Queue) -> str:
+    entries = await queue.redis.xrange(queue.names.questions)
+    assert len(entries) == 1
+    return str(entries[0][0])
+
+
+async def test_own_pending_first_after_restart(queue: Queue) -> None:
+    await queue.ensure_groups()
+    await queue.enqueue(_question())
+    first = await queue.read_questions("local-worker", block_ms=100)
+    again = await queue.read_questions("local-worker", block_ms=100)  # same name, as after restart
+    assert [d.entry_id for d in again] == [first[0].entry_id]
+
+
+async def test_cancel_removes_waiting_question_and_flags_it(queue: Queue) -> None:
+    await queue.ensure_groups()
+    q = _question("canceller")
+    await queue.enqueue(q)
+    assert await queue.pending_of("canceller") is not None
+    assert await queue.cancel("canceller") == q.question_id
+    assert await queue.is_cancelled(q.question_id)
+    assert await queue.pending_of("canceller") is None
+    assert await queue.read_questions("w", block_ms=100) == []
+    assert await queue.cancel("canceller") is None
+
+
+async def test_malformed_entry_is_dead_lettered_not_crashing(queue: Queue, redis_client: Redis) -> None:
+    await queue.ensure_groups()
+    await redis_client.xadd(queue.names.questions, {"m": '{"v": 1, "nonsense": true}'})
+    assert await queue.read_questions("w", block_ms=100) == []
+    assert await redis_client.xlen(queue.names.dead) == 1
+    assert await queue.waiting() == 0
+
+
+async def test_trim_drops_old_entries(queue: Queue, redis_client: Redis) -> None:
+    await queue.ensure_groups()
+    await redis_client.xadd(queue.names.dead, {"x": "1"}, id="1000-0")
+    await redis_client.xadd(queue.names.dead, {"x": "2"})
+    await queue.trim()
+    assert await redis_client.xlen(queue.names.dead) == 1
+
+
+async def test_sent_marker_guards_duplicates(queue: Queue) -> None:
+    assert not await queue.was_sent("q1")
+    await queue.mark_sent("q1")
+    assert await queue.was_sent("q1")
