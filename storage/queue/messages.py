@@ -28,8 +28,10 @@ class QuestionMessage(_Message):
     language: str = "en"
     text: str
     research: bool = False
+    received_at: float = 0.0
     enqueued_at: float
     update_id: int | None = None
+    reply_stream: str | None = Field(default=None, description="answers go here instead (CLI)")
 
 
 AnswerStatus = Literal["ok", "failed"]
@@ -49,6 +51,7 @@ class AnswerMessage(_Message):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     stop_reason: str = ""
+    received_at: float = 0.0
     enqueued_at: float = 0.0
     taken_at: float = 0.0
     first_token_at: float | None = None

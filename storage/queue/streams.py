@@ -249,10 +249,12 @@ class Queue:
                     user=message.user,
                     status="failed",
                     text=FAILED_TEXT,
+                    received_at=message.received_at,
                     enqueued_at=message.enqueued_at,
                     finished_at=time.time(),
                 )
-                pipe.xadd(names.answers, _encode(notice), maxlen=self.maxlen, approximate=True)
+                stream = message.reply_stream or names.answers
+                pipe.xadd(stream, _encode(notice), maxlen=self.maxlen, approximate=True)
             pipe.xack(names.questions, names.workers_group, entry_id)
             pipe.xdel(names.questions, entry_id)
             await pipe.execute()
@@ -273,7 +275,8 @@ class Queue:
         """Publish the answer and ack the question in one transaction."""
         names = self.names
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(names.answers, _encode(answer), maxlen=self.maxlen, approximate=True)
+            stream = delivery.message.reply_stream or names.answers
+            pipe.xadd(stream, _encode(answer), maxlen=self.maxlen, approximate=True)
             pipe.xack(names.questions, names.workers_group, delivery.entry_id)
             pipe.xdel(names.questions, delivery.entry_id)
             await pipe.execute()

@@ -1,0 +1,95 @@
+"""Build the python-telegram-bot Application and wire its resources in post_init/post_shutdown."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from telegram.constants import ChatAction
+from telegram.error import TelegramError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
+
+from bot import handlers, resources
+from bot.consent import load_consent_text
+from bot.delivery import AnswerDelivery
+from bot.settings import BotSettings
+from storage.db import check_connection, make_engine, make_sessionmaker
+from storage.pseudonym import Pseudonymizer
+from storage.queue import Queue
+from storage.redis_server import connect
+from storage.settings import StorageSettings
+
+log = structlog.get_logger("bot.app")
+
+AppType = Application[Any, Any, Any, Any, Any, Any]
+
+
+def build_application(
+    settings: BotSettings, storage: StorageSettings, *, redis_url: str, database_url: str
+) -> AppType:
+    """An Application talking to ``settings.telegram_api_url``, resources built at start-up."""
+
+    async def post_init(app: AppType) -> None:
+        engine = make_engine(database_url)
+        await check_connection(engine, database_url)
+        redis = await connect(redis_url, attempts=5)
+        key = storage.pseudonym_key.get_secret_value() if storage.pseudonym_key else None
+        res = resources.Resources(
+            settings=settings,
+            sessionmaker=make_sessionmaker(engine),
+            queue=Queue(
+                redis,
+                maxlen=storage.queue_maxlen,
+                claim_idle_ms=storage.queue_claim_idle_ms,
+                max_deliveries=storage.queue_max_deliveries,
+                entry_ttl_s=storage.queue_entry_ttl_s,
+            ),
+            pseudonyms=Pseudonymizer.load_or_create(storage.ensure_data_dir(), key),
+            consent=load_consent_text(settings.retention_days, settings.reviewers),
+        )
+        app.bot_data[resources.KEY] = res
+        app.bot_data["engine"] = engine
+        delivery = AnswerDelivery(app.bot, res)
+        app.bot_data["delivery"] = delivery
+        delivery.start()
+        assert app.job_queue is not None
+        app.job_queue.run_repeating(
+            _typing_tick, interval=settings.typing_interval_s, first=settings.typing_interval_s
+        )
+        log.info("bot.ready")
+
+    async def post_shutdown(app: AppType) -> None:
+        if "delivery" in app.bot_data:
+            await app.bot_data.pop("delivery").stop()
+        if resources.KEY in app.bot_data:
+            await resources.get(app.bot_data).queue.redis.aclose()
+        if "engine" in app.bot_data:
+            await app.bot_data.pop("engine").dispose()
+
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_api_url)
+        .base_file_url(settings.telegram_file_url)
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
+    handlers.register(application)
+    return application
+
+
+async def _typing_tick(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Show "typing…" in chats whose question is still being answered (for a bounded time)."""
+    res = resources.get(context.bot_data)
+    now = time.monotonic()
+    for chat_id, since in list(res.typing_chats.items()):
+        if now - since > res.settings.typing_max_s:
+            res.typing_chats.pop(chat_id, None)
+            continue
+        try:
+            await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
+        except TelegramError as exc:
+            log.debug("typing.failed", error=type(exc).__name__)

@@ -1,0 +1,118 @@
+"""``ask "question"``: one question through the same queue and worker, answer printed; no Telegram."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot import texts
+from bot.cli.common import private_redis_dir
+from bot.cli.run_cmd import _alive, _start_worker, _stop_worker
+from bot.delivery import answer_text, latency_split
+from inference.settings import InferenceSettings
+from inference.setup import ensure_model
+from storage.errors import StorageError
+from storage.queue import AnswerMessage, QuestionMessage, Queue
+from storage.redis_server import PrivateRedis, connect
+from storage.settings import StorageSettings
+
+LIVE_WORKER_IDLE_MS = 5_000
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ask."""
+    parser = sub.add_parser("ask", help="ask one question from the terminal and print the answer")
+    parser.add_argument("question", help="the question, in quotes")
+    parser.add_argument("--language", default="en", help="language code for the answer (default en)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the answer")
+    parser.set_defaults(handler=ask)
+
+
+def ask(args: argparse.Namespace) -> int:
+    """Send the question, start a worker if none is up, print the answer and the timings."""
+    storage = StorageSettings()
+    private: PrivateRedis | None = None
+    if storage.redis_url is not None:
+        redis_url = storage.redis_url.get_secret_value()
+    else:
+        server = PrivateRedis(private_redis_dir(storage))
+        if server.socket.exists() and _alive(server.url):
+            redis_url = server.url  # `run` has it up: use the same queue and worker
+        else:
+            redis_url, private = server.start(), server
+    try:
+        return asyncio.run(_ask(args, storage, redis_url))
+    finally:
+        if private is not None:
+            private.stop()
+
+
+async def _ask(args: argparse.Namespace, storage: StorageSettings, redis_url: str) -> int:
+    """The asynchronous part of ``ask``."""
+    redis = await connect(redis_url)
+    queue = Queue(
+        redis, claim_idle_ms=storage.queue_claim_idle_ms, max_deliveries=storage.queue_max_deliveries
+    )
+    child: subprocess.Popen[bytes] | None = None
+    try:
+        await queue.ensure_groups()
+        if not await _live_worker(queue):
+            model = ensure_model(InferenceSettings(), storage.ensure_data_dir())
+            child = _start_worker(redis_url, str(model))
+        answer = await _roundtrip(queue, args)
+    finally:
+        if child is not None:
+            _stop_worker(child)
+        await redis.aclose()
+    if answer is None:
+        print(f"meditron-bot: no answer within {args.timeout:.0f} s", file=sys.stderr)
+        return 1
+    print(answer_text(answer) if answer.status != "ok" else f"{answer.text.strip()}\n\n{texts.REMINDER}")
+    split = latency_split(answer, time.time())
+    print("timings: " + ", ".join(f"{k}={v:.3f}" for k, v in split.items()), file=sys.stderr)
+    print(f"tokens: prompt={answer.prompt_tokens} answer={answer.completion_tokens}", file=sys.stderr)
+    return 0 if answer.status == "ok" else 1
+
+
+async def _live_worker(queue: Queue) -> bool:
+    """Whether a worker has read from the queue in the last few seconds."""
+    consumers = await queue.redis.xinfo_consumers(queue.names.questions, queue.names.workers_group)
+    return any(int(c.get("idle", 10**9)) < LIVE_WORKER_IDLE_MS for c in consumers)
+
+
+async def _roundtrip(queue: Queue, args: argparse.Namespace) -> AnswerMessage | None:
+    """Enqueue with a private reply stream and wait for the answer on it."""
+    reply = f"{queue.names.answers}:cli:{uuid.uuid4().hex}"
+    now = time.time()
+    await queue.enqueue(
+        QuestionMessage(
+            question_id=uuid.uuid4().hex, chat_id=0, message_id=0, user=f"cli-{uuid.uuid4().hex[:8]}",
+            chat_type="cli", language=args.language, text=args.question, received_at=now, enqueued_at=now,
+            reply_stream=reply,
+        )
+    )  # fmt: skip
+    try:
+        return await _wait_reply(queue.redis, reply, args.timeout)
+    finally:
+        await queue.redis.delete(reply)
+
+
+async def _wait_reply(redis: Redis, stream: str, timeout: float) -> AnswerMessage | None:
+    """Block on the reply stream until an answer arrives or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        response = await redis.xread({stream: "0"}, count=1, block=int(min(left, 5.0) * 1000))
+        for _, entries in response or []:
+            for _, fields in entries:
+                try:
+                    return AnswerMessage.model_validate_json(fields["m"])
+                except (KeyError, ValueError) as exc:
+                    raise StorageError(f"unreadable answer on {stream}") from exc
+    return None

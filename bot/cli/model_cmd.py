@@ -1,0 +1,71 @@
+"""``model pull | verify | info``: the model file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from inference.download import TerminalProgress, pull
+from inference.modelfile import format_info, read_info, verify
+from inference.settings import InferenceSettings
+from inference.setup import model_url
+from storage.settings import StorageSettings
+
+
+def add_parsers(sub: Any) -> None:
+    """Register model and its subcommands."""
+    model = sub.add_parser("model", help="download, verify or describe the model file")
+    msub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    msub.add_parser(
+        "pull", help="download the default Meditron GGUF (resumable) and check its sha256"
+    ).set_defaults(handler=pull_model)
+    for name, handler, text in (
+        ("verify", verify_model, "check the model file's sha256"),
+        ("info", info_model, "architecture, quantization, size and sha256 of a GGUF file"),
+    ):
+        parser = msub.add_parser(name, help=text)
+        parser.add_argument(
+            "path", nargs="?", type=Path, help="GGUF file (default: MODEL_PATH or the default file)"
+        )
+        parser.set_defaults(handler=handler)
+
+
+def _settings() -> tuple[InferenceSettings, Path]:
+    """Inference settings and the data directory."""
+    return InferenceSettings(), StorageSettings().ensure_data_dir()
+
+
+def pull_model(_: argparse.Namespace) -> int:
+    """Download the default model into the data directory."""
+    settings, data_dir = _settings()
+    dest = data_dir / "models" / settings.model_file
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    pull(
+        model_url(settings),
+        dest,
+        expected_sha256=settings.model_sha256,
+        token=token,
+        progress=TerminalProgress(),
+    )
+    print(f"{dest}: downloaded and verified")
+    return 0
+
+
+def verify_model(args: argparse.Namespace) -> int:
+    """Check the sha256 (against the published one for the default file)."""
+    settings, data_dir = _settings()
+    path: Path = args.path or settings.resolved_model_path(data_dir)
+    expected = settings.model_sha256 if path.name == settings.model_file else None
+    digest = verify(path, expected)
+    print(
+        f"{path}: sha256 {digest} {'matches the published file' if expected else '(no reference to compare)'}"
+    )
+    return 0
+
+
+def info_model(args: argparse.Namespace) -> int:
+    """Print what the GGUF file says about itself."""
+    settings, data_dir = _settings()
+    print(format_info(read_info(args.path or settings.resolved_model_path(data_dir))))
+    return 0

@@ -1,0 +1,148 @@
+"""Deliver answers from the answers stream to Telegram: retried until sent, never dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+
+import structlog
+from telegram import Bot, ReplyParameters
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+
+from bot import texts
+from bot.resources import Resources
+from storage.queue import AnswerMessage, Delivery
+from storage.repository.questions import record_answer, set_question_status
+
+log = structlog.get_logger("bot.delivery")
+
+FAILURE_TEXTS = {"too long": texts.TOO_LONG_FOR_MODEL}
+
+
+def answer_text(answer: AnswerMessage) -> str:
+    """What the user reads: the answer and the research reminder, or a failure notice."""
+    if answer.status != "ok":
+        return FAILURE_TEXTS.get(answer.text, texts.FAILED)
+    body = answer.text.strip() or "…"
+    room = 4096 - len(texts.REMINDER) - 2
+    return f"{body[:room]}\n\n{texts.REMINDER}"
+
+
+def _ts(seconds: float | None) -> datetime | None:
+    """Epoch seconds as an aware datetime."""
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None
+
+
+class AnswerDelivery:
+    """Reads the answers stream in the bots' group and sends each answer once."""
+
+    def __init__(self, bot: Bot, res: Resources) -> None:
+        self.bot = bot
+        self.res = res
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    def start(self) -> None:
+        """Run the delivery loop as a background task."""
+        self._task = asyncio.create_task(self._run(), name="answer-delivery")
+
+    async def stop(self) -> None:
+        """Stop the loop; undelivered answers stay pending in Redis."""
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        """Deliver pending answers first (after a restart), then new ones, until stopped."""
+        queue, consumer = self.res.queue, self.res.settings.bot_consumer
+        await queue.ensure_groups()
+        pending = True
+        while not self._stop.is_set():
+            try:
+                batch = await queue.read_answers(consumer, pending=pending, block_ms=1_000)
+                batch += await queue.reclaim_answers(consumer) if pending else []
+                pending = False
+                for delivery in batch:
+                    await self.deliver(delivery)
+            except (OSError, ConnectionError, NetworkError) as exc:
+                log.warning("delivery.retry", error=type(exc).__name__)
+                pending = True
+                await asyncio.sleep(2.0)
+            except Exception as exc:
+                log.error("delivery.error", error=type(exc).__name__)
+                pending = True
+                await asyncio.sleep(2.0)
+
+    async def deliver(self, delivery: Delivery[AnswerMessage]) -> None:
+        """Send one answer (retrying on flood control and network errors), record it, ack it."""
+        answer = delivery.message
+        with structlog.contextvars.bound_contextvars(question_id=answer.question_id):
+            if not await self.res.queue.was_sent(answer.question_id):
+                sent = await self._send(answer)
+                await self.res.queue.mark_sent(answer.question_id)
+                await self._record(answer, sent)
+            await self.res.queue.clear_pending(answer.user, answer.question_id)
+            self.res.typing_chats.pop(answer.chat_id, None)
+            await self.res.queue.ack_answer(delivery.entry_id)
+
+    async def _send(self, answer: AnswerMessage) -> float | None:
+        """Send until Telegram accepts it; None when the chat is gone (blocked, deleted)."""
+        while True:
+            try:
+                await self.bot.send_message(
+                    answer.chat_id,
+                    answer_text(answer),
+                    reply_parameters=ReplyParameters(answer.reply_to, allow_sending_without_reply=True),
+                )
+                return time.time()
+            except RetryAfter as exc:
+                log.warning("delivery.flood_control", retry_after=str(exc.retry_after))
+                await asyncio.sleep(_seconds(exc.retry_after))
+            except (Forbidden, BadRequest) as exc:
+                log.warning("delivery.undeliverable", error=type(exc).__name__)
+                return None
+            except NetworkError as exc:
+                log.warning("delivery.network", error=type(exc).__name__)
+                await asyncio.sleep(2.0)
+
+    async def _record(self, answer: AnswerMessage, sent_at: float | None) -> None:
+        """Store the answer (text only with research consent) and log the latency split."""
+        async with self.res.sessionmaker.begin() as session:
+            await record_answer(
+                session, question_id=answer.question_id, text=answer.text, status=answer.status,
+                model_sha256=answer.model_sha256, prompt_version=answer.prompt_version,
+                prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                taken_at=_ts(answer.taken_at), first_token_at=_ts(answer.first_token_at),
+                finished_at=_ts(answer.finished_at), sent_at=_ts(sent_at), worker=answer.worker,
+                stop_reason=answer.stop_reason,
+            )  # fmt: skip
+            status = "answered" if answer.status == "ok" and sent_at else "failed"
+            await set_question_status(session, answer.question_id, status)
+        log.info(
+            "answer.sent",
+            status=answer.status,
+            delivered=sent_at is not None,
+            **latency_split(answer, sent_at),
+        )
+
+
+def _seconds(value: object) -> float:
+    """A RetryAfter value (int or timedelta) in seconds."""
+    total = getattr(value, "total_seconds", None)
+    return float(total()) if callable(total) else float(value)  # type: ignore[arg-type]
+
+
+def latency_split(answer: AnswerMessage, sent_at: float | None) -> dict[str, float]:
+    """Seconds spent in each stage: received → enqueued → taken → first token → last token → sent."""
+    marks = [
+        ("enqueue_s", answer.received_at, answer.enqueued_at),
+        ("wait_s", answer.enqueued_at, answer.taken_at),
+        ("first_token_s", answer.taken_at, answer.first_token_at),
+        ("generate_s", answer.first_token_at, answer.finished_at),
+        ("send_s", answer.finished_at, sent_at),
+    ]
+    return {name: round(end - start, 4) for name, start, end in marks if start and end}

@@ -1,0 +1,24 @@
+"""/cancel: withdraw the user's pending question."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot import resources, texts
+from storage.repository.questions import set_question_status
+
+
+async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Take the pending question off the queue; a worker that has it drops the answer."""
+    message, res = update.effective_message, resources.get(context.bot_data)
+    if message is None or update.effective_user is None:
+        return
+    question_id = await res.queue.cancel(res.pseudonyms.user(update.effective_user.id))
+    if question_id is None:
+        await message.reply_text(texts.NOTHING_TO_CANCEL)
+        return
+    async with res.sessionmaker.begin() as session:
+        await set_question_status(session, question_id, "cancelled")
+    res.typing_chats.pop(message.chat.id, None)
+    await message.reply_text(texts.CANCELLED)

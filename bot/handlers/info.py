@@ -1,0 +1,36 @@
+"""/help and /privacy."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot import resources, texts
+from bot.identity import current_user
+
+
+async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Say what the bot does and list the commands."""
+    if update.effective_message is not None:
+        await update.effective_message.reply_text(texts.HELP)
+
+
+async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Say what is kept, for how long, who reads it, and the user's current choice."""
+    message, res = update.effective_message, resources.get(context.bot_data)
+    if message is None or update.effective_user is None:
+        return
+    async with res.sessionmaker.begin() as session:
+        user = await current_user(session, res, update)
+        choice = (
+            texts.CHOICE_NONE
+            if not user.service_consent
+            else texts.CHOICE_BOTH
+            if user.research_consent
+            else texts.CHOICE_SERVICE
+        )
+    await message.reply_text(
+        texts.PRIVACY.format(
+            retention_days=res.settings.retention_days, reviewers=res.settings.reviewers, choice=choice
+        )
+    )

@@ -1,0 +1,67 @@
+"""A worker process: load the model, then answer questions from the queue until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+
+from inference.engine import Engine
+from inference.modelfile import file_sha256
+from inference.settings import InferenceSettings
+from inference.setup import ensure_model
+from inference.worker import Worker, WorkerConfig
+from storage.queue import Queue
+from storage.redis_server import connect
+from storage.settings import StorageSettings
+
+log = structlog.get_logger("inference.serve")
+
+
+def load_engine(settings: InferenceSettings, storage: StorageSettings) -> tuple[Engine, str]:
+    """Find (or pull), hash and load the model; blocking."""
+    path = ensure_model(settings, storage.ensure_data_dir())
+    sha256 = file_sha256(path)
+    engine = Engine(
+        path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_batch=settings.n_batch,
+        use_mmap=settings.use_mmap,
+    )
+    log.info(
+        "model.loaded", file=path.name, sha256=sha256[:16], n_ctx=engine.n_ctx, threads=settings.n_threads
+    )
+    return engine, sha256
+
+
+async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url: str) -> int:
+    """Run one worker until SIGINT/SIGTERM; an unfinished question stays pending for the next start."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    redis = await connect(redis_url, attempts=5)
+    engine, sha256 = await asyncio.to_thread(load_engine, settings, storage)
+    queue = Queue(
+        redis,
+        maxlen=storage.queue_maxlen,
+        claim_idle_ms=storage.queue_claim_idle_ms,
+        max_deliveries=storage.queue_max_deliveries,
+        entry_ttl_s=storage.queue_entry_ttl_s,
+    )
+    config = WorkerConfig(
+        name=settings.worker_name,
+        model_sha256=sha256,
+        max_answer_tokens=settings.max_answer_tokens,
+        temperature=settings.temperature,
+        heartbeat_s=settings.heartbeat_s,
+    )
+    try:
+        await Worker(queue, engine, config).run(stop)
+    finally:
+        engine.close()
+        await redis.aclose()
+        log.info("worker.stopped")
+    return 0

@@ -1,0 +1,53 @@
+"""Settings of a worker: which model file, how to run it, how to reach the queue."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inference.modelfile import DEFAULT_FILENAME, DEFAULT_REPO, DEFAULT_SHA256
+
+
+def physical_cores() -> int:
+    """Physical cores (llama.cpp runs best with one thread per core), at least 1."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            cores = {line for line in handle if line.startswith(("core id", "physical id"))}
+        pairs = len(cores)
+    except OSError:
+        pairs = 0
+    return max(1, min(pairs or (os.cpu_count() or 1), os.cpu_count() or 1))
+
+
+class InferenceSettings(BaseSettings):
+    """Model file and generation knobs (environment or ``.env``)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
+
+    model_path: Path | None = Field(default=None, description="GGUF file; default: the pulled Meditron file")
+    model_repo: str = DEFAULT_REPO
+    model_file: str = DEFAULT_FILENAME
+    model_sha256: str | None = DEFAULT_SHA256
+    hf_endpoint: str = "https://huggingface.co"
+    hf_token: SecretStr | None = None
+    n_threads: int = Field(default_factory=physical_cores, ge=1)
+    n_ctx: int = Field(default=4096, ge=512)
+    n_batch: int = Field(default=512, ge=8)
+    use_mmap: bool = True
+    max_answer_tokens: int = Field(default=384, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    worker_batch: int = Field(default=1, ge=1)
+    heartbeat_s: float = Field(default=10.0, gt=0)
+
+    def resolved_model_path(self, data_dir: Path) -> Path:
+        """MODEL_PATH, or the default file's place in the data directory."""
+        return self.model_path or data_dir / "models" / self.model_file
+
+    def expected_sha256(self) -> str | None:
+        """The sha256 to check: the default file's when no MODEL_PATH is set."""
+        return None if self.model_path else self.model_sha256
