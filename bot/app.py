@@ -16,7 +16,7 @@ from bot.delivery import AnswerDelivery
 from bot.settings import BotSettings
 from storage.db import check_connection, make_engine, make_sessionmaker
 from storage.pseudonym import Pseudonymizer
-from storage.queue import Queue
+from storage.queue import queue_from_settings
 from storage.redis_server import connect
 from storage.settings import StorageSettings
 
@@ -38,13 +38,7 @@ def build_application(
         res = resources.Resources(
             settings=settings,
             sessionmaker=make_sessionmaker(engine),
-            queue=Queue(
-                redis,
-                maxlen=storage.queue_maxlen,
-                claim_idle_ms=storage.queue_claim_idle_ms,
-                max_deliveries=storage.queue_max_deliveries,
-                entry_ttl_s=storage.queue_entry_ttl_s,
-            ),
+            queue=queue_from_settings(redis, storage),
             pseudonyms=Pseudonymizer.load_or_create(storage.ensure_data_dir(), key),
             consent=load_consent_text(settings.retention_days, settings.reviewers),
         )

@@ -12,7 +12,7 @@ from inference.modelfile import file_sha256
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
 from inference.worker import Worker, WorkerConfig
-from storage.queue import Queue
+from storage.queue import queue_from_settings
 from storage.redis_server import connect
 from storage.settings import StorageSettings
 
@@ -44,13 +44,7 @@ async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url
         loop.add_signal_handler(sig, stop.set)
     redis = await connect(redis_url, attempts=5)
     engine, sha256 = await asyncio.to_thread(load_engine, settings, storage)
-    queue = Queue(
-        redis,
-        maxlen=storage.queue_maxlen,
-        claim_idle_ms=storage.queue_claim_idle_ms,
-        max_deliveries=storage.queue_max_deliveries,
-        entry_ttl_s=storage.queue_entry_ttl_s,
-    )
+    queue = queue_from_settings(redis, storage)
     config = WorkerConfig(
         name=settings.worker_name,
         model_sha256=sha256,

@@ -24,6 +24,7 @@ class StorageSettings(BaseSettings):
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
     pseudonym_key: SecretStr | None = None
+    queue_namespace: str = Field(default="meditron", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     queue_claim_idle_ms: int = Field(default=120_000, ge=1_000)
     queue_max_deliveries: int = Field(default=3, ge=1)
     queue_maxlen: int = Field(default=10_000, ge=100)

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.databases",
     "tests.support.models",
     "tests.support.telegram_stub",
+    "tests.support.stack",
 ]

@@ -67,6 +67,7 @@ async def _ask(args: argparse.Namespace, storage: StorageSettings, redis_url: st
             model = ensure_model(InferenceSettings(), storage.ensure_data_dir())
             child = _start_worker(redis_url, str(model))
         answer = await _roundtrip(queue, args)
+        answer_seen_at = time.time()
     finally:
         if child is not None:
             _stop_worker(child)
@@ -75,7 +76,7 @@ async def _ask(args: argparse.Namespace, storage: StorageSettings, redis_url: st
         print(f"meditron-bot: no answer within {args.timeout:.0f} s", file=sys.stderr)
         return 1
     print(answer_text(answer) if answer.status != "ok" else f"{answer.text.strip()}\n\n{texts.REMINDER}")
-    split = latency_split(answer, time.time())
+    split = latency_split(answer, answer_seen_at)
     print("timings: " + ", ".join(f"{k}={v:.3f}" for k, v in split.items()), file=sys.stderr)
     print(f"tokens: prompt={answer.prompt_tokens} answer={answer.completion_tokens}", file=sys.stderr)
     return 0 if answer.status == "ok" else 1

@@ -40,7 +40,10 @@ async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 chat_type=message.chat.type, language=language_of(update), text=message.text or "",
                 research=research, received_at=datetime.fromtimestamp(received_at, UTC),
             )  # fmt: skip
-        queued = await res.queue.enqueue(
+        # Acknowledge before enqueueing, so the answer can never arrive before the acknowledgement.
+        position = await res.queue.waiting() + 1
+        await message.reply_text(texts.ACK.format(position=position))
+        await res.queue.enqueue(
             QuestionMessage(
                 question_id=question_id, chat_id=message.chat.id, message_id=message.message_id,
                 user=res.pseudonyms.user(update.effective_user.id), chat_type=message.chat.type,
@@ -50,8 +53,7 @@ async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         )  # fmt: skip
         async with res.sessionmaker.begin() as session:
             await mark_enqueued(session, question_id, datetime.now(UTC))
-        log.info("question.enqueued", position=queued.position)
-        await message.reply_text(texts.ACK.format(position=queued.position))
+        log.info("question.enqueued", position=position)
         await context.bot.send_chat_action(message.chat.id, ChatAction.TYPING)
         res.typing_chats[message.chat.id] = time.monotonic()
 

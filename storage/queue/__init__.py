@@ -1,7 +1,7 @@
 """The queue contract between the bot and the workers: streams, groups, schema, claim/ack/dead-letter."""
 
 from storage.queue.messages import SCHEMA_VERSION, AnswerMessage, QuestionMessage
-from storage.queue.streams import Delivery, Enqueued, Queue, QueueNames
+from storage.queue.streams import Delivery, Enqueued, Queue, QueueNames, queue_from_settings
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -11,4 +11,5 @@ __all__ = [
     "QuestionMessage",
     "Queue",
     "QueueNames",
+    "queue_from_settings",
 ]

@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 
 from storage.errors import BadQueueMessageError
 from storage.queue.messages import AnswerMessage, QuestionMessage
+from storage.settings import StorageSettings
 
 M = TypeVar("M", bound=BaseModel)
 Fields: TypeAlias = dict[
@@ -345,3 +346,15 @@ class Queue:
         cutoff_ms = int(((now or time.time()) - self.entry_ttl_s) * 1000)
         for stream in (self.names.questions, self.names.answers, self.names.dead):
             await self.redis.xtrim(stream, minid=f"{cutoff_ms}-0", approximate=False)
+
+
+def queue_from_settings(redis: Redis, settings: StorageSettings) -> Queue:
+    """A Queue configured from the storage settings."""
+    return Queue(
+        redis,
+        names=QueueNames(namespace=settings.queue_namespace),
+        maxlen=settings.queue_maxlen,
+        claim_idle_ms=settings.queue_claim_idle_ms,
+        max_deliveries=settings.queue_max_deliveries,
+        entry_ttl_s=settings.queue_entry_ttl_s,
+    )

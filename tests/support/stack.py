@@ -1,0 +1,159 @@
+"""The whole system for end-to-end tests: the real bot against the Bot API stand-in, real workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from bot.app import build_application
+from bot.settings import BotSettings
+from inference.engine import Engine
+from inference.worker import Worker, WorkerConfig
+from storage.queue import QueueNames, queue_from_settings
+from storage.redis_server import connect
+from storage.settings import StorageSettings
+from tests.support.telegram_stub import TelegramStub, running_application
+
+PSEUDONYM_KEY = "k" * 64
+
+
+@dataclass
+class Stack:
+    """Settings shared by the bot and workers of one test."""
+
+    stub: TelegramStub
+    storage: StorageSettings
+    bot: BotSettings
+    redis_url: str
+    db_url: str
+    model_path: Path
+
+    def worker_env(self, **extra: str) -> dict[str, str]:
+        """Environment of a worker process on this stack."""
+        env = {
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "DATABASE_URL": self.db_url,
+            "DATA_DIR": str(self.storage.data_dir),
+            "MODEL_PATH": str(self.model_path),
+            "QUEUE_NAMESPACE": self.storage.queue_namespace,
+            "QUEUE_CLAIM_IDLE_MS": str(self.storage.queue_claim_idle_ms),
+            "PSEUDONYM_KEY": PSEUDONYM_KEY,
+            "N_CTX": "2048",
+            "MAX_ANSWER_TOKENS": "24",
+        }
+        env.update(extra)
+        return env
+
+
+@pytest.fixture
+def stack(
+    telegram_stub: TelegramStub,
+    redis_url: str,
+    migrated_db_url: str,
+    tiny_model_path: Path,
+    queue_names: QueueNames,
+    tmp_path: Path,
+) -> Stack:
+    """Settings for a bot and workers on fresh Redis keys and a fresh database."""
+    storage = StorageSettings(
+        data_dir=tmp_path / "data",
+        database_url=SecretStr(migrated_db_url),
+        redis_url=SecretStr(redis_url),
+        pseudonym_key=SecretStr(PSEUDONYM_KEY),
+        queue_namespace=queue_names.namespace,
+        queue_claim_idle_ms=1_000,
+    )
+    bot = BotSettings(
+        telegram_bot_token=SecretStr(telegram_stub.token),
+        telegram_api_url=telegram_stub.base_url,
+        typing_interval_s=0.2,
+        poll_timeout_s=5,
+    )
+    return Stack(telegram_stub, storage, bot, redis_url, migrated_db_url, tiny_model_path)
+
+
+@pytest.fixture
+async def running_bot(stack: Stack) -> AsyncIterator[Any]:
+    """The real Application polling the stand-in, with its answer delivery running."""
+    app = build_application(stack.bot, stack.storage, redis_url=stack.redis_url, database_url=stack.db_url)
+    async with running_application(app, poll_timeout=5):
+        await stack.stub.wait_until_polling()
+        yield app
+
+
+@contextlib.asynccontextmanager
+async def inprocess_worker(stack: Stack, name: str = "w-inproc", max_tokens: int = 24) -> AsyncIterator[Worker]:
+    """A worker task in this process (the model in a thread), stopped on exit."""
+    engine = await asyncio.to_thread(Engine, stack.model_path, n_ctx=2048, n_threads=2)
+    redis = await connect(stack.redis_url)
+    worker = Worker(queue_from_settings(redis, stack.storage), engine, WorkerConfig(name, "0" * 64, max_tokens))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
+        engine.close()
+        await redis.aclose()
+
+
+@dataclass
+class WorkerProcess:
+    """A ``meditron-bot worker`` child process whose log lines can be awaited."""
+
+    process: asyncio.subprocess.Process
+    lines: list[str]
+
+    async def wait_for_line(self, needle: str, timeout: float = 60.0) -> str:
+        """Read the worker's stderr until a line contains ``needle``."""
+        assert self.process.stderr is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.process.stderr.readline()
+                if not raw:
+                    raise AssertionError(f"worker exited before {needle!r}:\n" + "".join(self.lines))
+                line = raw.decode("utf-8", "replace")
+                self.lines.append(line)
+                if needle in line:
+                    return line
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the process and wait for it."""
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+        return await self.process.wait()
+
+
+@pytest.fixture
+async def worker_process(stack: Stack) -> AsyncIterator[Callable[..., Any]]:
+    """Factory of worker processes (``python -m bot.cli worker``); all are killed after the test."""
+    started: list[WorkerProcess] = []
+
+    async def start(env: Mapping[str, str] | None = None, **extra: str) -> WorkerProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "worker",
+            env=dict(env) if env is not None else stack.worker_env(**extra),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        wp = WorkerProcess(process, [])
+        started.append(wp)
+        await wp.wait_for_line("worker.ready")
+        return wp
+
+    yield start
+    for wp in started:
+        await wp.stop(signal.SIGKILL)
+        if wp.process.stderr is not None:
+            await wp.process.stderr.read()
