@@ -111,13 +111,14 @@ class AnswerDelivery:
 
     async def _record(self, answer: AnswerMessage, sent_at: float | None) -> None:
         """Store the answer (text only with research consent) and log the latency split."""
+        now = datetime.now(UTC)
         async with self.res.sessionmaker.begin() as session:
             await record_answer(
                 session, question_id=answer.question_id, text=answer.text, status=answer.status,
                 model_sha256=answer.model_sha256, prompt_version=answer.prompt_version,
                 prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
-                taken_at=_ts(answer.taken_at), first_token_at=_ts(answer.first_token_at),
-                finished_at=_ts(answer.finished_at), sent_at=_ts(sent_at), worker=answer.worker,
+                taken_at=_ts(answer.taken_at) or now, first_token_at=_ts(answer.first_token_at),
+                finished_at=_ts(answer.finished_at) or now, sent_at=_ts(sent_at), worker=answer.worker,
                 stop_reason=answer.stop_reason,
             )  # fmt: skip
             status = "answered" if answer.status == "ok" and sent_at else "failed"

@@ -22,7 +22,8 @@ def ensure_model(settings: InferenceSettings, data_dir: Path, *, allow_pull: boo
     if settings.model_path is not None or not allow_pull:
         raise ModelNotFoundError(
             path,
-            f"model file {path} does not exist; set MODEL_PATH to a GGUF file or run `meditron-bot model pull`",
+            f"model file {path} does not exist; "
+            "set MODEL_PATH to a GGUF file or run `meditron-bot model pull`",
         )
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     return pull(

@@ -28,7 +28,9 @@ async def _consent(stack: Stack, choice: str, user: int = USER) -> None:
     """/start, then press one of the consent buttons."""
     stub = stack.stub
     stub.push_command("/start", user_id=user)
-    prompt = (await stub.wait_for("sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == user))[-1]
+    prompt = (await stub.wait_for("sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == user))[
+        -1
+    ]
     buttons = [row[0]["callback_data"] for row in prompt.params["reply_markup"]["inline_keyboard"]]
     assert [b.split(":")[1] for b in buttons] == ["both", "service", "decline"]
     data = next(b for b in buttons if b.split(":")[1] == choice)
@@ -89,17 +91,23 @@ async def test_service_only_user_gets_answer_but_no_text_is_kept(
     assert "dehydration" not in dump and str(USER) not in dump
 
 
-async def test_unconsented_and_declined_users_get_the_prompt_not_an_answer(stack: Stack, running_bot: Any) -> None:
+async def test_unconsented_and_declined_users_get_the_prompt_not_an_answer(
+    stack: Stack, running_bot: Any
+) -> None:
     """A question before any choice, or after declining, brings the consent prompt back."""
     stub = stack.stub
     async with inprocess_worker(stack):
         before = len(stub.calls)
         stub.push_message("Is this answered?", user_id=77)
-        await stub.wait_for("sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == 77, since=before)
+        await stub.wait_for(
+            "sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == 77, since=before
+        )
         await _consent(stack, "decline", user=77)
         before = len(stub.calls)
         stub.push_message("And now?", user_id=77)
-        await stub.wait_for("sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == 77, since=before)
+        await stub.wait_for(
+            "sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == 77, since=before
+        )
     assert not [c for c in stub.calls_of("sendMessage") if "in the queue" in c.params["text"]]
     assert await stack_streams_empty(stack)
 
@@ -158,7 +166,7 @@ async def stack_streams_empty(stack: Stack, timeout: float = 10.0) -> bool:
     ns = stack.storage.queue_namespace
     try:
         async with asyncio.timeout(timeout):
-            while await redis.xlen(f"{ns}:questions") or await redis.xlen(f"{ns}:answers"):
+            while await redis.xlen(f"{ns}:questions") or await redis.xlen(f"{ns}:answers"):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         return True
     except TimeoutError:

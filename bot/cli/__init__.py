@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
-from bot.cli import ask_cmd, db_cmd, model_cmd, run_cmd
-from bot.cli.common import describe_validation_error
+from bot.cli.parser import build_parser
 from bot.errors import BotError
 from inference.errors import InferenceError
 from storage.errors import StorageError
 from storage.logs import configure_logging
 
-COMMANDS = (run_cmd, ask_cmd, model_cmd, db_cmd)
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="meditron-bot",
-        description="Telegram bot answering clinical questions with Meditron (research use only).",
-    )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
-        module.add_parsers(sub)
-    return parser
+def _handler(name: str) -> Callable[..., int]:
+    """Import ``module:function`` from bot.cli only when that command runs (fast --help)."""
+    module, _, function = name.partition(":")
+    handler: Callable[..., int] = getattr(importlib.import_module(f"bot.cli.{module}"), function)
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,8 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     try:
-        code: int = args.handler(args)
+        return _handler(args.handler)(args)
     except ValidationError as exc:
+        from bot.cli.common import describe_validation_error
+
         print(f"meditron-bot: error: {describe_validation_error(exc)}", file=sys.stderr)
         return 2
     except (BotError, StorageError, InferenceError) as exc:
@@ -45,7 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    return code
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -24,15 +23,6 @@ from storage.redis_server import PrivateRedis, connect
 from storage.settings import StorageSettings
 
 LIVE_WORKER_IDLE_MS = 5_000
-
-
-def add_parsers(sub: Any) -> None:
-    """Register ask."""
-    parser = sub.add_parser("ask", help="ask one question from the terminal and print the answer")
-    parser.add_argument("question", help="the question, in quotes")
-    parser.add_argument("--language", default="en", help="language code for the answer (default en)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the answer")
-    parser.set_defaults(handler=ask)
 
 
 def ask(args: argparse.Namespace) -> int:

@@ -4,31 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from inference.download import TerminalProgress, pull
 from inference.modelfile import format_info, read_info, verify
 from inference.settings import InferenceSettings
 from inference.setup import model_url
 from storage.settings import StorageSettings
-
-
-def add_parsers(sub: Any) -> None:
-    """Register model and its subcommands."""
-    model = sub.add_parser("model", help="download, verify or describe the model file")
-    msub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
-    msub.add_parser(
-        "pull", help="download the default Meditron GGUF (resumable) and check its sha256"
-    ).set_defaults(handler=pull_model)
-    for name, handler, text in (
-        ("verify", verify_model, "check the model file's sha256"),
-        ("info", info_model, "architecture, quantization, size and sha256 of a GGUF file"),
-    ):
-        parser = msub.add_parser(name, help=text)
-        parser.add_argument(
-            "path", nargs="?", type=Path, help="GGUF file (default: MODEL_PATH or the default file)"
-        )
-        parser.set_defaults(handler=handler)
 
 
 def _settings() -> tuple[InferenceSettings, Path]:

@@ -7,7 +7,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from typing import Any
 
 import structlog
 
@@ -24,15 +23,6 @@ from storage.settings import StorageSettings
 log = structlog.get_logger("cli.run")
 
 LOCAL_WORKER = "local-worker"
-
-
-def add_parsers(sub: Any) -> None:
-    """Register run, bot and worker."""
-    sub.add_parser("run", help="start Redis (if REDIS_URL is unset), the bot and one worker").set_defaults(
-        handler=run
-    )
-    sub.add_parser("bot", help="start only the Telegram side (needs REDIS_URL)").set_defaults(handler=bot)
-    sub.add_parser("worker", help="start only a model worker (needs REDIS_URL)").set_defaults(handler=worker)
 
 
 def _poll(settings: BotSettings, storage: StorageSettings, redis_url: str, db_url: str) -> None:

@@ -1,4 +1,4 @@
-"""A question: check consent, record it, put it on the queue, acknowledge with its place."""
+"""A question: check consent, record it, acknowledge with its place, put it on the queue."""
 
 from __future__ import annotations
 
@@ -27,35 +27,42 @@ async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, res = update.effective_message, resources.get(context.bot_data)
     if message is None or update.effective_user is None or not await _acceptable(message, res):
         return
-    received_at, question_id = time.time(), uuid.uuid4().hex
-    with structlog.contextvars.bound_contextvars(question_id=question_id, update_id=update.update_id):
+    question = _question(update, message, res)
+    ids = {"question_id": question.question_id, "update_id": update.update_id}
+    with structlog.contextvars.bound_contextvars(**ids):
         async with res.sessionmaker.begin() as session:
             user = await current_user(session, res, update)
             if not has_consent(user, res):
                 await send_consent_prompt(update, context)
                 return
-            research = user.research_consent
+            question = question.model_copy(update={"research": user.research_consent})
             await record_question(
-                session, question_id=question_id, user=user, chat_pseudonym=res.pseudonyms.chat(message.chat.id),
-                chat_type=message.chat.type, language=language_of(update), text=message.text or "",
-                research=research, received_at=datetime.fromtimestamp(received_at, UTC),
+                session, question_id=question.question_id, user=user, text=question.text,
+                chat_pseudonym=res.pseudonyms.chat(question.chat_id), chat_type=question.chat_type,
+                language=question.language, research=question.research,
+                received_at=datetime.fromtimestamp(question.received_at, UTC),
             )  # fmt: skip
         # Acknowledge before enqueueing, so the answer can never arrive before the acknowledgement.
         position = await res.queue.waiting() + 1
         await message.reply_text(texts.ACK.format(position=position))
-        await res.queue.enqueue(
-            QuestionMessage(
-                question_id=question_id, chat_id=message.chat.id, message_id=message.message_id,
-                user=res.pseudonyms.user(update.effective_user.id), chat_type=message.chat.type,
-                language=language_of(update), text=(message.text or "").strip(), research=research,
-                received_at=received_at, enqueued_at=time.time(), update_id=update.update_id,
-            )
-        )  # fmt: skip
+        await res.queue.enqueue(question.model_copy(update={"enqueued_at": time.time()}))
         async with res.sessionmaker.begin() as session:
-            await mark_enqueued(session, question_id, datetime.now(UTC))
+            await mark_enqueued(session, question.question_id, datetime.now(UTC))
         log.info("question.enqueued", position=position)
         await context.bot.send_chat_action(message.chat.id, ChatAction.TYPING)
         res.typing_chats[message.chat.id] = time.monotonic()
+
+
+def _question(update: Update, message: Message, res: Resources) -> QuestionMessage:
+    """The queue message for this Telegram message (research flag set once consent is read)."""
+    assert update.effective_user is not None
+    now = time.time()
+    return QuestionMessage(
+        question_id=uuid.uuid4().hex, chat_id=message.chat.id, message_id=message.message_id,
+        user=res.pseudonyms.user(update.effective_user.id), chat_type=message.chat.type,
+        language=language_of(update), text=(message.text or "").strip(), received_at=now, enqueued_at=now,
+        update_id=update.update_id,
+    )  # fmt: skip
 
 
 async def _acceptable(message: Message, res: Resources) -> bool:
@@ -65,8 +72,7 @@ async def _acceptable(message: Message, res: Resources) -> bool:
         await message.reply_text(texts.EMPTY)
         return False
     if len(text) > res.settings.max_question_chars:
-        await message.reply_text(
-            texts.TOO_LONG.format(length=len(text), limit=res.settings.max_question_chars)
-        )
+        limit = res.settings.max_question_chars
+        await message.reply_text(texts.TOO_LONG.format(length=len(text), limit=limit))
         return False
     return True

@@ -93,11 +93,15 @@ async def running_bot(stack: Stack) -> AsyncIterator[Any]:
 
 
 @contextlib.asynccontextmanager
-async def inprocess_worker(stack: Stack, name: str = "w-inproc", max_tokens: int = 24) -> AsyncIterator[Worker]:
+async def inprocess_worker(
+    stack: Stack, name: str = "w-inproc", max_tokens: int = 24
+) -> AsyncIterator[Worker]:
     """A worker task in this process (the model in a thread), stopped on exit."""
     engine = await asyncio.to_thread(Engine, stack.model_path, n_ctx=2048, n_threads=2)
     redis = await connect(stack.redis_url)
-    worker = Worker(queue_from_settings(redis, stack.storage), engine, WorkerConfig(name, "0" * 64, max_tokens))
+    worker = Worker(
+        queue_from_settings(redis, stack.storage), engine, WorkerConfig(name, "0" * 64, max_tokens)
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
@@ -109,51 +113,74 @@ async def inprocess_worker(stack: Stack, name: str = "w-inproc", max_tokens: int
         await redis.aclose()
 
 
-@dataclass
-class WorkerProcess:
-    """A ``meditron-bot worker`` child process whose log lines can be awaited."""
+class LoggedProcess:
+    """A child process whose stderr lines are collected in the background and can be awaited."""
 
-    process: asyncio.subprocess.Process
-    lines: list[str]
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
 
-    async def wait_for_line(self, needle: str, timeout: float = 60.0) -> str:
-        """Read the worker's stderr until a line contains ``needle``."""
-        assert self.process.stderr is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                raw = await self.process.stderr.readline()
-                if not raw:
-                    raise AssertionError(f"worker exited before {needle!r}:\n" + "".join(self.lines))
-                line = raw.decode("utf-8", "replace")
-                self.lines.append(line)
-                if needle in line:
-                    return line
+    @classmethod
+    async def start(cls, *args: str, env: Mapping[str, str]) -> LoggedProcess:
+        """Start ``args`` with stdout and stderr captured together."""
+        process = await asyncio.create_subprocess_exec(
+            *args, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        return cls(process)
 
-    async def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Signal the process and wait for it."""
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while raw := await self.process.stdout.readline():
+            async with self._changed:
+                self.lines.append(raw.decode("utf-8", "replace"))
+                self._changed.notify_all()
+        async with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        """Everything the process printed so far."""
+        return "".join(self.lines)
+
+    async def wait_for_line(self, needle: str, timeout: float = 60.0, *, since: int = 0) -> str:
+        """Wait until a line (from index ``since``) contains ``needle``."""
+
+        def found() -> str | None:
+            return next((line for line in self.lines[since:] if needle in line), None)
+
+        async with self._changed, asyncio.timeout(timeout):
+            await self._changed.wait_for(lambda: found() is not None or self._reader.done())
+        line = found()
+        if line is None:
+            raise AssertionError(f"process exited before {needle!r}:\n{self.output}")
+        return line
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Signal the process and wait for it and its output."""
         if self.process.returncode is None:
             self.process.send_signal(sig)
-        return await self.process.wait()
+        async with asyncio.timeout(timeout):
+            code = await self.process.wait()
+            await self._reader
+        return code
 
 
 @pytest.fixture
 async def worker_process(stack: Stack) -> AsyncIterator[Callable[..., Any]]:
     """Factory of worker processes (``python -m bot.cli worker``); all are killed after the test."""
-    started: list[WorkerProcess] = []
+    started: list[LoggedProcess] = []
 
-    async def start(env: Mapping[str, str] | None = None, **extra: str) -> WorkerProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "worker",
-            env=dict(env) if env is not None else stack.worker_env(**extra),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        wp = WorkerProcess(process, [])
-        started.append(wp)
-        await wp.wait_for_line("worker.ready")
-        return wp
+    async def start(**extra: str) -> LoggedProcess:
+        process = await LoggedProcess.start(
+            sys.executable, "-m", "bot.cli", "worker", env=stack.worker_env(**extra)
+        )
+        started.append(process)
+        await process.wait_for_line("worker.ready")
+        return process
 
     yield start
-    for wp in started:
-        await wp.stop(signal.SIGKILL)
-        if wp.process.stderr is not None:
-            await wp.process.stderr.read()
+    for process in started:
+        await process.stop(signal.SIGKILL)

@@ -1,0 +1,61 @@
+"""The argument parser; handlers are named, and imported only when their command runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _path_arg(parser: argparse.ArgumentParser) -> None:
+    """An optional GGUF path argument."""
+    parser.add_argument(
+        "path", nargs="?", type=Path, help="GGUF file (default: MODEL_PATH or the default file)"
+    )
+
+
+def _model(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """model pull | verify | info."""
+    model = sub.add_parser("model", help="download, verify or describe the model file")
+    msub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    msub.add_parser(
+        "pull", help="download the default Meditron GGUF (resumable), check its sha256"
+    ).set_defaults(handler="model_cmd:pull_model")
+    verify = msub.add_parser("verify", help="check the model file's sha256")
+    _path_arg(verify)
+    verify.set_defaults(handler="model_cmd:verify_model")
+    info = msub.add_parser("info", help="architecture, quantization, size and sha256 of a GGUF file")
+    _path_arg(info)
+    info.set_defaults(handler="model_cmd:info_model")
+
+
+def _ask(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """ask QUESTION."""
+    parser = sub.add_parser("ask", help="ask one question from the terminal and print the answer")
+    parser.add_argument("question", help="the question, in quotes")
+    parser.add_argument("--language", default="en", help="language code for the answer (default en)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the answer")
+    parser.set_defaults(handler="ask_cmd:ask")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="meditron-bot",
+        description="Telegram bot answering clinical questions with Meditron (research use only).",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in (
+        ("run", "start Redis (if REDIS_URL is unset), the bot and one worker"),
+        ("bot", "start only the Telegram side (needs REDIS_URL)"),
+        ("worker", "start only a model worker (needs REDIS_URL)"),
+    ):
+        sub.add_parser(name, help=text).set_defaults(handler=f"run_cmd:{name}")
+    _ask(sub)
+    _model(sub)
+    db = sub.add_parser("db", help="database maintenance")
+    dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    dsub.add_parser("upgrade", help="apply all migrations (Alembic upgrade head)").set_defaults(
+        handler="db_cmd:upgrade"
+    )
+    return parser
