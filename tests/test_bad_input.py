@@ -1,0 +1,97 @@
+"""Bad input gets a clear, kind reply and loses nothing; answers survive Telegram's refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import texts
+from storage.models import ConsentEvent, Question
+from tests.support.stack import Stack, inprocess_worker
+
+USER = 5150
+
+
+def _says(fragment: str) -> Any:
+    return lambda call: fragment in str(call.params.get("text", ""))
+
+
+async def _consented(stack: Stack) -> None:
+    stub = stack.stub
+    stub.push_command("/start", user_id=USER)
+    prompt = (await stub.wait_for("sendMessage", lambda c: bool(c.params.get("reply_markup"))))[-1]
+    stub.push_callback("consent:service:en-1", user_id=USER, message_id=prompt.result["message_id"])
+    await stub.wait_for("editMessageText", _says("Thank you"))
+
+
+async def test_media_messages_are_asked_for_text(stack: Stack, running_bot: Any) -> None:
+    kinds = ["photo", "voice", "sticker", "document", "location"]
+    for kind in kinds:
+        stack.stub.push_non_text(kind, user_id=USER)
+    replies = await stack.stub.wait_for("sendMessage", _says(texts.NON_TEXT), count=len(kinds))
+    assert len(replies) == len(kinds)
+
+
+async def test_edited_message_and_unknown_command(stack: Stack, running_bot: Any) -> None:
+    stub = stack.stub
+    sent = stub.push_message("original question", user_id=USER)
+    stub.push_edited_message(sent["message"]["message_id"], "edited question", user_id=USER)
+    stub.push_command("/frobnicate", user_id=USER)
+    await stub.wait_for("sendMessage", _says(texts.EDITED))
+    await stub.wait_for("sendMessage", _says(texts.UNKNOWN_COMMAND))
+
+
+async def test_too_long_and_empty_questions_are_refused_kindly(
+    stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await _consented(stack)
+    long_text = "cough " * 500
+    stack.stub.push_message(long_text, user_id=USER)
+    reply = (await stack.stub.wait_for("sendMessage", _says("characters long")))[0]
+    assert str(len(long_text.strip())) in reply.params["text"] and "2000" in reply.params["text"]
+    stack.stub.push_message("   ", user_id=USER)
+    await stack.stub.wait_for("sendMessage", _says(texts.EMPTY))
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Question)) == 0
+
+
+async def test_forged_and_stale_buttons_record_nothing(
+    stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    stub = stack.stub
+    stub.push_command("/start", user_id=USER)
+    prompt = (await stub.wait_for("sendMessage", lambda c: bool(c.params.get("reply_markup"))))[-1]
+    for data in ("consent:both:en-999", "consent:everything:en-1", "'; DROP TABLE users; --"):
+        stub.push_callback(data, user_id=USER, message_id=prompt.result["message_id"])
+    answered = await stub.wait_for("answerCallbackQuery", count=3)
+    assert all(texts.CONSENT_STALE in str(c.params.get("text")) for c in answered)
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
+
+
+async def test_help_and_privacy(stack: Stack, running_bot: Any) -> None:
+    stack.stub.push_command("/help", user_id=USER)
+    await stack.stub.wait_for("sendMessage", _says("/cancel"))
+    stack.stub.push_command("/privacy", user_id=USER)
+    reply = (await stack.stub.wait_for("sendMessage", _says("What is kept")))[0]
+    assert texts.CHOICE_NONE in reply.params["text"] and "180 days" in reply.params["text"]
+
+
+async def test_answer_refused_by_flood_control_and_network_is_retried_not_lost(
+    stack: Stack, running_bot: Any
+) -> None:
+    """429 and a dropped connection on the answer: it stays pending and arrives once."""
+    stub = stack.stub
+    await _consented(stack)
+    stub.push_message("How to store vaccines without power?", user_id=USER)
+    await stub.wait_for("sendMessage", _says("in the queue"))
+    stub.fail_next("sendMessage", error_code=429, retry_after=1)
+    stub.fail_network("sendMessage", times=1)
+    async with inprocess_worker(stack):
+        await stub.wait_for("sendMessage", lambda c: c.ok and texts.REMINDER in c.params["text"], timeout=60)
+    failed = [c for c in stub.calls_of("sendMessage") if not c.ok]
+    delivered = [c for c in stub.calls_of("sendMessage") if c.ok and texts.REMINDER in c.params["text"]]
+    assert len(failed) >= 1
+    assert len(delivered) == 1
