@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
+
+# Commands whose arguments live in their own light module ``bot/cli/args_<name>.py`` (a function
+# ``add_parser(sub)`` that sets ``handler="<module>:<function>"``); a missing module is skipped.
+PLUGGED_COMMANDS = ("bench", "eval", "audit", "export", "admin", "invite")
 
 
 def _path_arg(parser: argparse.ArgumentParser) -> None:
@@ -58,4 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("upgrade", help="apply all migrations (Alembic upgrade head)").set_defaults(
         handler="db_cmd:upgrade"
     )
+    for name in PLUGGED_COMMANDS:
+        try:
+            module = importlib.import_module(f"bot.cli.args_{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"bot.cli.args_{name}":
+                raise
+            continue
+        module.add_parser(sub)
     return parser
