@@ -55,3 +55,24 @@ class MemoryBudgetError(InferenceError):
         self.path = path
         self.needed_bytes = needed_bytes
         self.available_bytes = available_bytes
+
+
+class PromptTooLongError(InferenceError):
+    """The prompt and the answer budget do not fit in the context window."""
+
+    def __init__(self, prompt_tokens: int, limit: int) -> None:
+        super().__init__(f"prompt is {prompt_tokens} tokens; at most {limit} fit with this answer budget")
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
+
+
+class EvalDataError(InferenceError):
+    """An evaluation question file is missing, unreadable or holds no usable question; ``path`` says which."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class QuestionTooLongError(InferenceError):
+    """An evaluation question's prompt and continuations do not fit the scoring context."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import structlog
 
 from inference.engine import Engine, GenerationResult
-from inference.errors import InferenceError
+from inference.errors import PromptTooLongError
 from inference.prompt import PROMPT_VERSION, build_prompt
 from storage.queue import AnswerMessage, Delivery, QuestionMessage, Queue
 
@@ -89,7 +89,7 @@ class Worker:
                 temperature=self.config.temperature,
                 should_stop=lambda: cancelled.is_set() or interrupted.is_set(),
             )
-        except InferenceError as exc:
+        except PromptTooLongError as exc:
             log.warning("generation.refused", error=type(exc).__name__)
             return TOO_LONG_TEXT
 

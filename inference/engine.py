@@ -1,0 +1,396 @@
+"""One llama.cpp model in this process: load it safely, generate answers token by token.
+
+The model file is checked before llama.cpp sees it (exists, GGUF header intact, tensor data within
+the file, known architecture), so a missing, truncated or foreign file raises a clear
+:class:`~inference.errors.ModelFileError` instead of a native failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from inference.errors import InferenceError, ModelCorruptError, ModelNotFoundError, PromptTooLongError
+
+StopReason = Literal["stop", "length", "cancelled"]
+
+_GGUF_MAGIC = b"GGUF"
+_DEFAULT_ALIGNMENT = 32
+_MAX_COUNT = 1 << 24  # more tensors or keys than this means a damaged header
+# GGUF metadata value types with a fixed size: type id -> struct format.
+_SCALAR_FORMATS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
+_STRING_TYPE = 8
+_ARRAY_TYPE = 9
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The outcome of one :meth:`Engine.generate` call (times are ``time.time()`` values)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    stop_reason: StopReason
+    started_at: float
+    first_token_at: float | None
+    finished_at: float
+
+
+# ---------------------------------------------------------------------------------------------
+# GGUF header check (pure Python, reads only the header through a memory map)
+
+
+class _Cursor:
+    """Reads little-endian GGUF values from a buffer; running off the end raises ValueError."""
+
+    def __init__(self, buffer: mmap.mmap) -> None:
+        self.buffer = buffer
+        self.pos = 0
+
+    def unpack(self, fmt: str) -> Any:
+        """One value of struct format ``fmt``."""
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.buffer):
+            raise ValueError("header ends before its end")
+        (value,) = struct.unpack_from(fmt, self.buffer, self.pos)
+        self.pos += size
+        return value
+
+    def string(self) -> bytes:
+        """A GGUF string (u64 length, then bytes)."""
+        length = self.unpack("<Q")
+        if self.pos + length > len(self.buffer):
+            raise ValueError("a string runs past the end of the file")
+        value = self.buffer[self.pos : self.pos + length]
+        self.pos += length
+        return value
+
+    def value(self, value_type: int) -> Any:
+        """A metadata value of ``value_type``; arrays are skipped and returned as None."""
+        if value_type in _SCALAR_FORMATS:
+            return self.unpack(_SCALAR_FORMATS[value_type])
+        if value_type == _STRING_TYPE:
+            return self.string()
+        if value_type == _ARRAY_TYPE:
+            self._skip_array()
+            return None
+        raise ValueError(f"unknown metadata value type {value_type}")
+
+    def _skip_array(self) -> None:
+        """Step over an array value."""
+        item_type = self.unpack("<I")
+        count = self.unpack("<Q")
+        if item_type in _SCALAR_FORMATS:
+            self.pos += count * struct.calcsize(_SCALAR_FORMATS[item_type])
+            if self.pos > len(self.buffer):
+                raise ValueError("an array runs past the end of the file")
+            return
+        for _ in range(count):
+            self.value(item_type)
+
+
+def _read_metadata(cursor: _Cursor, n_kv: int) -> dict[str, Any]:
+    """The scalar and string metadata (arrays skipped)."""
+    metadata: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = cursor.string().decode("utf-8", errors="replace")
+        metadata[key] = cursor.value(cursor.unpack("<I"))
+    return metadata
+
+
+def _tensor_end(cursor: _Cursor) -> int:
+    """Read one tensor info; return where its data ends, relative to the data section."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    name = cursor.string().decode("utf-8", errors="replace")
+    n_dims = cursor.unpack("<I")
+    if n_dims > 8:
+        raise ValueError(f"tensor {name} has {n_dims} dimensions")
+    dims = [cursor.unpack("<Q") for _ in range(n_dims)]
+    type_id = cursor.unpack("<I")
+    offset: int = cursor.unpack("<Q")
+    try:
+        block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(type_id)]
+    except (ValueError, KeyError):
+        raise ValueError(f"tensor {name} has unknown type {type_id}") from None
+    elements = 1
+    for dim in dims:
+        elements *= dim
+    return offset + elements // block_size * type_size
+
+
+def _known_architectures() -> set[str]:
+    """Architecture names llama.cpp knows (gguf-py mirrors llama.cpp's list)."""
+    from gguf import MODEL_ARCH_NAMES
+
+    return set(MODEL_ARCH_NAMES.values())
+
+
+def _check_header(buffer: mmap.mmap) -> str:
+    """Parse a GGUF header and check the tensor data is inside the file; return the arch."""
+    cursor = _Cursor(buffer)
+    if buffer[:4] != _GGUF_MAGIC:
+        raise ValueError("not a GGUF file (no GGUF magic number)")
+    cursor.pos = 4
+    version = cursor.unpack("<I")
+    if version not in (2, 3):
+        raise ValueError(f"unsupported GGUF version {version}")
+    n_tensors, n_kv = cursor.unpack("<Q"), cursor.unpack("<Q")
+    if n_tensors > _MAX_COUNT or n_kv > _MAX_COUNT:
+        raise ValueError("implausible tensor or metadata count")
+    metadata = _read_metadata(cursor, n_kv)
+    data_end = max((_tensor_end(cursor) for _ in range(n_tensors)), default=0)
+    alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT)) or _DEFAULT_ALIGNMENT
+    data_start = -(-cursor.pos // alignment) * alignment
+    if data_end and data_start + data_end > len(buffer):
+        raise ValueError(
+            f"file is truncated: tensor data needs {data_start + data_end} bytes, the file has {len(buffer)}"
+        )
+    arch = metadata.get("general.architecture")
+    if not isinstance(arch, bytes):
+        raise ValueError("no general.architecture in the header")
+    return arch.decode("utf-8", errors="replace")
+
+
+def validate_gguf(path: Path) -> str:
+    """Check ``path`` is a complete GGUF file (header intact, tensor data inside); return its arch.
+
+    Raises ModelNotFoundError (missing/unreadable) or ModelCorruptError (anything else wrong).
+    Whether llama.cpp knows the architecture is checked when loading (see :class:`Engine`), so a
+    newer llama.cpp architecture that gguf-py does not list yet is not refused here.
+    """
+    if not path.exists():
+        raise ModelNotFoundError(path, f"{path}: model file not found")
+    if not path.is_file():
+        raise ModelNotFoundError(path, f"{path}: is not a regular file")
+    try:
+        with path.open("rb") as handle:
+            if os.fstat(handle.fileno()).st_size < 24:
+                raise ModelCorruptError(path, f"{path}: too small to be a GGUF model file")
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+                arch = _check_header(buffer)
+    except PermissionError as exc:
+        raise ModelNotFoundError(path, f"{path}: cannot read the model file ({exc})") from exc
+    except (ValueError, OSError, struct.error, UnicodeDecodeError) as exc:
+        raise ModelCorruptError(path, f"{path}: not a usable GGUF model file: {exc}") from exc
+    return arch
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine
+
+
+def default_threads() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+LLAMA_LOGGER = logging.getLogger("inference.llama_cpp")
+"""llama.cpp's own log lines go here instead of stderr (errors at ERROR, the rest at DEBUG)."""
+
+# ggml_log_level: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation of the previous line.
+# (llama-cpp-python 0.3.36 maps these with an older numbering, which prints warnings to stderr.)
+_LLAMA_LOG_LEVELS = {4: logging.ERROR}
+_log_state: dict[str, Any] = {"callback": None, "level": logging.DEBUG, "first_error": ""}
+
+
+def _forward_llama_log(level: int, text: bytes, _user_data: Any) -> None:
+    """ctypes log callback: one llama.cpp log fragment to :data:`LLAMA_LOGGER`."""
+    if level != 5:
+        _log_state["level"] = _LLAMA_LOG_LEVELS.get(level, logging.DEBUG)
+    message = text.decode("utf-8", errors="replace").rstrip("\n")
+    if message and _log_state["level"] >= logging.ERROR and not _log_state["first_error"]:
+        _log_state["first_error"] = message
+    if message and LLAMA_LOGGER.isEnabledFor(_log_state["level"]):
+        LLAMA_LOGGER.log(_log_state["level"], "%s", message)
+
+
+def route_llama_logs() -> None:
+    """Send llama.cpp's log output to :data:`LLAMA_LOGGER` rather than stderr (idempotent)."""
+    import ctypes
+
+    import llama_cpp
+
+    if _log_state["callback"] is None:
+        # The ctypes callback object must stay referenced for as long as llama.cpp may call it.
+        _log_state["callback"] = llama_cpp.llama_log_callback(_forward_llama_log)
+    llama_cpp.llama_log_set(_log_state["callback"], ctypes.c_void_p(0))
+
+
+class Engine:
+    """A loaded GGUF model with one context; ``generate`` is blocking and serialised."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        use_mmap: bool = True,
+        seed: int = 0,
+    ) -> None:
+        """Validate and load ``model_path``; raise a ModelFileError subclass if unusable."""
+        self.model_path = Path(model_path)
+        self.architecture = validate_gguf(self.model_path)
+        self._lock = threading.Lock()
+        self._llama: Any = self._load(n_ctx, n_threads or default_threads(), n_batch, use_mmap, seed)
+
+    def _load(self, n_ctx: int, n_threads: int, n_batch: int, use_mmap: bool, seed: int) -> Any:
+        """Construct the llama_cpp.Llama object, turning its failure into ModelCorruptError."""
+        import llama_cpp
+
+        route_llama_logs()
+        _log_state["first_error"] = ""
+        try:
+            llama = llama_cpp.Llama(
+                model_path=str(self.model_path),
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_ubatch=n_batch,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                use_mmap=use_mmap,
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            if "context" in str(exc):  # the model loaded; its context (KV cache) did not
+                raise InferenceError(
+                    f"{self.model_path}: llama.cpp could not create a {n_ctx}-token context: "
+                    f"{_log_state['first_error'] or exc}"
+                ) from exc
+            raise ModelCorruptError(self.model_path, self._load_failure(exc)) from exc
+        self._n_ctx = int(llama.n_ctx())
+        self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self._is_eog = llama_cpp.llama_vocab_is_eog
+        return llama
+
+    def _load_failure(self, exc: Exception) -> str:
+        """The message for a model llama.cpp refused, with llama.cpp's own (first) error line."""
+        reason = _log_state["first_error"] or str(exc)
+        message = f"{self.model_path}: llama.cpp could not load the model: {reason}"
+        if self.architecture not in _known_architectures():
+            message += f" (unknown model architecture {self.architecture!r})"
+        return message
+
+    @property
+    def n_ctx(self) -> int:
+        """Context window of the loaded context, in tokens."""
+        return self._n_ctx
+
+    def _model(self) -> Any:
+        """The Llama object; raises if the engine was closed."""
+        if self._llama is None:
+            raise InferenceError(f"{self.model_path}: engine is closed")
+        return self._llama
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of ``text`` as ``generate`` feeds it: ``<bos>`` first, control tokens parsed."""
+        return list(self._model().tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    def count_tokens(self, text: str) -> int:
+        """How many context tokens ``text`` takes as a prompt (including ``<bos>``)."""
+        return len(self.tokenize(text))
+
+    def _check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
+        """Refuse a generation whose prompt plus budget would not fit the context."""
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        limit = self.n_ctx - max_tokens
+        if prompt_tokens > limit:
+            raise PromptTooLongError(prompt_tokens, limit)
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> GenerationResult:
+        """Generate a completion of ``prompt``; greedy (deterministic) when temperature is 0.
+
+        Stops at an end-of-generation token (``<end_of_turn>``, ``<eos>``): "stop"; after
+        ``max_tokens`` tokens whatever their bytes: "length"; when ``should_stop()`` (checked
+        before the prompt is evaluated and after every token) returns True: "cancelled".
+        The KV state of the longest common prefix with the previous call is reused.
+        """
+        started_at = time.time()
+        with self._lock:
+            tokens = self.tokenize(prompt)
+            self._check_fits(len(tokens), max_tokens)
+            if should_stop is not None and should_stop():
+                return GenerationResult("", len(tokens), 0, "cancelled", started_at, None, time.time())
+            return self._run(tokens, max_tokens, temperature, should_stop, started_at)
+
+    def _run(
+        self,
+        tokens: list[int],
+        max_tokens: int,
+        temperature: float,
+        should_stop: Callable[[], bool] | None,
+        started_at: float,
+    ) -> GenerationResult:
+        """The token loop of :meth:`generate` (the lock is held)."""
+        llama = self._model()
+        generated: list[int] = []
+        first_token_at: float | None = None
+        reason: StopReason = "length"
+        stream = llama.generate(tokens, temp=temperature, repeat_penalty=1.0, reset=True)
+        try:
+            for token in stream:
+                first_token_at = first_token_at or time.time()
+                if self._is_eog(self._vocab, token):
+                    reason = "stop"
+                    break
+                generated.append(token)
+                if len(generated) >= max_tokens:
+                    break
+                if should_stop is not None and should_stop():
+                    reason = "cancelled"
+                    break
+        finally:
+            stream.close()
+        text = llama.detokenize(generated).decode("utf-8", errors="replace")
+        return GenerationResult(
+            text, len(tokens), len(generated), reason, started_at, first_token_at, time.time()
+        )
+
+    def close(self) -> None:
+        """Free the model and context; the engine cannot be used afterwards."""
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
+    def __enter__(self) -> Engine:
+        """Use as a context manager that closes the engine."""
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Close the engine."""
+        self.close()

@@ -1,0 +1,85 @@
+"""The model's prompt: Gemma turn format, instructions in the first user turn (no system role).
+
+The instruction preamble comes first and is byte-identical for every question, so llama.cpp can
+keep the KV state of that prefix and only evaluate the question-specific tail.
+"""
+
+from __future__ import annotations
+
+import re
+
+PROMPT_VERSION: str = "1"
+
+PREAMBLE: str = (
+    "You are a careful medical assistant for humanitarian field teams (health workers, nurses, "
+    "community health volunteers) working with few resources. Answer briefly and practically, "
+    "in the language of the question. Give concrete steps, doses only when you are sure, and "
+    "the danger signs to watch for. Say clearly when the situation needs a clinician, urgent "
+    "referral or emergency care. If you do not know, say so. You are a research tool that has "
+    "not been validated for medical use, and your answers can be wrong."
+)
+
+_TURN_START = "<start_of_turn>"
+_TURN_END = "<end_of_turn>"
+_USER_TURN = f"{_TURN_START}user\n"
+_MODEL_TURN = f"{_TURN_START}model\n"
+
+# Gemma's control tokens that a user could type to forge turns (or the sequence boundaries),
+# matched case-insensitively and with stray spaces inside the angle brackets.
+_MARKER = re.compile(r"<\s*/?\s*(start_of_turn|end_of_turn|bos|eos|pad|unk|mask)\s*>", re.IGNORECASE)
+
+_LANGUAGE_NAMES: dict[str, str] = {
+    "en": "English",
+    "fr": "French",
+    "es": "Spanish",
+    "pt": "Portuguese",
+    "ar": "Arabic",
+    "sw": "Swahili",
+    "ha": "Hausa",
+    "am": "Amharic",
+    "so": "Somali",
+    "uk": "Ukrainian",
+    "ru": "Russian",
+    "fa": "Persian",
+    "ps": "Pashto",
+    "ur": "Urdu",
+    "hi": "Hindi",
+    "bn": "Bengali",
+    "my": "Burmese",
+    "id": "Indonesian",
+    "tr": "Turkish",
+    "de": "German",
+    "it": "Italian",
+}
+
+
+def preamble_prompt() -> str:
+    """The fixed start of every prompt (everything before the question-specific text)."""
+    return f"{_USER_TURN}{PREAMBLE}\n\n"
+
+
+def neutralise_markers(text: str) -> str:
+    """Remove the angle brackets of turn/control markers a user typed, keeping the words.
+
+    ``<end_of_turn>`` becomes ``end_of_turn``: readable, but no longer a control token.
+    """
+    return _MARKER.sub(lambda match: match.group(1), text)
+
+
+def language_hint(language: str) -> str:
+    """A sentence asking for the answer's language; empty for English or an unknown code."""
+    code = language.strip().lower().replace("_", "-").split("-")[0]
+    if code == "en" or not (code.isascii() and code.isalpha() and 2 <= len(code) <= 3):
+        return ""
+    name = _LANGUAGE_NAMES.get(code, code)
+    return f"The user's language is {name}; answer in {name}.\n"
+
+
+def build_prompt(question: str, language: str = "en") -> str:
+    """The whole prompt for ``question``: preamble, language hint, question, then the model turn.
+
+    ``<bos>`` is not included: llama.cpp adds it when tokenizing.
+    """
+    cleaned = neutralise_markers(question).strip()
+    hint = neutralise_markers(language_hint(language))
+    return f"{preamble_prompt()}{hint}Question: {cleaned}{_TURN_END}\n{_MODEL_TURN}"
