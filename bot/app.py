@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -29,6 +30,8 @@ def build_application(
     settings: BotSettings, storage: StorageSettings, *, redis_url: str, database_url: str
 ) -> AppType:
     """An Application talking to ``settings.telegram_api_url``, resources built at start-up."""
+    # Durations as timedelta (RetryAfter.retry_after): PTB 22's announced default, without its warning.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
 
     async def post_init(app: AppType) -> None:
         engine = make_engine(database_url)
