@@ -35,9 +35,7 @@ class Progress(Protocol):
         """Called when the transfer ends, successfully or not."""
 
 
-def hf_url(
-    repo: str, filename: str, *, endpoint: str = DEFAULT_ENDPOINT, revision: str = "main"
-) -> str:
+def hf_url(repo: str, filename: str, *, endpoint: str = DEFAULT_ENDPOINT, revision: str = "main") -> str:
     """Return the download URL of ``filename`` in the Hugging Face repo ``repo``."""
     return f"{endpoint.rstrip('/')}/{repo}/resolve/{revision}/{filename}"
 
@@ -74,8 +72,7 @@ def _resume_note(dest: Path) -> str:
     part = part_path(dest)
     if part.is_file() and part.stat().st_size > 0:
         return (
-            f"\nThe partial download is kept in {part}; "
-            "running `meditron-bot model pull` again resumes it."
+            f"\nThe partial download is kept in {part}; running `meditron-bot model pull` again resumes it."
         )
     return ""
 
@@ -90,8 +87,7 @@ def _network_error(url: str, dest: Path, exc: Exception, timeout: float) -> Down
     else:
         reason = str(exc) or type(exc).__name__
     return DownloadError(
-        url, f"Download from {host} failed ({reason}).{_resume_note(dest)}\n\n"
-        + no_network_help(url, dest)
+        url, f"Download from {host} failed ({reason}).{_resume_note(dest)}\n\n" + no_network_help(url, dest)
     )
 
 
@@ -244,9 +240,7 @@ def _already_there(dest: Path, expected_sha256: str | None) -> bool:
     return True
 
 
-def _transfer(
-    transfer: _Transfer, token: str | None, timeout: float
-) -> tuple[DownloadError | None, str]:
+def _transfer(transfer: _Transfer, token: str | None, timeout: float) -> tuple[DownloadError | None, str]:
     """Run the transfer (twice at most); return a network error, if any, and the sha256."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if token:

@@ -54,6 +54,8 @@ class GenerationResult:
     started_at: float
     first_token_at: float | None
     finished_at: float
+    tokens: tuple[int, ...] = ()
+    """The generated token ids (without the end-of-generation token)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +174,16 @@ def _check_header(buffer: mmap.mmap) -> str:
     return arch.decode("utf-8", errors="replace")
 
 
+def read_gguf_metadata(path: Path) -> dict[str, Any]:
+    """The scalar and string metadata of a GGUF file (strings decoded); validate the file first."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+        cursor = _Cursor(buffer)
+        cursor.pos = 8
+        _n_tensors, n_kv = cursor.unpack("<Q"), cursor.unpack("<Q")
+        metadata = _read_metadata(cursor, n_kv)
+    return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in metadata.items()}
+
+
 def validate_gguf(path: Path) -> str:
     """Check ``path`` is a complete GGUF file (header intact, tensor data inside); return its arch.
 
@@ -228,6 +240,11 @@ def _forward_llama_log(level: int, text: bytes, _user_data: Any) -> None:
         LLAMA_LOGGER.log(_log_state["level"], "%s", message)
 
 
+def log_state_first_error() -> str:
+    """The first error line llama.cpp logged since the last model load began (or "")."""
+    return str(_log_state["first_error"])
+
+
 def route_llama_logs() -> None:
     """Send llama.cpp's log output to :data:`LLAMA_LOGGER` rather than stderr (idempotent)."""
     import ctypes
@@ -257,7 +274,8 @@ class Engine:
         self.model_path = Path(model_path)
         self.architecture = validate_gguf(self.model_path)
         self._lock = threading.Lock()
-        self._llama: Any = self._load(n_ctx, n_threads or default_threads(), n_batch, use_mmap, seed)
+        self.n_threads = n_threads or default_threads()
+        self._llama: Any = self._load(n_ctx, self.n_threads, n_batch, use_mmap, seed)
 
     def _load(self, n_ctx: int, n_threads: int, n_batch: int, use_mmap: bool, seed: int) -> Any:
         """Construct the llama_cpp.Llama object, turning its failure into ModelCorruptError."""
@@ -302,6 +320,11 @@ class Engine:
         """Context window of the loaded context, in tokens."""
         return self._n_ctx
 
+    @property
+    def model_handle(self) -> Any:
+        """The loaded llama_model pointer (to share the weights with a batched context)."""
+        return self._model().model
+
     def _model(self) -> Any:
         """The Llama object; raises if the engine was closed."""
         if self._llama is None:
@@ -331,13 +354,15 @@ class Engine:
         max_tokens: int,
         temperature: float = 0.0,
         should_stop: Callable[[], bool] | None = None,
+        fresh: bool = False,
     ) -> GenerationResult:
         """Generate a completion of ``prompt``; greedy (deterministic) when temperature is 0.
 
         Stops at an end-of-generation token (``<end_of_turn>``, ``<eos>``): "stop"; after
         ``max_tokens`` tokens whatever their bytes: "length"; when ``should_stop()`` (checked
         before the prompt is evaluated and after every token) returns True: "cancelled".
-        The KV state of the longest common prefix with the previous call is reused.
+        The KV state of the longest common prefix with the previous call is reused, unless
+        ``fresh`` (then the whole prompt is evaluated, as a new chat completion would).
         """
         started_at = time.time()
         with self._lock:
@@ -345,6 +370,8 @@ class Engine:
             self._check_fits(len(tokens), max_tokens)
             if should_stop is not None and should_stop():
                 return GenerationResult("", len(tokens), 0, "cancelled", started_at, None, time.time())
+            if fresh:
+                self._model().reset()
             return self._run(tokens, max_tokens, temperature, should_stop, started_at)
 
     def _run(
@@ -377,7 +404,7 @@ class Engine:
             stream.close()
         text = llama.detokenize(generated).decode("utf-8", errors="replace")
         return GenerationResult(
-            text, len(tokens), len(generated), reason, started_at, first_token_at, time.time()
+            text, len(tokens), len(generated), reason, started_at, first_token_at, time.time(), tuple(generated)
         )
 
     def close(self) -> None:

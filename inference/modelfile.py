@@ -148,8 +148,7 @@ def file_type_name(value: int) -> str:
 
 
 # GGUF value types (gguf.GGUFValueType) -> struct format of one item; 8 is STRING, 9 is ARRAY.
-_SCALAR_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?",
-                   10: "Q", 11: "q", 12: "d"}
+_SCALAR_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
 _MAX_DIMS = 4
 

@@ -53,3 +53,11 @@ class UnknownUserError(StorageError):
     def __init__(self, pseudonym: str) -> None:
         super().__init__(f"no user with pseudonym {pseudonym[:12]}…")
         self.pseudonym = pseudonym
+
+
+class UnknownQuestionError(StorageError):
+    """No question row exists with ``question_id``."""
+
+    def __init__(self, question_id: str) -> None:
+        super().__init__(f"no question with id {question_id}")
+        self.question_id = question_id

@@ -1,0 +1,137 @@
+"""Engines and sessions for SQLite (default) and PostgreSQL (asyncpg); nothing connects at import.
+
+SQLite transactions start with ``BEGIN IMMEDIATE``: a transaction takes the write lock when it
+begins, so two writers can never both read the same state (e.g. the last audit hash) and then
+both write. WAL mode keeps readers outside transactions unblocked; the busy timeout makes a second
+process wait for the lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from storage.errors import DatabaseUnavailableError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_ASYNC_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def default_sqlite_url(data_dir: Path) -> str:
+    """Return the URL of the SQLite file ``<data_dir>/meditron.db``."""
+    return f"sqlite+aiosqlite:///{Path(data_dir) / 'meditron.db'}"
+
+
+def normalize_url(url: str) -> str:
+    """Give ``url`` its async driver (asyncpg, aiosqlite); libpq's ``sslmode`` becomes ``ssl``."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    if driver is not None:
+        parsed = parsed.set(drivername=driver)
+    if parsed.drivername == "postgresql+asyncpg" and "sslmode" in parsed.query:
+        parsed = parsed.update_query_dict({"ssl": parsed.query["sslmode"]})
+        parsed = parsed.difference_update_query(["sslmode"])
+    return parsed.render_as_string(hide_password=False)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***`` (safe to log)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable database URL>"
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """Create an async engine for ``url``; SQLite gets WAL, foreign keys, busy timeout, BEGIN IMMEDIATE."""
+    parsed = make_url(normalize_url(url))
+    engine = create_async_engine(parsed, pool_pre_ping=True)
+    if parsed.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """Install the connect and begin hooks that make SQLite safe for several processes."""
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Take over BEGIN from the driver and set WAL, foreign keys and the busy timeout."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    """Start every SQLite transaction holding the write lock (BEGIN IMMEDIATE)."""
+    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Return a session factory whose objects stay usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def check_connection(engine: AsyncEngine, url: str, timeout: float = 10.0) -> None:
+    """Run ``SELECT 1``; raise DatabaseUnavailableError (password hidden) when that fails."""
+    problem = _sqlite_path_problem(url)
+    if problem is not None:  # checked first: a failed aiosqlite open leaks its worker thread
+        raise DatabaseUnavailableError(redact_url(url), problem)
+    try:
+        async with asyncio.timeout(timeout), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver, OS or timeout error means "unavailable"
+        raise DatabaseUnavailableError(redact_url(url), _reason(exc, url)) from None
+
+
+def _sqlite_path_problem(url: str) -> str | None:
+    """Say why a SQLite file URL cannot be opened (missing directory), or return None."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    directory = Path(database).parent
+    if not directory.is_dir():
+        return f"directory {directory} does not exist"
+    return None
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """Describe ``exc`` in one line, with the URL's password removed if it appears."""
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    password = _password(url)
+    if password:
+        message = message.replace(password, "***")
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _password(url: str) -> str | None:
+    """Return the password in ``url``, if any."""
+    try:
+        parsed: URL = make_url(url)
+    except ArgumentError:
+        return None
+    return parsed.password if isinstance(parsed.password, str) else None

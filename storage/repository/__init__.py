@@ -1,0 +1,1 @@
+"""Repository functions: each takes an AsyncSession; the caller owns the transaction."""

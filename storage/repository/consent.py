@@ -1,0 +1,83 @@
+"""Consent changes: one immutable event per change, mirrored in the user's cached booleans."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import CONSENT_SCOPES, CONSENT_SOURCES, CONSENT_VALUES, ConsentEvent, User
+from storage.repository.audit import append_audit
+
+
+def _require(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+
+
+async def current_consent(session: AsyncSession, user: User, scope: str) -> str | None:
+    """Return the latest value ("granted"/"declined"/"withdrawn") for ``scope``, or None."""
+    query = (
+        select(ConsentEvent.new_value)
+        .where(ConsentEvent.user_id == user.id, ConsentEvent.scope == scope)
+        .order_by(ConsentEvent.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def record_consent(
+    session: AsyncSession,
+    user: User,
+    *,
+    scope: str,
+    new_value: str,
+    text_version: str,
+    text_sha256: str,
+    language: str,
+    source: str,
+) -> ConsentEvent:
+    """Append a consent event (old value = the user's current state) and audit it."""
+    _require("scope", scope, CONSENT_SCOPES)
+    _require("new_value", new_value, CONSENT_VALUES)
+    _require("source", source, CONSENT_SOURCES)
+    await session.flush()  # make sure the user has an id
+    old_value = await current_consent(session, user, scope)
+    consent = ConsentEvent(
+        user_id=user.id,
+        scope=scope,
+        text_version=text_version,
+        text_sha256=text_sha256,
+        language=language,
+        old_value=old_value,
+        new_value=new_value,
+        source=source,
+    )
+    session.add(consent)
+    _apply_to_user(user, scope, new_value, text_version)
+    await session.flush()
+    await append_audit(
+        session,
+        "consent.changed",
+        user.pseudonym,
+        {
+            "new": new_value,
+            "old": old_value,
+            "pseudonym": user.pseudonym,
+            "scope": scope,
+            "source": source,
+            "text_sha256": text_sha256,
+            "version": text_version,
+        },
+    )
+    return consent
+
+
+def _apply_to_user(user: User, scope: str, new_value: str, text_version: str) -> None:
+    """Update the user's cached consent flags and consent text version."""
+    granted = new_value == "granted"
+    if scope == "service":
+        user.service_consent = granted
+    else:
+        user.research_consent = granted
+    user.consent_text_version = text_version

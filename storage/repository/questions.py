@@ -1,0 +1,146 @@
+"""Questions and answers; free text is stored only for users who agreed to research."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.errors import UnknownQuestionError
+from storage.models import ANSWER_STATUSES, QUESTION_STATUSES, Answer, Question, User, utcnow
+from storage.repository.audit import append_audit
+
+
+def sha256_hex(text: str) -> str:
+    """Return the sha256 hex digest of ``text`` encoded as UTF-8."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+async def _get_question(session: AsyncSession, question_id: str) -> Question:
+    """Return the question or raise StorageError if there is none."""
+    question = await session.get(Question, question_id)
+    if question is None:
+        raise UnknownQuestionError(question_id)
+    return question
+
+
+async def record_question(
+    session: AsyncSession,
+    *,
+    question_id: str,
+    user: User,
+    chat_pseudonym: str,
+    chat_type: str,
+    language: str | None,
+    text: str,
+    research: bool,
+    received_at: datetime,
+) -> Question:
+    """Store a question (text and its hash only if ``research``) and audit its receipt."""
+    text_sha256 = sha256_hex(text) if research else None
+    await session.flush()  # make sure the user has an id
+    question = Question(
+        id=question_id,
+        user_id=user.id,
+        chat_pseudonym=chat_pseudonym,
+        chat_type=chat_type,
+        language=language,
+        text=text if research else None,
+        text_sha256=text_sha256,
+        text_chars=len(text),
+        research=research,
+        received_at=received_at,
+        status="queued",
+    )
+    session.add(question)
+    await session.flush()
+    payload = {
+        "chat_type": chat_type,
+        "pseudonym": user.pseudonym,
+        "research": research,
+        "text_chars": len(text),
+        "text_sha256": text_sha256,
+    }
+    await append_audit(session, "question.received", question_id, payload)
+    return question
+
+
+async def mark_enqueued(
+    session: AsyncSession, question_id: str, enqueued_at: datetime | None = None
+) -> None:
+    """Record when the question was put on the queue (now, unless given)."""
+    question = await _get_question(session, question_id)
+    question.enqueued_at = enqueued_at or utcnow()
+    await session.flush()
+
+
+async def set_question_status(session: AsyncSession, question_id: str, status: str) -> None:
+    """Set the question's status ("queued", "answered", "cancelled" or "failed")."""
+    if status not in QUESTION_STATUSES:
+        raise ValueError(f"status must be one of {QUESTION_STATUSES}, not {status!r}")
+    question = await _get_question(session, question_id)
+    question.status = status
+    await session.flush()
+
+
+async def record_answer(
+    session: AsyncSession,
+    *,
+    question_id: str,
+    text: str,
+    status: str,
+    model_sha256: str | None,
+    prompt_version: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    taken_at: datetime,
+    first_token_at: datetime | None,
+    finished_at: datetime,
+    sent_at: datetime | None,
+    worker: str,
+    stop_reason: str,
+) -> Answer:
+    """Store the answer (text only for research), audit it, mark the question answered/failed."""
+    if status not in ANSWER_STATUSES:
+        raise ValueError(f"status must be one of {ANSWER_STATUSES}, not {status!r}")
+    question = await _get_question(session, question_id)
+    text_sha256 = sha256_hex(text) if question.research else None
+    answer = Answer(
+        question_id=question_id,
+        text=text if question.research else None,
+        text_sha256=text_sha256,
+        status=status,
+        model_sha256=model_sha256,
+        prompt_version=prompt_version,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        taken_at=taken_at,
+        first_token_at=first_token_at,
+        finished_at=finished_at,
+        sent_at=sent_at,
+        worker=worker,
+        stop_reason=stop_reason,
+    )
+    session.add(answer)
+    delivered = status == "ok" and sent_at is not None  # sent_at None: could not be delivered
+    question.status = "answered" if delivered else "failed"
+    await session.flush()
+    payload = {
+        "completion_tokens": completion_tokens,
+        "delivered": sent_at is not None,
+        "model_sha256": model_sha256,
+        "status": status,
+        "stop_reason": stop_reason,
+        "text_chars": len(text),
+        "text_sha256": text_sha256,
+        "worker": worker,
+    }
+    await append_audit(session, "answer.sent", question_id, payload)
+    return answer
+
+
+async def count_questions(session: AsyncSession) -> int:
+    """Return how many questions are stored."""
+    return int((await session.execute(select(func.count()).select_from(Question))).scalar_one())
