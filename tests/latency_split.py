@@ -21,7 +21,12 @@ from tests.support.stack import LoggedProcess
 from tests.support.telegram_stub import TelegramStub
 
 USER = 31337
-QUESTION = "A 3-year-old has had diarrhoea for two days and is drinking eagerly. What should I do?"
+QUESTIONS = (
+    "A 3-year-old has had diarrhoea for two days and is drinking eagerly. What should I do?",
+    "What are the danger signs of pneumonia in a child under five?",
+    "How should I store oxytocin when there is no refrigerator?",
+    "When should a pregnant woman with headache and swollen feet be referred?",
+)
 
 
 async def _consent(stub: TelegramStub) -> None:
@@ -47,16 +52,16 @@ async def measure(model: Path, max_tokens: int, questions: int) -> list[dict[str
             await run.wait_for_line("worker.ready", timeout=300)
             await run.wait_for_line("bot.ready")
             await _consent(stub)
-            return [await _one(stub, run) for _ in range(questions)]
+            return [await _one(stub, run, QUESTIONS[i % len(QUESTIONS)]) for i in range(questions)]
         finally:
             await run.stop()
             await stub.stop()
 
 
-async def _one(stub: TelegramStub, run: LoggedProcess) -> dict[str, float]:
+async def _one(stub: TelegramStub, run: LoggedProcess, question: str) -> dict[str, float]:
     """One question; its split from the bot's answer.sent log line."""
     seen = len(run.lines)
-    stub.push_message(QUESTION, user_id=USER)
+    stub.push_message(question, user_id=USER)
     line = await run.wait_for_line('"answer.sent"', timeout=600, since=seen)
     record = json.loads(line)
     keys = ("enqueue_s", "wait_s", "first_token_s", "generate_s", "send_s")
