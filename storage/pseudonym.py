@@ -71,9 +71,7 @@ class Pseudonymizer:
 def _check_length(material: bytes, where: str) -> None:
     """Raise PseudonymKeyError when the key is shorter than 32 bytes."""
     if len(material) < MIN_KEY_BYTES:
-        raise PseudonymKeyError(
-            where, f"key is {len(material)} bytes, at least {MIN_KEY_BYTES} are required"
-        )
+        raise PseudonymKeyError(where, f"key is {len(material)} bytes, at least {MIN_KEY_BYTES} are required")
 
 
 def _load_or_create_file(path: Path) -> bytes:

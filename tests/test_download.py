@@ -254,9 +254,7 @@ def test_no_network_help_says_what_to_do_by_hand(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- successful downloads
 
 
-def test_full_download_follows_redirect_verifies_and_renames(
-    hub: FakeHub, tmp_path: Path
-) -> None:
+def test_full_download_follows_redirect_verifies_and_renames(hub: FakeHub, tmp_path: Path) -> None:
     dest = tmp_path / "models" / FILENAME
     progress = Recorder()
     url = hf_url(REPO, FILENAME, endpoint=hub.url)
@@ -377,9 +375,7 @@ def test_wrong_expected_sha256_raises_and_leaves_no_file(hub: FakeHub, tmp_path:
     assert not part_path(dest).exists()
 
 
-def test_404_says_check_the_names_and_how_to_install_by_hand(
-    hub: FakeHub, tmp_path: Path
-) -> None:
+def test_404_says_check_the_names_and_how_to_install_by_hand(hub: FakeHub, tmp_path: Path) -> None:
     dest = tmp_path / FILENAME
     url = f"{hub.url}/missing.gguf"
     with pytest.raises(DownloadError) as info:
@@ -440,8 +436,7 @@ def test_silent_server_times_out_as_download_error(tmp_path: Path) -> None:
         listener.listen(1)
         port = listener.getsockname()[1]
         with pytest.raises(DownloadError, match=r"no answer within 0\.3 s") as info:
-            pull(f"http://127.0.0.1:{port}/m.gguf", tmp_path / "m.gguf", expected_sha256=None,
-                 timeout=0.3)
+            pull(f"http://127.0.0.1:{port}/m.gguf", tmp_path / "m.gguf", expected_sha256=None, timeout=0.3)
     assert "MODEL_PATH" in str(info.value)
 
 
@@ -482,9 +477,7 @@ def test_token_is_sent_as_bearer(hub: FakeHub, tmp_path: Path) -> None:
     assert "authorization" not in without.headers
 
 
-def test_token_is_not_forwarded_to_another_origin(
-    hub: FakeHub, other_hub: FakeHub, tmp_path: Path
-) -> None:
+def test_token_is_not_forwarded_to_another_origin(hub: FakeHub, other_hub: FakeHub, tmp_path: Path) -> None:
     hub.state.redirect_target = f"{other_hub.url}/cdn/model.gguf"
     dest = tmp_path / FILENAME
     pull(f"{hub.url}/elsewhere/model.gguf", dest, expected_sha256=PAYLOAD_SHA, token=TOKEN)
@@ -503,9 +496,7 @@ def test_token_never_appears_in_errors(hub: FakeHub, tmp_path: Path) -> None:
     for error in errors:
         assert TOKEN not in str(error)
         assert TOKEN not in repr(error.args)
-        assert "the token in HF_TOKEN was not accepted" in str(error) or "cannot connect" in str(
-            error
-        )
+        assert "the token in HF_TOKEN was not accepted" in str(error) or "cannot connect" in str(error)
         # No chained httpx exception (whose request carries the header) rides along.
         assert error.__cause__ is None
         assert error.__context__ is None

@@ -7,7 +7,7 @@ import uuid
 
 from redis.asyncio import Redis
 
-from storage.queue import AnswerMessage, Queue, QuestionMessage
+from storage.queue import AnswerMessage, QuestionMessage, Queue
 from storage.queue.streams import FAILED_TEXT
 
 

@@ -65,8 +65,7 @@ async def test_appends_in_one_transaction_chain_together(sessionmaker: Sessions)
 async def test_changed_payload_is_detected_at_that_row(sessionmaker: Sessions) -> None:
     """Editing one row's payload breaks the chain at exactly that row."""
     ids = await _append_many(sessionmaker, 5)
-    await _execute(sessionmaker, "UPDATE audit_events SET payload = :p WHERE id = :i",
-                   p='{"n":99}', i=ids[2])
+    await _execute(sessionmaker, "UPDATE audit_events SET payload = :p WHERE id = :i", p='{"n":99}', i=ids[2])
     with pytest.raises(AuditChainError, match="changed") as caught:
         await _verify(sessionmaker)
     assert caught.value.row_id == ids[2]
@@ -86,8 +85,17 @@ async def _insert_forged(sessionmaker: Sessions, row_id: int, prev_hash: str) ->
     created_at, payload = utcnow(), '{"forged":true}'
     forged_hash = row_hash(prev_hash, created_at, "forged", None, payload)
     async with sessionmaker.begin() as session:
-        session.add(AuditEvent(id=row_id, created_at=created_at, event="forged", subject=None,
-                               payload=payload, prev_hash=prev_hash, hash=forged_hash))
+        session.add(
+            AuditEvent(
+                id=row_id,
+                created_at=created_at,
+                event="forged",
+                subject=None,
+                payload=payload,
+                prev_hash=prev_hash,
+                hash=forged_hash,
+            )
+        )
     return forged_hash
 
 
@@ -111,11 +119,16 @@ async def test_inserted_row_relinked_is_detected_at_the_next_row(sessionmaker: S
         assert after is not None
         link = after.hash
     await _execute(sessionmaker, "UPDATE audit_events SET id = id + 1000 WHERE id > :i", i=ids[2])
-    await _execute(sessionmaker, "UPDATE audit_events SET prev_hash = :h WHERE id = :i",
-                   h="0" * 63 + "1", i=ids[3] + 1000)
+    await _execute(
+        sessionmaker,
+        "UPDATE audit_events SET prev_hash = :h WHERE id = :i",
+        h="0" * 63 + "1",
+        i=ids[3] + 1000,
+    )
     forged_hash = await _insert_forged(sessionmaker, ids[2] + 1, link)
-    await _execute(sessionmaker, "UPDATE audit_events SET prev_hash = :h WHERE id = :i",
-                   h=forged_hash, i=ids[3] + 1000)
+    await _execute(
+        sessionmaker, "UPDATE audit_events SET prev_hash = :h WHERE id = :i", h=forged_hash, i=ids[3] + 1000
+    )
     with pytest.raises(AuditChainError, match="changed") as caught:
         await _verify(sessionmaker)
     assert caught.value.row_id == ids[3] + 1000

@@ -205,7 +205,7 @@ async def test_undelivered_answer_fails_the_question(sessionmaker: Sessions) -> 
         answer = await _answer(session, question.id, "a", sent_at=None)
     async with sessionmaker.begin() as session:
         stored = await session.get(Question, question.id)
-        payload = (await session.execute(select(AuditEvent.payload).order_by(AuditEvent.id.desc())))
+        payload = await session.execute(select(AuditEvent.payload).order_by(AuditEvent.id.desc()))
         last_payload = payload.scalars().first()
     assert answer.sent_at is None
     assert stored is not None

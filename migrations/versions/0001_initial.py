@@ -58,15 +58,11 @@ def _create_consent_events() -> None:
             "new_value IN ('granted', 'declined', 'withdrawn')",
             name=op.f("ck_consent_events_new_value"),
         ),
-        sa.CheckConstraint(
-            "scope IN ('service', 'research')", name=op.f("ck_consent_events_scope")
-        ),
+        sa.CheckConstraint("scope IN ('service', 'research')", name=op.f("ck_consent_events_scope")),
         sa.CheckConstraint(
             "source IN ('button', 'command', 'expiry')", name=op.f("ck_consent_events_source")
         ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_consent_events_user_id_users")
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_consent_events_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_consent_events")),
     )
     op.create_index(op.f("ix_consent_events_user_id"), "consent_events", ["user_id"])

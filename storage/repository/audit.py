@@ -30,9 +30,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def row_hash(
-    prev_hash: str, created_at: datetime, event: str, subject: str | None, payload: str
-) -> str:
+def row_hash(prev_hash: str, created_at: datetime, event: str, subject: str | None, payload: str) -> str:
     """Return the chain hash of a row given the previous row's hash (the row id is not hashed)."""
     content = canonical_json(
         {

@@ -67,9 +67,7 @@ async def record_question(
     return question
 
 
-async def mark_enqueued(
-    session: AsyncSession, question_id: str, enqueued_at: datetime | None = None
-) -> None:
+async def mark_enqueued(session: AsyncSession, question_id: str, enqueued_at: datetime | None = None) -> None:
     """Record when the question was put on the queue (now, unless given)."""
     question = await _get_question(session, question_id)
     question.enqueued_at = enqueued_at or utcnow()
