@@ -1,0 +1,117 @@
+"""``admin``: serve the review console; ``admin add-user`` and ``admin disable-user``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.cli.common import database_url, prepare_database, shared_redis_url
+from storage.db import make_engine, make_sessionmaker
+from storage.errors import RedisUnavailableError
+from storage.settings import StorageSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from starlette.applications import Starlette
+
+    from bot.console.health import HealthProbe
+
+log = structlog.get_logger("cli.admin")
+T = TypeVar("T")
+
+
+def read_password(prompt: str = "Password: ") -> str:
+    """Ask twice on a terminal; otherwise read one line from stdin."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(prompt)
+    if getpass.getpass("Repeat the password: ") != first:
+        raise SystemExit("meditron-bot: error: the passwords differ")
+    return first
+
+
+async def _in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one committed transaction on ``url``."""
+    engine = make_engine(url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _database() -> str:
+    """The migrated database's URL."""
+    url = database_url(StorageSettings())
+    prepare_database(url)
+    return url
+
+
+def add_user(args: argparse.Namespace) -> int:
+    """Create a reviewer or admin account."""
+    from storage.accounts import add_account, check_password_strength
+
+    url = _database()
+    password = read_password()
+    check_password_strength(password)
+    asyncio.run(_in_transaction(url, lambda s: add_account(s, args.name, password, args.role)))
+    print(f"account {args.name} ({args.role}) created")
+    return 0
+
+
+def disable_user(args: argparse.Namespace) -> int:
+    """Disable an account; its open sessions end at their next request."""
+    from storage.accounts import disable_account
+
+    asyncio.run(_in_transaction(_database(), lambda s: disable_account(s, args.name)))
+    print(f"account {args.name} disabled")
+    return 0
+
+
+def _health_probe(storage: StorageSettings) -> HealthProbe | None:
+    """A Redis health probe when REDIS_URL is set or `run`'s private server is up, else None."""
+    from bot.console.health import redis_probe
+    from storage.queue.streams import QueueNames
+
+    try:
+        redis_url = shared_redis_url(storage)
+    except RedisUnavailableError:
+        return None
+    return redis_probe(redis_url, QueueNames(namespace=storage.queue_namespace))
+
+
+async def _serve(app: Starlette, engine: AsyncEngine, host: str, port: int) -> None:
+    """Run uvicorn on this loop; dispose of the engine on the same loop afterwards."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, proxy_headers=True, server_header=False)
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        await engine.dispose()
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve the console with uvicorn until Ctrl-C."""
+    from bot.console import create_app
+    from bot.console.secret import load_or_create_secret
+
+    storage = StorageSettings()
+    url = _database()
+    secret = load_or_create_secret(storage.ensure_data_dir(), os.environ.get("CONSOLE_SECRET_KEY"))
+    engine = make_engine(url)
+    app = create_app(
+        make_sessionmaker(engine), secret_key=secret, https=args.https, health=_health_probe(storage)
+    )
+    log.info("console.start", host=args.host, port=args.port, https=args.https)
+    print(f"review console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)
+    asyncio.run(_serve(app, engine, args.host, args.port))
+    return 0

@@ -1,0 +1,222 @@
+"""Database reads behind the review pages (conversations, audit log, consent events)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.console.signals import Signals, feedback_condition, red_flag_condition, signals_of
+from storage.errors import AuditChainError
+from storage.models import Answer, AuditEvent, ConsentEvent, Question, User
+from storage.repository.audit import verify_chain
+from storage.research_export import research_conditions
+
+PAGE_SIZE = 25
+GROUP_CHAT_TYPES = ("group", "supergroup")
+
+
+def _date(value: str | None) -> date | None:
+    """A YYYY-MM-DD value, or None when absent or malformed."""
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _choice(value: str | None, allowed: tuple[str, ...]) -> str:
+    """``value`` if allowed, else "" (no filter)."""
+    return value if value in allowed else ""
+
+
+def day_start(day: date) -> datetime:
+    """Midnight UTC at the start of ``day``."""
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """The filters of the conversations page; empty values mean "any"."""
+
+    since: date | None = None
+    until: date | None = None
+    language: str = ""
+    chat: str = ""  # private | group
+    red_flag: str = ""  # yes | no
+    feedback: str = ""  # up | down | none
+    page: int = 1
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> ConversationFilter:
+        """Read the filters from query parameters, ignoring malformed values."""
+        page = params.get("page", "1")
+        return cls(
+            since=_date(params.get("from")),
+            until=_date(params.get("to")),
+            language=params.get("lang", "").strip()[:8],
+            chat=_choice(params.get("chat"), ("private", "group")),
+            red_flag=_choice(params.get("flag"), ("yes", "no")),
+            feedback=_choice(params.get("feedback"), ("up", "down", "none")),
+            page=max(1, int(page)) if page.isdigit() else 1,
+        )
+
+    def query_string(self, page: int) -> str:
+        """The query string of these filters on ``page``."""
+        parts = {
+            "from": self.since.isoformat() if self.since else "",
+            "to": self.until.isoformat() if self.until else "",
+            "lang": self.language,
+            "chat": self.chat,
+            "flag": self.red_flag,
+            "feedback": self.feedback,
+        }
+        kept = [f"{key}={value}" for key, value in parts.items() if value]
+        return "&".join([*kept, f"page={page}"])
+
+
+def _time_conditions(filters: ConversationFilter) -> list[ColumnElement[bool]]:
+    """Date range (inclusive days) conditions."""
+    conditions = []
+    if filters.since:
+        conditions.append(Question.received_at >= day_start(filters.since))
+    if filters.until:
+        conditions.append(Question.received_at < day_start(filters.until + timedelta(days=1)))
+    return conditions
+
+
+def _kind_conditions(filters: ConversationFilter) -> list[ColumnElement[bool]]:
+    """Language and chat-type conditions."""
+    conditions = []
+    if filters.language:
+        conditions.append(Question.language == filters.language)
+    if filters.chat == "private":
+        conditions.append(Question.chat_type == "private")
+    elif filters.chat == "group":
+        conditions.append(Question.chat_type.in_(GROUP_CHAT_TYPES))
+    return conditions
+
+
+def _signal_conditions(filters: ConversationFilter) -> list[ColumnElement[bool]]:
+    """Red-flag and feedback conditions."""
+    conditions = []
+    if filters.red_flag:
+        conditions.append(red_flag_condition(filters.red_flag))
+    if filters.feedback:
+        conditions.append(feedback_condition(filters.feedback))
+    return conditions
+
+
+def _conversations_query(filters: ConversationFilter) -> Select[tuple[Question, Answer, str]]:
+    """Research conversations matching ``filters`` (not yet paged)."""
+    return (
+        select(Question, Answer, User.pseudonym)
+        .join(User, User.id == Question.user_id)
+        .outerjoin(Answer, Answer.question_id == Question.id)
+        .where(
+            *research_conditions(),
+            *_time_conditions(filters),
+            *_kind_conditions(filters),
+            *_signal_conditions(filters),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One question, its answer (if any), the asker's pseudonym, its red flag and feedback."""
+
+    question: Question
+    answer: Answer | None
+    pseudonym: str
+    signals: Signals = field(default_factory=Signals)
+
+
+@dataclass
+class ConversationPage:
+    """One page of conversations and how many match in all."""
+
+    items: list[Conversation]
+    total: int
+    page: int
+    pages: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Number of pages (at least one)."""
+        self.pages = max(1, -(-self.total // PAGE_SIZE))
+
+
+async def conversations(session: AsyncSession, filters: ConversationFilter) -> ConversationPage:
+    """The page of conversations ``filters`` asks for, newest first."""
+    query = _conversations_query(filters)
+    total = int((await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one())
+    paged = (
+        query.order_by(Question.received_at.desc(), Question.id)
+        .limit(PAGE_SIZE)
+        .offset((filters.page - 1) * PAGE_SIZE)
+    )
+    rows = list((await session.execute(paged)).tuples())
+    known = await signals_of(session, [question.id for question, _, _ in rows])
+    items = [Conversation(q, a, pseudonym, known[q.id]) for q, a, pseudonym in rows]
+    return ConversationPage(items, total, filters.page)
+
+
+async def conversation(session: AsyncSession, question_id: str) -> Conversation | None:
+    """One research conversation, or None when there is none with that id."""
+    query = _conversations_query(ConversationFilter()).where(Question.id == question_id)
+    row = (await session.execute(query)).tuples().first()
+    if row is None:
+        return None
+    known = await signals_of(session, [question_id])
+    return Conversation(row[0], row[1], row[2], known[question_id])
+
+
+async def languages(session: AsyncSession) -> list[str]:
+    """Languages seen in questions (for the filter)."""
+    query = select(Question.language).where(Question.language.isnot(None)).distinct()
+    return sorted(str(value) for value in (await session.execute(query)).scalars())
+
+
+@dataclass(frozen=True)
+class ChainStatus:
+    """The audit chain's verification: rows checked, or the first broken row and why."""
+
+    ok: bool
+    rows: int = 0
+    broken_row: int | None = None
+    reason: str = ""
+
+
+async def chain_status(session: AsyncSession) -> ChainStatus:
+    """Walk the whole audit chain."""
+    try:
+        return ChainStatus(True, rows=await verify_chain(session))
+    except AuditChainError as exc:
+        return ChainStatus(False, broken_row=exc.row_id, reason=str(exc))
+
+
+async def audit_events(session: AsyncSession, page: int) -> tuple[list[AuditEvent], int]:
+    """One page of audit events (newest first) and the total count."""
+    total = int((await session.execute(select(func.count()).select_from(AuditEvent))).scalar_one())
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+    return list((await session.execute(query)).scalars()), total
+
+
+async def consent_events(session: AsyncSession, page: int) -> tuple[list[tuple[ConsentEvent, str]], int]:
+    """One page of consent events with each user's pseudonym (newest first) and the total count."""
+    total = int((await session.execute(select(func.count()).select_from(ConsentEvent))).scalar_one())
+    query = (
+        select(ConsentEvent, User.pseudonym)
+        .join(User, User.id == ConsentEvent.user_id)
+        .order_by(ConsentEvent.id.desc())
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    )
+    return list((await session.execute(query)).tuples()), total
+
+
+def page_number(value: str | None) -> int:
+    """A page number from a query parameter (1 when absent or malformed)."""
+    return max(1, int(value)) if value and value.isdigit() else 1

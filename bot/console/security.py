@@ -1,0 +1,101 @@
+"""Request guards: CSRF tokens, the login rate limiter and the security headers of every response."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from urllib.parse import urlsplit
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CSRF_FIELD = "csrf"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (created on first use)."""
+    token = request.session.get(CSRF_FIELD)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session[CSRF_FIELD] = token
+    return token
+
+
+def csrf_ok(request: Request, form: FormData) -> bool:
+    """Whether the form carries the session's CSRF token."""
+    expected = request.session.get(CSRF_FIELD)
+    given = form.get(CSRF_FIELD)
+    if not isinstance(expected, str) or not isinstance(given, str):
+        return False
+    return secrets.compare_digest(expected.encode(), given.encode())
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go to after login (never another site)."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+def client_key(request: Request) -> str:
+    """The client address a rate limit counts against (the proxy's X-Forwarded-For via uvicorn)."""
+    return request.client.host if request.client else "unknown"
+
+
+class LoginLimiter:
+    """At most ``attempts`` login attempts per client in ``window_s`` seconds (kept in memory)."""
+
+    def __init__(self, attempts: int = 10, window_s: float = 300.0) -> None:
+        self.attempts = attempts
+        self.window_s = window_s
+        self._seen: dict[str, deque[float]] = {}
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        """Count one attempt by ``key``; False when it is over the limit."""
+        now = time.monotonic() if now is None else now
+        times = self._seen.setdefault(key, deque())
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if len(times) >= self.attempts:
+            return False
+        times.append(now)
+        return True
+
+
+class SecurityHeaders:
+    """ASGI middleware adding CSP, no-store, nosniff, no-referrer (and HSTS over HTTPS)."""
+
+    def __init__(self, app: ASGIApp, *, https: bool) -> None:
+        self.app = app
+        self.headers = [
+            (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+            (b"cache-control", b"no-store"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+        ]
+        if https:
+            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Add the headers to every HTTP response."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], *self.headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,245 @@
+"""Accounts, the research export, the console key, charts and the ``admin`` command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.console.charts import bar_chart, nice_ceiling
+from bot.console.secret import ConsoleKeyError, load_or_create_secret
+from bot.console.stats import histogram, percentile
+from storage.accounts import AccountError, add_account, get_account, verify_login
+from storage.models import utcnow
+from storage.repository.consent import record_consent
+from storage.repository.users import get_user
+from storage.research_export import EXPORT_FIELDS, audited_export, export_rows, write_csv, write_jsonl
+from tests.console.helpers import BASE, add_conversation, add_signals, audit_rows, seed, sha256
+
+WINDOW = (BASE - timedelta(days=1), BASE + timedelta(days=1))
+
+
+async def test_accounts_refuse_bad_roles_names_short_passwords_and_duplicates(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker.begin() as session:
+        await add_account(session, "ok-name", "long-enough-pass", "reviewer")
+        for name, password, role in (
+            ("x", "long-enough-pass", "reviewer"),
+            ("bob", "short", "reviewer"),
+            ("bob", "long-enough-pass", "root"),
+            ("ok-name", "long-enough-pass", "admin"),
+            ("bad name!", "long-enough-pass", "admin"),
+        ):
+            with pytest.raises(AccountError):
+                await add_account(session, name, password, role)
+
+
+async def test_unknown_and_disabled_names_fail_like_a_wrong_password(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker.begin() as session:
+        assert (await verify_login(session, "ghost", "whatever-it-is")).reason == "invalid"
+        await add_account(session, "eve", "long-enough-pass", "reviewer")
+        assert (await verify_login(session, "eve", "long-enough-pass")).ok
+        account = await get_account(session, "eve")
+        assert account is not None
+        account.disabled = True
+        assert (await verify_login(session, "eve", "long-enough-pass")).reason == "invalid"
+
+
+async def test_a_lock_expires(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with sessionmaker.begin() as session:
+        await add_account(session, "lou", "long-enough-pass", "reviewer")
+        now = utcnow()
+        for _ in range(5):
+            await verify_login(session, "lou", "wrong-password!", now)
+        assert (await verify_login(session, "lou", "long-enough-pass", now)).reason == "locked"
+        later = now + timedelta(minutes=16)
+        assert (await verify_login(session, "lou", "long-enough-pass", later)).ok
+
+
+async def test_export_rows_hold_only_research_consenting_users(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    seeded = await seed(sessionmaker)
+    async with sessionmaker() as session:
+        rows = await export_rows(session, *WINDOW)
+    assert [row["question_id"] for row in rows] == seeded.research_ids
+    first = rows[0]
+    assert tuple(first) == EXPORT_FIELDS
+    assert first["user_pseudonym"] == seeded.pseudonym
+    assert first["question_text"] == "How to treat fever number 0?"
+    assert first["model_sha256"].startswith("e27bcb7b")
+    assert (first["wait_s"], first["first_token_s"], first["generate_s"], first["total_s"]) == (
+        2.0,
+        1.0,
+        5.0,
+        8.0,
+    )
+    assert (first["prompt_tokens"], first["completion_tokens"], first["prompt_version"]) == (300, 40, "p1")
+    assert first["consent_text_version"] == "v1"
+    assert (first["feedback_rating"], first["feedback_reason"]) == (None, None)
+
+
+async def test_export_carries_feedback(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    seeded = await seed(sessionmaker)
+    await add_signals(sessionmaker, seeded)
+    async with sessionmaker() as session:
+        rows = await export_rows(session, *WINDOW)
+    feedback = [(row["feedback_rating"], row["feedback_reason"]) for row in rows]
+    assert feedback == [("down", "too vague"), ("up", None), (None, None)]
+
+
+async def test_export_leaves_out_withdrawn_users_and_the_time_outside_the_window(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    seeded = await seed(sessionmaker)
+    async with sessionmaker.begin() as session:
+        user = await get_user(session, seeded.pseudonym)
+        assert user is not None
+        await record_consent(
+            session,
+            user,
+            scope="research",
+            new_value="withdrawn",
+            text_version="v1",
+            text_sha256="a" * 64,
+            language="en",
+            source="command",
+        )
+    async with sessionmaker() as session:
+        assert await export_rows(session, *WINDOW) == []
+        assert await export_rows(session, BASE + timedelta(days=2), BASE + timedelta(days=3)) == []
+
+
+async def test_export_records_the_consent_version_in_force_when_asked(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    seeded = await seed(sessionmaker, research_count=1)
+    async with sessionmaker.begin() as session:
+        user = await get_user(session, seeded.pseudonym)
+        assert user is not None
+        await record_consent(
+            session,
+            user,
+            scope="research",
+            new_value="granted",
+            text_version="v2",
+            text_sha256="b" * 64,
+            language="en",
+            source="button",
+        )
+        await add_conversation(
+            session, question_id="q-after-v2", pseudonym=seeded.pseudonym, text="later", received_at=utcnow()
+        )
+    async with sessionmaker() as session:
+        rows = await export_rows(session, BASE - timedelta(days=1), utcnow() + timedelta(days=1))
+    assert [(row["question_id"], row["consent_text_version"]) for row in rows] == [
+        (seeded.research_ids[0], "v1"),
+        ("q-after-v2", "v2"),
+    ]
+
+
+async def test_audited_export_returns_the_file_and_audits_it(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await seed(sessionmaker)
+    async with sessionmaker.begin() as session:
+        content, count, digest = await audited_export(
+            session, actor="cli:alice", since=WINDOW[0], until=WINDOW[1], fmt="jsonl"
+        )
+    assert count == 3 and digest == sha256(content)
+    assert [json.loads(line)["question_status"] for line in content.decode().splitlines()] == ["answered"] * 3
+    (event,) = await audit_rows(sessionmaker, "export.created")
+    assert json.loads(event.payload) == {
+        "actor": "cli:alice",
+        "format": "jsonl",
+        "rows": 3,
+        "sha256": digest,
+        "since": WINDOW[0].isoformat(),
+        "until": WINDOW[1].isoformat(),
+    }
+
+
+def test_csv_and_jsonl_writers_keep_text_intact() -> None:
+    row = dict.fromkeys(EXPORT_FIELDS)
+    row.update(question_id="q1", question_text='Fièvre, "toux"\net douleur', prompt_tokens=3)
+    csv_out, jsonl_out = io.StringIO(), io.StringIO()
+    write_csv([row], csv_out)
+    write_jsonl([row], jsonl_out)
+    (parsed,) = list(csv.DictReader(io.StringIO(csv_out.getvalue())))
+    assert parsed["question_text"] == 'Fièvre, "toux"\net douleur' and parsed["answer_text"] == ""
+    assert json.loads(jsonl_out.getvalue()) == row
+
+
+def test_console_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
+    first = load_or_create_secret(tmp_path, None)
+    assert stat.S_IMODE((tmp_path / "console.key").stat().st_mode) == 0o600
+    assert load_or_create_secret(tmp_path, None) == first and len(first) >= 32
+    assert load_or_create_secret(tmp_path, "e" * 40) == "e" * 40
+
+
+def test_console_key_refuses_short_or_shared_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConsoleKeyError, match="at least 32"):
+        load_or_create_secret(tmp_path, "short")
+    load_or_create_secret(tmp_path, None)
+    (tmp_path / "console.key").chmod(0o644)
+    with pytest.raises(ConsoleKeyError, match="chmod 600"):
+        load_or_create_secret(tmp_path, None)
+
+
+def test_charts_escape_labels_and_scale_nicely() -> None:
+    svg = bar_chart([("<b>", 3.0), ("x", 7.0)], title="T & <t>")
+    assert "<b>" not in svg and "&lt;b&gt;" in svg and "T &amp; &lt;t&gt;" in svg
+    assert svg.count("<rect") == 2
+    assert [nice_ceiling(value) for value in (0, 7, 12, 230)] == [1.0, 10.0, 20.0, 250.0]
+    assert "no data yet" in bar_chart([("a", 0.0)], title="empty")
+
+
+def test_percentiles_and_histogram() -> None:
+    values = [float(value) for value in range(1, 101)]
+    assert [percentile(values, p) for p in (50, 90, 99)] == [50.0, 90.0, 99.0]
+    assert percentile([], 50) is None
+    assert [count for _, count in histogram([1.0, 6.0, 200.0])] == [1, 1, 0, 0, 0, 0, 1]
+
+
+def _cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run ``meditron-bot`` as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_admin_add_user_and_disable_user_commands(
+    migrated_db_url: str, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": migrated_db_url}
+    env.pop("CONSOLE_SECRET_KEY", None)
+    created = _cli(["admin", "add-user", "carla", "--role", "admin"], env, "carla-password-1\n")
+    assert created.returncode == 0, created.stderr
+    assert "carla-password-1" not in created.stdout + created.stderr
+    weak = _cli(["admin", "add-user", "dan"], env, "short\n")
+    assert weak.returncode == 2 and "at least 12 characters" in weak.stderr
+    async with sessionmaker.begin() as session:
+        assert (await verify_login(session, "carla", "carla-password-1")).ok
+    assert _cli(["admin", "disable-user", "carla"], env).returncode == 0
+    async with sessionmaker.begin() as session:
+        assert not (await verify_login(session, "carla", "carla-password-1")).ok
+        assert await get_account(session, "dan") is None
+    missing = _cli(["admin", "disable-user", "nobody"], env)
+    assert missing.returncode == 2 and "no account called 'nobody'" in missing.stderr
