@@ -258,7 +258,7 @@ async def test_the_conversation_page_shows_red_flag_and_feedback_and_audits_the_
 ) -> None:
     await add_signals(sessionmaker, seeded)
     page = (await reviewer.get(f"/conversations/{seeded.research_ids[0]}")).text
-    assert "breathing" in page and "👎 too vague" in page
+    assert "breathing" in page and "not helpful too vague" in page
     (read,) = await audit_rows(sessionmaker, "review.read")
     assert json.loads(read.payload)["read"] == ["question", "answer", "feedback reason"]
 
@@ -307,7 +307,7 @@ async def test_consent_and_statistics_pages(reviewer: httpx.AsyncClient, seeded:
     assert stats.text.count("<svg") == 2
     assert "Questions per day" in stats.text and "answered 4" in stats.text
     assert "No Redis configured" in stats.text
-    assert "👍 0 · 👎 0" in stats.text
+    assert "helpful 0 · not helpful 0" in stats.text
 
 
 async def test_statistics_count_feedback_and_red_flags(
@@ -315,7 +315,7 @@ async def test_statistics_count_feedback_and_red_flags(
 ) -> None:
     await add_signals(sessionmaker, seeded)
     stats = (await reviewer.get("/stats")).text
-    assert "👍 1 · 👎 1 · 50% positive" in stats
+    assert "helpful 1 · not helpful 1 · 50% positive" in stats
     assert "<dt>Red flags</dt><dd>breathing 1</dd>" in stats
 
 
