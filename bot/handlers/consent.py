@@ -1,15 +1,22 @@
-"""The consent buttons: record the choice as immutable consent events and confirm it."""
+"""The consent buttons: record the choice as immutable consent events and confirm it.
+
+A button carries the version of the text it was shown under; only a text of the current revision
+is accepted, and its exact sha256 is stored. Turning research review off erases what was kept.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Update
+from telegram import CallbackQuery, Update
 from telegram.ext import ContextTypes
 
 from bot import resources, texts
-from bot.identity import current_user, language_of
+from bot.consent import ConsentText, consent_for, is_current, load_consent_text
+from bot.i18n import t
+from bot.identity import current_user, language_of, user_language
 from bot.keyboards import ConsentChoice, consent_keyboard, parse_consent
 from bot.resources import Resources
+from storage.erasure import erase_research_text
 from storage.models import User
 from storage.repository.consent import record_consent
 
@@ -21,8 +28,13 @@ _VALUES = {
 
 
 def has_consent(user: User, res: Resources) -> bool:
-    """Whether the user agreed to the service under the current consent text."""
-    return user.service_consent and user.consent_text_version == res.consent.version
+    """Whether the user agreed to the service under a text of the current revision."""
+    return user.service_consent and is_current(user.consent_text_version)
+
+
+def shown_text(res: Resources, version: str) -> ConsentText:
+    """The consent text of ``version`` rendered as users see it."""
+    return load_consent_text(res.settings.retention_days, res.settings.reviewers, version)
 
 
 async def on_consent_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -31,37 +43,51 @@ async def on_consent_button(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     if query is None or update.effective_user is None:
         return
     res = resources.get(context.bot_data)
+    language = user_language(update, res)
     choice = parse_consent(query.data)
-    if choice is None or choice.version != res.consent.version:
-        await query.answer(texts.CONSENT_STALE)
-        await query.edit_message_text(
-            f"{texts.CONSENT_STALE}\n\n{res.consent.text}", reply_markup=consent_keyboard(res.consent.version)
-        )
+    if choice is None or not is_current(choice.version):
+        await _stale(query, res, language)
         return
     async with res.sessionmaker.begin() as session:
         user = await current_user(session, res, update)
-        await _record(session, user, res, choice, language_of(update))
+        erased = await _record(session, user, shown_text(res, choice.version), choice, language_of(update))
+    reply = t(_VALUES[choice.choice][2], language)
+    if erased:
+        reply += "\n\n" + t(texts.RESEARCH_ERASED, language).format(count=erased)
     await query.answer()
-    await query.edit_message_text(_VALUES[choice.choice][2])
+    await query.edit_message_text(reply)
+
+
+async def _stale(query: CallbackQuery, res: Resources, language: str) -> None:
+    """Answer a forged or outdated button with the current text and fresh buttons."""
+    current = consent_for(language, res.settings.retention_days, res.settings.reviewers)
+    stale = t(texts.CONSENT_STALE, language)
+    await query.answer(stale)
+    await query.edit_message_text(
+        f"{stale}\n\n{current.text}", reply_markup=consent_keyboard(current.version)
+    )
+
+
+def _new_value(was_granted: bool, wanted: str) -> str:
+    """``withdrawn`` when a granted consent is taken back, else the value chosen."""
+    return "withdrawn" if was_granted and wanted != "granted" else wanted
 
 
 async def _record(
-    session: AsyncSession, user: User, res: Resources, choice: ConsentChoice, language: str
-) -> None:
-    """One consent event per scope whose value changes."""
+    session: AsyncSession, user: User, text: ConsentText, choice: ConsentChoice, language: str
+) -> int:
+    """One consent event per scope whose value or text changes; return how many questions were erased."""
     service, research, _ = _VALUES[choice.choice]
     current = {"service": user.service_consent, "research": user.research_consent}
+    had_research, same_text = user.research_consent, user.consent_text_version == text.version
     for scope, value in (("service", service), ("research", research)):
-        if current[scope] == (value == "granted") and user.consent_text_version == res.consent.version:
+        if current[scope] == (value == "granted") and same_text:
             continue
         await record_consent(
-            session,
-            user,
-            scope=scope,
-            new_value=value,
-            text_version=res.consent.version,
-            text_sha256=res.consent.sha256,
-            language=language,
-            source="button",
-        )
-    user.consent_text_version = res.consent.version
+            session, user, scope=scope, new_value=_new_value(current[scope], value),
+            text_version=text.version, text_sha256=text.sha256, language=language, source="button",
+        )  # fmt: skip
+    user.consent_text_version = text.version
+    if had_research and research != "granted":
+        return (await erase_research_text(session, user)).questions
+    return 0

@@ -1,0 +1,112 @@
+"""/consent, /withdraw and /forget: see and change consent, withdraw from research, be forgotten."""
+
+from __future__ import annotations
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot import resources, texts
+from bot.consent import available, consent_for, is_current
+from bot.handlers.consent import shown_text
+from bot.i18n import t
+from bot.identity import current_user, language_of, user_language
+from bot.keyboards import consent_keyboard
+from bot.resources import Resources
+from storage.consent_history import latest_consents
+from storage.erasure import erase_research_text, forget_user
+from storage.models import ConsentEvent, User
+from storage.repository.consent import record_consent
+from storage.repository.users import get_user
+
+log = structlog.get_logger("bot.rights")
+
+_SHOWN = {"granted": texts.RIGHTS_YES, "declined": texts.RIGHTS_NO, "withdrawn": texts.RIGHTS_WITHDRAWN}
+
+
+def _value(event: ConsentEvent | None, language: str) -> str:
+    """A consent value in words."""
+    return t(_SHOWN.get(event.new_value if event else "", texts.RIGHTS_NOT_CHOSEN), language)
+
+
+def _status(user: User, latest: dict[str, ConsentEvent], language: str) -> str:
+    """What the user agreed to, in the user's language."""
+    newest = max(latest.values(), key=lambda e: e.id, default=None)
+    date = t(texts.RIGHTS_SINCE, language).format(date=f"{newest.created_at:%Y-%m-%d}") if newest else ""
+    status = t(texts.RIGHTS_STATUS, language).format(
+        service=_value(latest.get("service"), language), research=_value(latest.get("research"), language),
+        version=user.consent_text_version or "-", date=date,
+    )  # fmt: skip
+    if user.consent_text_version and not is_current(user.consent_text_version):
+        status += "\n\n" + t(texts.RIGHTS_OUTDATED, language)
+    return status
+
+
+async def consent_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Show what the user agreed to, the current text and the buttons to change it."""
+    message, res = update.effective_message, resources.get(context.bot_data)
+    if message is None or update.effective_user is None:
+        return
+    language = user_language(update, res)
+    async with res.sessionmaker.begin() as session:
+        user = await current_user(session, res, update)
+        status = _status(user, await latest_consents(session, user.id), language)
+    current = consent_for(language, res.settings.retention_days, res.settings.reviewers)
+    await message.reply_text(f"{status}\n\n{current.text}", reply_markup=consent_keyboard(current.version))
+
+
+async def _withdraw_consent(
+    session: AsyncSession, user: User, scope: str, res: Resources, update: Update
+) -> None:
+    """Record ``scope`` as withdrawn by command, under the text the user had agreed to."""
+    version = user.consent_text_version
+    text = (
+        shown_text(res, version)
+        if version in available()
+        else consent_for(language_of(update), res.settings.retention_days, res.settings.reviewers)
+    )
+    await record_consent(
+        session, user, scope=scope, new_value="withdrawn", text_version=text.version,
+        text_sha256=text.sha256, language=language_of(update), source="command",
+    )  # fmt: skip
+
+
+async def withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Withdraw research consent and erase the user's kept texts; confirm in one message."""
+    message, res = update.effective_message, resources.get(context.bot_data)
+    if message is None or update.effective_user is None:
+        return
+    async with res.sessionmaker.begin() as session:
+        user = await current_user(session, res, update)
+        if user.research_consent:
+            await _withdraw_consent(session, user, "research", res, update)
+        erased = await erase_research_text(session, user)
+    log.info("research.withdrawn", questions=erased.questions)
+    language = user_language(update, res)
+    reply = texts.WITHDRAW_DONE if erased.questions else texts.WITHDRAW_NOTHING
+    await message.reply_text(t(reply, language).format(count=erased.questions))
+
+
+async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Erase everything about the user and end their service consent; confirm in one message."""
+    message, res = update.effective_message, resources.get(context.bot_data)
+    if message is None or update.effective_user is None:
+        return
+    language = user_language(update, res)
+    pseudonym = res.pseudonyms.user(update.effective_user.id)
+    await res.queue.cancel(pseudonym)  # a waiting question leaves Redis now
+    count = 0
+    async with res.sessionmaker.begin() as session:
+        user = await get_user(session, pseudonym)
+        if user is not None:
+            for scope in [
+                s for s, on in (("service", user.service_consent), ("research", user.research_consent)) if on
+            ]:
+                await _withdraw_consent(session, user, scope, res, update)
+            count = (await forget_user(session, user)).questions
+    res.typing_chats.pop(message.chat.id, None)
+    res.languages.pop(pseudonym, None)
+    res.granted.discard(pseudonym)
+    log.info("user.forgotten", questions=count)
+    await message.reply_text(t(texts.FORGET_DONE, language).format(count=count))

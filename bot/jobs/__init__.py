@@ -1,0 +1,1 @@
+"""Scheduled jobs on PTB's JobQueue."""

@@ -1,0 +1,143 @@
+"""Consent end to end through the real bot and the Bot API stand-in: versions, /consent, /withdraw,
+/forget, and no raw Telegram id anywhere in the database after a full conversation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import texts
+from bot.consent import consent_for
+from storage.erasure import tombstones
+from storage.models import AuditEvent, ConsentEvent, Question
+from storage.pseudonym import Pseudonymizer
+from storage.repository.audit import verify_chain
+from storage.repository.users import get_or_create_user, get_user
+from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker
+from tests.test_consent_storage import consent, texts_of
+from tests.test_e2e import _ask, _consent, _has_buttons, _text_has
+
+Sessions = async_sessionmaker[AsyncSession]
+USER = 7_310_045_529  # distinctive: must never appear in the database
+
+
+def _pseudonym() -> str:
+    return Pseudonymizer.from_key(PSEUDONYM_KEY.encode()).user(USER)
+
+
+async def _command(stack: Stack, command: str, expect: str) -> str:
+    """Send a command; return the text of the reply that contains ``expect``."""
+    before = len(stack.stub.calls)
+    stack.stub.push_command(command, user_id=USER)
+    calls = await stack.stub.wait_for("sendMessage", _text_has(expect), since=before)
+    return str(calls[-1].params["text"])
+
+
+async def test_consent_withdraw_and_forget(stack: Stack, running_bot: Any, sessionmaker: Sessions) -> None:
+    """/consent shows the choice; /withdraw erases kept texts; /forget erases the user; chain stays whole."""
+    await _consent(stack, "both", user=USER)
+    async with inprocess_worker(stack):
+        await _ask(stack, "Fever and stiff neck in a child?", user=USER)
+    shown = await _command(stack, "/consent", "What you agreed to")
+    assert "Using the service: yes" in shown and "version en-1" in shown
+    withdrawn = await _command(stack, "/withdraw", "Research review withdrawn")
+    assert "1 question(s)" in withdrawn
+    async with sessionmaker.begin() as session:
+        assert set(await texts_of(session)) == {None}
+        user = await get_user(session, _pseudonym())
+        assert user is not None and not user.research_consent and user.service_consent
+    forgotten = await _command(stack, "/forget", "I erased everything about you")
+    assert "send /start" in forgotten
+    before = len(stack.stub.calls)
+    stack.stub.push_message("Still there?", user_id=USER)
+    await stack.stub.wait_for(
+        "sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == USER, since=before
+    )
+    async with sessionmaker.begin() as session:
+        assert await get_user(session, _pseudonym()) is not None  # the new message made a fresh user
+        events = list((await session.execute(select(ConsentEvent.scope, ConsentEvent.new_value))).all())
+        assert ("service", "withdrawn") in events and ("research", "withdrawn") in events
+        assert {t.reason for t in await tombstones(session)} == {"withdrawal", "forget"}
+        assert await verify_chain(session) > 0
+
+
+async def test_user_of_an_older_text_is_asked_again(
+    stack: Stack, running_bot: Any, sessionmaker: Sessions
+) -> None:
+    """Consent to an older text version does not count: the next message brings the current prompt."""
+    async with sessionmaker.begin() as session:
+        user = await get_or_create_user(session, _pseudonym(), "en")
+        await consent(session, user, "service", "granted", version="en-0")
+    before = len(stack.stub.calls)
+    stack.stub.push_message("Dose of amoxicillin?", user_id=USER)
+    prompt = await stack.stub.wait_for("sendMessage", _has_buttons, since=before)
+    buttons = prompt[-1].params["reply_markup"]["inline_keyboard"]
+    assert buttons[0][0]["callback_data"].endswith(":en-1")
+    assert not [c for c in stack.stub.calls[before:] if "in the queue" in str(c.params.get("text", ""))]
+    stack.stub.push_callback("consent:service:en-0", user_id=USER)
+    await stack.stub.wait_for("answerCallbackQuery", lambda c: c.params.get("text") == texts.CONSENT_STALE)
+    async with sessionmaker.begin() as session:
+        assert len((await session.execute(select(ConsentEvent))).scalars().all()) == 1
+
+
+async def test_translated_text_is_recorded_with_its_version_and_hash(
+    stack: Stack, running_bot: Any, sessionmaker: Sessions
+) -> None:
+    """A button under the French text stores fr-1 and the sha256 of exactly that text."""
+    stack.stub.push_callback("consent:both:fr-1", user_id=USER, language_code="fr")
+    await stack.stub.wait_for("editMessageText")
+    french = consent_for("fr", stack.bot.retention_days, stack.bot.reviewers)
+    async with sessionmaker.begin() as session:
+        rows = list((await session.execute(select(ConsentEvent))).scalars())
+    assert {(r.text_version, r.text_sha256) for r in rows} == {("fr-1", french.sha256)}
+    assert french.text.startswith("Avant de commencer")
+
+
+async def test_no_raw_telegram_id_in_any_table(
+    stack: Stack, running_bot: Any, sessionmaker: Sessions
+) -> None:
+    """After a full conversation every column of every table is free of the user's and chat's raw ids."""
+    await _consent(stack, "both", user=USER)
+    async with inprocess_worker(stack):
+        await _ask(stack, "Malaria treatment for a pregnant woman?", user=USER)
+    await _command(stack, "/privacy", "What is kept")
+    await _command(stack, "/consent", "What you agreed to")
+    async with sessionmaker.begin() as session:
+        dump, tables = await _every_value(session)
+        events = set((await session.execute(select(AuditEvent.event))).scalars())
+        assert (await session.execute(select(Question.text))).scalar_one() is not None
+    assert {"users", "questions", "answers", "consent_events", "audit_events", "erasures"} <= tables
+    assert _pseudonym() in dump  # the scan sees the data
+    assert str(USER) not in dump
+    assert {"consent.changed", "question.received", "answer.sent", "config.changed"} <= events
+
+
+async def _every_value(session: AsyncSession) -> tuple[str, set[str]]:
+    """Every value of every column of every table in the database (found by inspection)."""
+    connection = await session.connection()
+    tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
+    chunks = []
+    for table in tables:
+        rows = (await session.execute(text(f'SELECT * FROM "{table}"'))).all()  # noqa: S608
+        chunks.extend(str(value) for row in rows for value in row)
+    return "\n".join(chunks), set(tables)
+
+
+async def test_switching_research_off_by_button_erases(
+    stack: Stack, running_bot: Any, sessionmaker: Sessions
+) -> None:
+    """Choosing "keep nothing for research" after allowing it records a withdrawal and erases the texts."""
+    await _consent(stack, "both", user=USER)
+    async with inprocess_worker(stack):
+        await _ask(stack, "Signs of severe dehydration?", user=USER)
+    before = len(stack.stub.calls)
+    stack.stub.push_callback("consent:service:en-1", user_id=USER)
+    edit = await stack.stub.wait_for("editMessageText", since=before)
+    assert "erased the text of 1" in edit[-1].params["text"]
+    async with sessionmaker.begin() as session:
+        assert set(await texts_of(session)) == {None}
+        research = (await session.execute(select(ConsentEvent).where(ConsentEvent.scope == "research")
+                                          .order_by(ConsentEvent.id))).scalars().all()  # fmt: skip
+    assert [(r.old_value, r.new_value) for r in research] == [(None, "granted"), ("granted", "withdrawn")]
