@@ -11,9 +11,11 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
 
-from bot import handlers, resources
+from bot import handlers, monitor, resources
+from bot.audit_start import audit_bot_start
 from bot.consent import load_consent_text
 from bot.delivery import AnswerDelivery
+from bot.jobs.retention import schedule_retention
 from bot.settings import BotSettings
 from storage.db import check_connection, make_engine, make_sessionmaker
 from storage.pseudonym import Pseudonymizer
@@ -54,6 +56,11 @@ def build_application(
         app.job_queue.run_repeating(
             _typing_tick, interval=settings.typing_interval_s, first=settings.typing_interval_s
         )
+        if settings.admin_chat_id is not None:
+            interval = settings.monitor_interval_s
+            app.job_queue.run_repeating(monitor.check, interval=interval, first=interval)
+        schedule_retention(app.job_queue, res.sessionmaker, settings.retention_days)
+        await audit_bot_start(res.sessionmaker, settings, storage)
         log.info("bot.ready")
 
     async def post_shutdown(app: AppType) -> None:

@@ -8,11 +8,15 @@ import time
 from datetime import UTC, datetime
 
 import structlog
-from telegram import Bot, ReplyParameters
+from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from bot import texts
+from bot.i18n import t
+from bot.keyboards import feedback_keyboard
 from bot.resources import Resources
+from bot.splitting import split_message
+from storage.models import Question
 from storage.queue import AnswerMessage, Delivery
 from storage.repository.questions import record_answer, set_question_status
 
@@ -21,13 +25,21 @@ log = structlog.get_logger("bot.delivery")
 FAILURE_TEXTS = {"too long": texts.TOO_LONG_FOR_MODEL}
 
 
-def answer_text(answer: AnswerMessage) -> str:
-    """What the user reads: the answer and the research reminder, or a failure notice."""
+def answer_pieces(answer: AnswerMessage, language: str = "en") -> list[str]:
+    """What the user reads, as plain-text messages of at most 4096 characters.
+
+    The answer is split at paragraph or sentence boundaries and the research reminder ends the last
+    piece; a failure is one notice. No parse mode is used, so no markup can be refused.
+    """
     if answer.status != "ok":
-        return FAILURE_TEXTS.get(answer.text, texts.FAILED)
+        return [t(FAILURE_TEXTS.get(answer.text, texts.FAILED), language)]
     body = answer.text.strip() or "…"
-    room = 4096 - len(texts.REMINDER) - 2
-    return f"{body[:room]}\n\n{texts.REMINDER}"
+    return split_message(f"{body}\n\n{t(texts.REMINDER, language)}")
+
+
+def answer_text(answer: AnswerMessage) -> str:
+    """The whole answer as one text (English), for tools that do not send it."""
+    return "\n\n".join(answer_pieces(answer))
 
 
 def _ts(seconds: float | None) -> datetime | None:
@@ -82,22 +94,46 @@ class AnswerDelivery:
         answer = delivery.message
         with structlog.contextvars.bound_contextvars(question_id=answer.question_id):
             if not await self.res.queue.was_sent(answer.question_id):
-                sent = await self._send(answer)
+                sent = await self._send_pieces(answer, await self._language(answer.question_id))
                 await self.res.queue.mark_sent(answer.question_id)
                 await self._record(answer, sent)
             await self.res.queue.clear_pending(answer.user, answer.question_id)
             self.res.typing_chats.pop(answer.chat_id, None)
             await self.res.queue.ack_answer(delivery.entry_id)
 
-    async def _send(self, answer: AnswerMessage) -> float | None:
+    async def _language(self, question_id: str) -> str:
+        """The language the question's user is spoken to in (stored with the question)."""
+        async with self.res.sessionmaker() as session:
+            question = await session.get(Question, question_id)
+        return (question.language if question else None) or self.res.settings.default_language
+
+    async def _send_pieces(self, answer: AnswerMessage, language: str) -> float | None:
+        """Send every piece (the first replies to the question, the last has 👍/👎); None if undeliverable."""
+        pieces = answer_pieces(answer, language)
+        sent_at: float | None = None
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            key = f"{answer.question_id}#{index}"  # a restart does not resend the pieces already sent
+            if not last and await self.res.queue.was_sent(key):
+                continue
+            markup = feedback_keyboard(answer.question_id) if last and answer.status == "ok" else None
+            sent_at = await self._send(answer.chat_id, piece, answer.reply_to if index == 0 else None, markup)
+            if sent_at is None:
+                return None
+            if not last:
+                await self.res.queue.mark_sent(key)
+        if answer.status == "ok" and answer.finished_at and answer.taken_at:
+            self.res.service_times.append(max(0.0, answer.finished_at - answer.taken_at))
+        return sent_at
+
+    async def _send(
+        self, chat_id: int, text: str, reply_to: int | None, markup: InlineKeyboardMarkup | None
+    ) -> float | None:
         """Send until Telegram accepts it; None when the chat is gone (blocked, deleted)."""
+        reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
         while True:
             try:
-                await self.bot.send_message(
-                    answer.chat_id,
-                    answer_text(answer),
-                    reply_parameters=ReplyParameters(answer.reply_to, allow_sending_without_reply=True),
-                )
+                await self.bot.send_message(chat_id, text, reply_parameters=reply, reply_markup=markup)
                 return time.time()
             except RetryAfter as exc:
                 log.warning("delivery.flood_control", retry_after=str(exc.retry_after))

@@ -34,3 +34,34 @@ def parse_consent(data: str | None) -> ConsentChoice | None:
     """The choice encoded in callback data, or None if this bot did not make it."""
     match = _CONSENT_RE.match(data or "")
     return ConsentChoice(match.group(1), match.group(2)) if match else None
+
+
+_FEEDBACK_RE = re.compile(r"^fb:(up|down):([0-9a-f]{8,40})$")
+_LANG_RE = re.compile(r"^lang:(en|fr|ar|es|sw)$")
+
+
+def feedback_keyboard(question_id: str) -> InlineKeyboardMarkup:
+    """👍 / 👎 under an answer."""
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton("👍", callback_data=f"fb:up:{question_id}"),
+          InlineKeyboardButton("👎", callback_data=f"fb:down:{question_id}")]]
+    )  # fmt: skip
+
+
+def parse_feedback(data: str | None) -> tuple[str, str] | None:
+    """``(rating, question_id)`` from feedback callback data, or None if this bot did not make it."""
+    match = _FEEDBACK_RE.match(data or "")
+    return (match.group(1), match.group(2)) if match else None
+
+
+def language_keyboard(names: dict[str, str]) -> InlineKeyboardMarkup:
+    """One button per supported language."""
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(name, callback_data=f"lang:{code}")] for code, name in names.items()]
+    )
+
+
+def parse_language(data: str | None) -> str | None:
+    """The language code of a /lang button, or None."""
+    match = _LANG_RE.match(data or "")
+    return match.group(1) if match else None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.consent import ConsentText
+from bot.fieldstate import FieldState
 from bot.settings import BotSettings
 from storage.pseudonym import Pseudonymizer
 from storage.queue import Queue
@@ -25,6 +27,20 @@ class Resources:
     pseudonyms: Pseudonymizer
     consent: ConsentText
     typing_chats: dict[int, float] = field(default_factory=dict)
+    languages: dict[str, str] = field(default_factory=dict)  # pseudonym -> chosen language
+    granted: set[str] = field(default_factory=set)  # pseudonyms let in by an invite (cache)
+    service_times: deque[float] = field(default_factory=lambda: deque(maxlen=20))  # seconds per answer
+
+    @property
+    def state(self) -> FieldState:
+        """Rate counters, held group questions and feedback prompts (in Redis)."""
+        return FieldState(self.queue.redis, self.queue.names.namespace)
+
+    def estimated_wait_s(self, position: int) -> float | None:
+        """Seconds until the answer at ``position``, from recent answer times (None without data)."""
+        if not self.service_times:
+            return None
+        return position * sum(self.service_times) / len(self.service_times)
 
 
 def get(bot_data: dict[Any, Any]) -> Resources:

@@ -6,8 +6,13 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def parse_ids(value: str) -> frozenset[int]:
+    """Comma- or space-separated Telegram ids (``"12, -1001"``) as a set."""
+    return frozenset(int(part) for part in value.replace(",", " ").split())
+
+
 class BotSettings(BaseSettings):
-    """Bot API access and what users are told."""
+    """Bot API access, what users are told, access control and fairness limits."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -21,3 +26,35 @@ class BotSettings(BaseSettings):
     reviewers: str = "the study's clinical research team"
     poll_timeout_s: int = Field(default=30, ge=0)
     bot_consumer: str = "bot"
+    # Danger signs and alerts.
+    emergency_number: str = Field(default="", description="e.g. 112; empty: 'your local emergency number'")
+    oncall_chat_id: int | None = Field(default=None, description="gets red-flag alerts (pseudonym + rule)")
+    admin_chat_id: int | None = Field(default=None, description="gets operational alerts")
+    # Fairness.
+    busy_queue_size: int = Field(default=50, ge=1, description="longer queue: new questions are refused")
+    user_messages_per_minute: int = Field(default=8, ge=1)
+    group_messages_per_minute: int = Field(default=30, ge=1)
+    consent_hold_s: float = Field(default=900.0, gt=0, description="a group question waits this long")
+    # Access: empty lists and invite_only false mean open to everyone.
+    allowed_users: str = Field(default="", description="comma-separated Telegram user ids")
+    allowed_chats: str = Field(default="", description="comma-separated group chat ids")
+    invite_only: bool = False
+    # Operational monitor.
+    monitor_interval_s: float = Field(default=60.0, gt=0)
+    stall_alert_s: float = Field(default=600.0, gt=0, description="oldest question older: worker down?")
+    default_language: str = "en"
+
+    @property
+    def restricted(self) -> bool:
+        """Whether only allowlisted people, groups and invite holders may use the bot."""
+        return self.invite_only or bool(self.allowed_users.strip() or self.allowed_chats.strip())
+
+    @property
+    def allowed_user_ids(self) -> frozenset[int]:
+        """Allowlisted user ids."""
+        return parse_ids(self.allowed_users)
+
+    @property
+    def allowed_chat_ids(self) -> frozenset[int]:
+        """Allowlisted group ids."""
+        return parse_ids(self.allowed_chats)

@@ -44,7 +44,9 @@ HELP = (
     "/start – welcome and consent\n"
     "/privacy – what is kept, for how long, who reads it\n"
     "/cancel – withdraw the question you are waiting for\n"
-    "/help – this message\n\n"
+    "/lang – choose your language\n"
+    "/help – this message\n"
+    "In a team group: /ask followed by your question, or mention me.\n\n"
     "This is a research tool, not validated for medical use. Answers can be wrong. "
     "In an emergency, call your local emergency number."
 )
@@ -61,3 +63,87 @@ PRIVACY = (
 CHOICE_BOTH = "service and research review"
 CHOICE_SERVICE = "service only, nothing kept for research"
 CHOICE_NONE = "no consent given"
+
+# -- field-team operation (issue 5) --------------------------------------------------------------
+ACK_WITH_WAIT = (
+    "Got it. Your question is number {position} in the queue; estimated wait about {minutes} min. "
+    "I will reply here when the answer is ready."
+)
+RED_FLAG = (
+    "🚨 This may be an emergency. Do not wait for my answer: go to the nearest health facility now "
+    "or call {emergency}. I will still answer your question."
+)
+EMERGENCY_DEFAULT = "your local emergency number"
+STILL_WORKING = "I am still working on your previous question. Please wait for that answer, or send /cancel."
+BUSY = "I am very busy right now. Please try again in a few minutes."
+SLOW_DOWN = "You are sending messages very fast. Please wait a minute, then send your question once."
+CHANNEL_UNSUPPORTED = "I do not answer in channels. Please write to me in a private chat or a team group."
+NOT_INVITED = (
+    "This bot is only for invited teams. If you have an invite code, send /start followed by the code."
+)
+INVITE_ACCEPTED = "Your invite code is accepted. Welcome!"
+INVITE_REJECTED = "This invite code is not valid, used up or expired. Ask your team lead for a new one."
+GROUP_DISABLED = "I am switched off in this group. A group administrator can send /enable to switch me on."
+GROUP_ENABLED = "I am now on in this group. Ask with /ask followed by your question, or mention me."
+GROUP_DISABLED_DONE = "I am now off in this group. An administrator can send /enable to switch me on again."
+ADMINS_ONLY = "Only a group administrator can do that."
+GROUP_ONLY = "This command works in groups only."
+GROUP_HELLO = (
+    "Hello! I answer clinical questions with Meditron, a research AI model. A group administrator must "
+    "send /enable first. Then ask with /ask followed by your question, mention me, or reply to my message."
+)
+GROUP_CONSENT_NEEDED = (
+    "Before I can answer you, please agree to the terms in a private chat (one tap): {link}\n"
+    "I will keep your question for {minutes} minutes and answer it here once you agree."
+)
+GROUP_QUESTION_RELEASED = (
+    "Thank you. Your question from the group is now in the queue; I will answer it there."
+)
+GROUP_QUESTION_DROPPED = (
+    "Your question was not answered because the terms were not accepted in time. Please ask it again."
+)
+ASK_USAGE = "Please write your question after the command, for example: /ask fever in a 2-year-old"
+FEEDBACK_THANKS = "Thank you for your feedback."
+FEEDBACK_REASON = (
+    "Sorry this answer was not good. What was wrong? Reply to this message in one line (optional)."
+)
+FEEDBACK_REASON_THANKS = "Thank you, noted."
+FEEDBACK_NOT_YOURS = "Only the person who asked can rate this answer."
+FEEDBACK_STALE = "This button is no longer valid."
+LANG_CHOOSE = "Choose your language:"
+LANG_SET = "Language set: English."
+LANG_UNKNOWN = "I do not know that language. Choose one of: en, fr, ar, es, sw."
+ALERT_RED_FLAG = (
+    "🚩 Danger sign {rule} from user {user} (question {question}). The user was told to seek emergency care."
+)
+ALERT_DEAD_LETTERS = "⚠️ {count} question(s) could not be answered (dead letters)."
+ALERT_BACKLOG = "⚠️ The queue is backing up: {count} questions waiting."
+ALERT_STALLED = "⚠️ No worker seems to be answering: the oldest question has waited {minutes} min."
+# Consent, withdrawal and erasure (/consent, /withdraw, /forget).
+RIGHTS_STATUS = (
+    "What you agreed to\n"
+    "• Using the service: {service}\n"
+    "• Research review of your questions and answers: {research}\n"
+    "• Consent text: version {version}{date}\n\n"
+    "To change your choice, press a button under the current text below. "
+    "/withdraw stops research review and erases what was kept; /forget erases everything about you."
+)
+RIGHTS_OUTDATED = "The consent text has changed since you agreed; please read it and choose again."
+RIGHTS_YES = "yes"
+RIGHTS_NO = "no"
+RIGHTS_WITHDRAWN = "withdrawn"
+RIGHTS_NOT_CHOSEN = "not chosen yet"
+RIGHTS_SINCE = " (chosen on {date})"
+WITHDRAW_DONE = (
+    "Research review withdrawn. I erased the text of {count} question(s), their answers and your "
+    "feedback; only counts and timings stay. You can keep asking questions: nothing more is kept for research."
+)
+WITHDRAW_NOTHING = (
+    "Research review is off. Nothing you wrote was kept for research, so there was nothing to erase. "
+    "You can keep asking questions."
+)
+FORGET_DONE = (
+    "Done. I erased everything about you: the text of {count} question(s) and their answers, your feedback, "
+    "your pseudonym and your choices. Your consent to use the service has ended; send /start to begin again."
+)
+RESEARCH_ERASED = "I erased the text of {count} earlier question(s) and their answers, as you no longer allow research review."

@@ -15,6 +15,8 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
 import storage.accounts  # noqa: F401  (review-console tables join Base.metadata)
+import storage.erasure  # noqa: F401  (erasure tombstones join Base.metadata)
+import storage.field  # noqa: F401  (field-team tables join Base.metadata)
 from storage.db import make_engine
 from storage.migrate import disable_sqlite_foreign_keys
 from storage.models import Base, UTCDateTime

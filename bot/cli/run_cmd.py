@@ -23,15 +23,14 @@ from storage.settings import StorageSettings
 log = structlog.get_logger("cli.run")
 
 LOCAL_WORKER = "local-worker"
+UPDATES = ["message", "edited_message", "callback_query", "channel_post", "my_chat_member"]
 
 
 def _poll(settings: BotSettings, storage: StorageSettings, redis_url: str, db_url: str) -> None:
     """Run the Telegram bot with long polling until SIGINT/SIGTERM."""
     prepare_database(db_url)
     app = build_application(settings, storage, redis_url=redis_url, database_url=db_url)
-    app.run_polling(
-        timeout=settings.poll_timeout_s, allowed_updates=["message", "edited_message", "callback_query"]
-    )
+    app.run_polling(timeout=settings.poll_timeout_s, allowed_updates=UPDATES)
 
 
 def bot(_: argparse.Namespace) -> int:

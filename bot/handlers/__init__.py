@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from telegram import Update
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
-from bot.handlers import ask, cancel, consent, errors, fallback, info, start
+import bot.handlers.rights as rights
+from bot.handlers import ask, cancel, consent, errors, fallback, feedback, gate, group, info, lang, start
 
 PRIVATE = filters.ChatType.PRIVATE
 NEW_MESSAGE = filters.UpdateType.MESSAGE
@@ -18,6 +22,11 @@ NEW_MESSAGE = filters.UpdateType.MESSAGE
 
 def register(application: Application) -> None:  # type: ignore[type-arg]
     """Add every handler and the error handler to the application."""
+    # Before everything: channels, other bots, rate limits, access (may stop the update).
+    application.add_handler(TypeHandler(Update, gate.gate), group=-2)
+    # A reply to a 👎 reason prompt is the reason, not a question.
+    reason = NEW_MESSAGE & filters.REPLY & filters.TEXT & ~filters.COMMAND
+    application.add_handler(MessageHandler(reason, feedback.reason), group=-1)
     application.add_handlers(
         [
             MessageHandler(filters.UpdateType.EDITED, fallback.edited),
@@ -25,11 +34,26 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
             CommandHandler("help", info.help_command),
             CommandHandler("privacy", info.privacy),
             CommandHandler("cancel", cancel.cancel),
+            CommandHandler("consent", rights.consent_command, filters=PRIVATE),
+            CommandHandler("withdraw", rights.withdraw, filters=PRIVATE),
+            CommandHandler("forget", rights.forget, filters=PRIVATE),
+            CommandHandler("ask", ask.ask_command),
+            CommandHandler("lang", lang.lang),
+            CommandHandler("enable", group.enable),
+            CommandHandler("disable", group.disable),
+            CallbackQueryHandler(feedback.on_feedback, pattern=r"^fb:"),
+            CallbackQueryHandler(lang.on_language_button, pattern=r"^lang:"),
+            ChatMemberHandler(group.added_to_group, ChatMemberHandler.MY_CHAT_MEMBER),
             CallbackQueryHandler(consent.on_consent_button),
             MessageHandler(PRIVATE & NEW_MESSAGE & filters.COMMAND, fallback.unknown_command),
             MessageHandler(PRIVATE & NEW_MESSAGE & filters.TEXT, ask.ask),
             MessageHandler(PRIVATE & NEW_MESSAGE & ~filters.TEXT, fallback.non_text),
-            MessageHandler(filters.ChatType.GROUPS & NEW_MESSAGE & filters.TEXT, fallback.group_text),
+            MessageHandler(
+                filters.ChatType.GROUPS & NEW_MESSAGE & filters.TEXT & ~filters.COMMAND & group.ADDRESSED,
+                ask.addressed,
+            ),
         ]
     )
+    # After a consent button (handled above): queue the user's question held in a group.
+    application.add_handler(CallbackQueryHandler(group.release_held, pattern=r"^consent:"), group=1)
     application.add_error_handler(errors.on_error)

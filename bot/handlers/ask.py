@@ -1,78 +1,117 @@
-"""A question: check consent, record it, acknowledge with its place, put it on the queue."""
+"""A question (private text, /ask, or a group mention/reply): check it, then queue it or hold it."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 
 import structlog
 from telegram import Message, Update
-from telegram.constants import ChatAction
 from telegram.ext import ContextTypes
 
 from bot import resources, texts
 from bot.handlers.consent import has_consent
 from bot.handlers.start import send_consent_prompt
-from bot.identity import current_user, language_of
+from bot.i18n import t
+from bot.identity import current_user, user_language
+from bot.questions import queue_question, warn_if_danger
 from bot.resources import Resources
+from storage.field import group_enabled
 from storage.queue import QuestionMessage
-from storage.repository.questions import mark_enqueued, record_question
 
 log = structlog.get_logger("bot.ask")
 
 
 async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Queue a consented user's question and acknowledge it at once."""
-    message, res = update.effective_message, resources.get(context.bot_data)
-    if message is None or update.effective_user is None or not await _acceptable(message, res):
+    """A private text message is a question."""
+    if update.effective_message is not None:
+        await submit(update, context, update.effective_message.text or "")
+
+
+async def ask_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/ask question`` in a group or a private chat."""
+    message = update.effective_message
+    if message is None:
         return
-    question = _question(update, message, res)
-    ids = {"question_id": question.question_id, "update_id": update.update_id}
-    with structlog.contextvars.bound_contextvars(**ids):
-        async with res.sessionmaker.begin() as session:
-            user = await current_user(session, res, update)
-            if not has_consent(user, res):
-                await send_consent_prompt(update, context)
-                return
-            question = question.model_copy(update={"research": user.research_consent})
-            await record_question(
-                session, question_id=question.question_id, user=user, text=question.text,
-                chat_pseudonym=res.pseudonyms.chat(question.chat_id), chat_type=question.chat_type,
-                language=question.language, research=question.research,
-                received_at=datetime.fromtimestamp(question.received_at, UTC),
-            )  # fmt: skip
-        # Acknowledge before enqueueing, so the answer can never arrive before the acknowledgement.
-        position = await res.queue.waiting() + 1
-        await message.reply_text(texts.ACK.format(position=position))
-        await res.queue.enqueue(question.model_copy(update={"enqueued_at": time.time()}))
-        async with res.sessionmaker.begin() as session:
-            await mark_enqueued(session, question.question_id, datetime.now(UTC))
-        log.info("question.enqueued", position=position)
-        await context.bot.send_chat_action(message.chat.id, ChatAction.TYPING)
-        res.typing_chats[message.chat.id] = time.monotonic()
+    text = (message.text or "").partition(" ")[2]
+    if not text.strip():
+        res = resources.get(context.bot_data)
+        await message.reply_text(t(texts.ASK_USAGE, user_language(update, res)))
+        return
+    await submit(update, context, text)
 
 
-def _question(update: Update, message: Message, res: Resources) -> QuestionMessage:
-    """The queue message for this Telegram message (research flag set once consent is read)."""
+async def addressed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A group message that mentions the bot or replies to it: the rest of the text is the question."""
+    message = update.effective_message
+    if message is not None:
+        mention = f"@{context.bot.username}"
+        text = " ".join(word for word in (message.text or "").split() if word.lower() != mention.lower())
+        await submit(update, context, text)
+
+
+async def submit(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
+    """Danger signs first; then group switch, consent, fairness, and the queue."""
+    message, res = update.effective_message, resources.get(context.bot_data)
+    if message is None or update.effective_user is None:
+        return
+    language = user_language(update, res)
+    if not await _acceptable(message, text.strip(), res, language):
+        return
+    question = _question(update, message, res, text.strip(), language)
+    with structlog.contextvars.bound_contextvars(
+        question_id=question.question_id, update_id=update.update_id
+    ):
+        flag = await warn_if_danger(context.bot, res, question, language)
+        if message.chat.type != message.chat.PRIVATE and not await _group_on(message, res, language):
+            return
+        async with res.sessionmaker.begin() as session:
+            consented = has_consent(await current_user(session, res, update), res)
+        if not consented:
+            await _consent_first(update, context, question, language)
+            return
+        await queue_question(context.bot, res, question, language, urgent=flag is not None)
+
+
+async def _group_on(message: Message, res: Resources, language: str) -> bool:
+    """Whether an administrator enabled the bot in this group (else say how to)."""
+    async with res.sessionmaker() as session:
+        enabled = await group_enabled(session, res.pseudonyms.chat(message.chat.id))
+    if not enabled:
+        await message.reply_text(t(texts.GROUP_DISABLED, language))
+    return enabled
+
+
+async def _consent_first(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, question: QuestionMessage, language: str
+) -> None:
+    """Private: the consent prompt. Group: hold the question and link to a private consent."""
+    if question.chat_type == "private":
+        await send_consent_prompt(update, context)
+        return
+    from bot.handlers.group import hold_for_consent  # group handlers import this module
+
+    await hold_for_consent(context, question, language)
+
+
+def _question(update: Update, message: Message, res: Resources, text: str, language: str) -> QuestionMessage:
+    """The queue message for this Telegram message (research flag set when it is recorded)."""
     assert update.effective_user is not None
     now = time.time()
     return QuestionMessage(
         question_id=uuid.uuid4().hex, chat_id=message.chat.id, message_id=message.message_id,
         user=res.pseudonyms.user(update.effective_user.id), chat_type=message.chat.type,
-        language=language_of(update), text=(message.text or "").strip(), received_at=now, enqueued_at=now,
-        update_id=update.update_id,
+        language=language, text=text, received_at=now, enqueued_at=now, update_id=update.update_id,
     )  # fmt: skip
 
 
-async def _acceptable(message: Message, res: Resources) -> bool:
+async def _acceptable(message: Message, text: str, res: Resources, language: str) -> bool:
     """Refuse empty and over-long text with a kind reply."""
-    text = (message.text or "").strip()
     if not text:
-        await message.reply_text(texts.EMPTY)
+        await message.reply_text(t(texts.EMPTY, language))
         return False
     if len(text) > res.settings.max_question_chars:
         limit = res.settings.max_question_chars
-        await message.reply_text(texts.TOO_LONG.format(length=len(text), limit=limit))
+        await message.reply_text(t(texts.TOO_LONG, language).format(length=len(text), limit=limit))
         return False
     return True

@@ -6,6 +6,8 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import resources, texts
+from bot.i18n import t
+from bot.identity import user_language
 from storage.repository.questions import set_question_status
 
 
@@ -16,9 +18,9 @@ async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     question_id = await res.queue.cancel(res.pseudonyms.user(update.effective_user.id))
     if question_id is None:
-        await message.reply_text(texts.NOTHING_TO_CANCEL)
+        await message.reply_text(t(texts.NOTHING_TO_CANCEL, user_language(update, res)))
         return
     async with res.sessionmaker.begin() as session:
         await set_question_status(session, question_id, "cancelled")
     res.typing_chats.pop(message.chat.id, None)
-    await message.reply_text(texts.CANCELLED)
+    await message.reply_text(t(texts.CANCELLED, user_language(update, res)))

@@ -6,7 +6,9 @@ import structlog
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot import texts
+from bot import resources, texts
+from bot.i18n import t
+from bot.identity import user_language
 
 log = structlog.get_logger("bot.errors")
 
@@ -17,6 +19,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     log.error("handler.failed", error=type(error).__name__, update_id=getattr(update, "update_id", None))
     if isinstance(update, Update) and update.effective_chat is not None:
         try:
-            await context.bot.send_message(update.effective_chat.id, texts.TEMPORARY_ERROR)
+            language = user_language(update, resources.get(context.bot_data))
+            await context.bot.send_message(update.effective_chat.id, t(texts.TEMPORARY_ERROR, language))
         except Exception as exc:
             log.warning("error_reply.failed", error=type(exc).__name__)

@@ -6,13 +6,15 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import resources, texts
-from bot.identity import current_user
+from bot.i18n import t
+from bot.identity import current_user, user_language
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Say what the bot does and list the commands."""
     if update.effective_message is not None:
-        await update.effective_message.reply_text(texts.HELP)
+        language = user_language(update, resources.get(context.bot_data))
+        await update.effective_message.reply_text(t(texts.HELP, language))
 
 
 async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -29,8 +31,11 @@ async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             if user.research_consent
             else texts.CHOICE_SERVICE
         )
+    language = user_language(update, res)
     await message.reply_text(
-        texts.PRIVACY.format(
-            retention_days=res.settings.retention_days, reviewers=res.settings.reviewers, choice=choice
+        t(texts.PRIVACY, language).format(
+            retention_days=res.settings.retention_days,
+            reviewers=res.settings.reviewers,
+            choice=t(choice, language),
         )
     )

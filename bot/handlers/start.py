@@ -1,12 +1,18 @@
-"""/start: welcome, disclaimer and the consent buttons."""
+"""/start: welcome, disclaimer and the consent buttons; ``/start CODE`` redeems an invite first."""
 
 from __future__ import annotations
 
+import structlog
 from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import resources, texts
+from bot.i18n import t
+from bot.identity import user_language
 from bot.keyboards import consent_keyboard
+from storage.field import redeem_invite
+
+log = structlog.get_logger("bot.start")
 
 
 async def send_consent_prompt(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -15,17 +21,42 @@ async def send_consent_prompt(update: Update, context: ContextTypes.DEFAULT_TYPE
     assert update.effective_chat is not None
     await context.bot.send_message(
         update.effective_chat.id,
-        f"{texts.WELCOME}\n\n{res.consent.text}",
+        f"{t(texts.WELCOME, user_language(update, res))}\n\n{res.consent.text}",
         reply_markup=consent_keyboard(res.consent.version),
     )
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Greet a user in private; in a group, point them to a private chat."""
+    """Greet a user in private (after redeeming an invite code); in a group, point to a private chat."""
     chat = update.effective_chat
     if chat is None or update.effective_user is None:
         return
+    res = resources.get(context.bot_data)
     if chat.type != chat.PRIVATE:
-        await context.bot.send_message(chat.id, texts.GROUP_PRIVATE_ONLY)
+        await context.bot.send_message(chat.id, t(texts.GROUP_HELLO, user_language(update, res)))
         return
+    payload = (context.args or [""])[0]
+    if payload and payload != "consent" and not await redeem(update, context, payload):
+        return
+    if payload == "consent":
+        from bot.handlers.group import release_if_consented  # group handlers import this module
+
+        if await release_if_consented(update, context):
+            return
     await send_consent_prompt(update, context)
+
+
+async def redeem(update: Update, context: ContextTypes.DEFAULT_TYPE, code: str) -> bool:
+    """Redeem an invite code; say whether it worked."""
+    res = resources.get(context.bot_data)
+    assert update.effective_user is not None
+    assert update.effective_chat is not None
+    pseudonym = res.pseudonyms.user(update.effective_user.id)
+    async with res.sessionmaker.begin() as session:
+        accepted = await redeem_invite(session, code, pseudonym)
+    log.info("invite.redeemed" if accepted else "invite.rejected")
+    if accepted:
+        res.granted.add(pseudonym)
+    text = texts.INVITE_ACCEPTED if accepted else texts.INVITE_REJECTED
+    await context.bot.send_message(update.effective_chat.id, t(text, user_language(update, res)))
+    return accepted

@@ -1,0 +1,144 @@
+"""Groups: off until an administrator sends /enable; personal consent through a private deep link."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from telegram import Message, Update
+from telegram.constants import ChatMemberStatus
+from telegram.ext import ContextTypes, filters
+
+from bot import resources, texts
+from bot.handlers.consent import has_consent
+from bot.i18n import t
+from bot.identity import current_user, user_language
+from bot.questions import queue_question, reply
+from bot.resources import Resources
+from storage.field import set_group_enabled
+from storage.queue import QuestionMessage
+
+log = structlog.get_logger("bot.group")
+
+ADMINS = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+CONSENT_PAYLOAD = "consent"
+
+
+class _Addressed(filters.MessageFilter):
+    """A message that mentions the bot by @username or replies to one of its messages."""
+
+    def filter(self, message: Message) -> bool:
+        """Whether the bot is addressed (works in privacy mode: Telegram delivers exactly these)."""
+        bot = message.get_bot()
+        replied = message.reply_to_message
+        if replied is not None and replied.from_user is not None and replied.from_user.id == bot.id:
+            return True
+        mention = f"@{bot.username}".lower()
+        return any(text.lower() == mention for text in message.parse_entities(["mention"]).values())
+
+
+ADDRESSED = _Addressed()
+
+
+async def enable(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/enable: an administrator switches the bot on in this group."""
+    await _switch(update, context, on=True)
+
+
+async def disable(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/disable: an administrator switches the bot off in this group."""
+    await _switch(update, context, on=False)
+
+
+async def _switch(update: Update, context: ContextTypes.DEFAULT_TYPE, *, on: bool) -> None:
+    """Check the sender is an administrator (getChatMember), then store the switch."""
+    message, user, res = update.effective_message, update.effective_user, resources.get(context.bot_data)
+    if message is None or user is None:
+        return
+    language = user_language(update, res)
+    if message.chat.type == message.chat.PRIVATE:
+        await message.reply_text(t(texts.GROUP_ONLY, language))
+        return
+    member = await context.bot.get_chat_member(message.chat.id, user.id)
+    if member.status not in ADMINS:
+        await message.reply_text(t(texts.ADMINS_ONLY, language))
+        return
+    async with res.sessionmaker.begin() as session:
+        await set_group_enabled(
+            session, res.pseudonyms.chat(message.chat.id), on, res.pseudonyms.user(user.id)
+        )
+    log.info("group.switched", enabled=on)
+    await message.reply_text(t(texts.GROUP_ENABLED if on else texts.GROUP_DISABLED_DONE, language))
+
+
+async def added_to_group(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The bot was added to a group: say hello and how an administrator switches it on."""
+    change = update.my_chat_member
+    if change is None or change.chat.type not in (change.chat.GROUP, change.chat.SUPERGROUP):
+        return
+    if change.new_chat_member.status in (
+        ChatMemberStatus.MEMBER,
+        *ADMINS,
+    ) and change.old_chat_member.status in (
+        ChatMemberStatus.LEFT,
+        ChatMemberStatus.BANNED,
+    ):
+        await context.bot.send_message(
+            change.chat.id, t(texts.GROUP_HELLO, user_language(update, resources.get(context.bot_data)))
+        )
+
+
+async def hold_for_consent(
+    context: ContextTypes.DEFAULT_TYPE, question: QuestionMessage, language: str
+) -> None:
+    """Keep a group question until its asker consents in private; drop it after a timeout."""
+    res = resources.get(context.bot_data)
+    await res.state.hold(question, res.settings.consent_hold_s)
+    link = f"https://t.me/{context.bot.username}?start={CONSENT_PAYLOAD}"
+    minutes = max(1, round(res.settings.consent_hold_s / 60))
+    await reply(
+        context.bot, question, t(texts.GROUP_CONSENT_NEEDED, language).format(link=link, minutes=minutes)
+    )
+    assert context.job_queue is not None
+    data = {"user": question.user, "question_id": question.question_id, "language": language}
+    context.job_queue.run_once(_drop_held, res.settings.consent_hold_s, data=data)
+    log.info("question.held")
+
+
+async def _drop_held(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The asker did not consent in time: forget the question and say so in the group."""
+    assert context.job is not None
+    data: dict[str, Any] = context.job.data  # type: ignore[assignment]
+    res = resources.get(context.bot_data)
+    held = await res.state.take_held(data["user"], data["question_id"])
+    if held is not None:
+        await reply(context.bot, held, t(texts.GROUP_QUESTION_DROPPED, data["language"]))
+        log.info("question.hold_expired")
+
+
+async def release_held(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """After a consent choice in private: queue the user's held group question, if any."""
+    await release_if_consented(update, context)
+
+
+async def release_if_consented(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    """Queue the consented user's held group question; True if there was one."""
+    user, res = update.effective_user, resources.get(context.bot_data)
+    if user is None:
+        return False
+    async with res.sessionmaker.begin() as session:
+        consented = has_consent(await current_user(session, res, update), res)
+    return consented and await _release(update, context, res)
+
+
+async def _release(update: Update, context: ContextTypes.DEFAULT_TYPE, res: Resources) -> bool:
+    """Queue the held question in its group and tell the user in private."""
+    assert update.effective_user is not None
+    assert update.effective_chat is not None
+    held = await res.state.take_held(res.pseudonyms.user(update.effective_user.id))
+    if held is None:
+        return False
+    language = user_language(update, res)
+    if await queue_question(context.bot, res, held, language):
+        await context.bot.send_message(update.effective_chat.id, t(texts.GROUP_QUESTION_RELEASED, language))
+    return True

@@ -1,0 +1,93 @@
+"""The path of a question after its handler: danger-sign check, fairness, recording and queueing.
+
+Used by private questions, group questions (/ask, mention, reply) and group questions released
+after their asker consented in private.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+
+import structlog
+from telegram import Bot, Message, ReplyParameters
+from telegram.constants import ChatAction
+
+from bot import redflags, texts
+from bot.alerts import alert
+from bot.i18n import t
+from bot.redflags import RedFlag
+from bot.resources import Resources
+from storage.queue import QuestionMessage
+from storage.repository.questions import mark_enqueued, record_question
+from storage.repository.users import get_or_create_user
+
+log = structlog.get_logger("bot.questions")
+
+
+async def reply(bot: Bot, question: QuestionMessage, text: str) -> Message:
+    """Send ``text`` to the question's chat as a reply to it (plain text)."""
+    target = ReplyParameters(question.message_id, allow_sending_without_reply=True)
+    return await bot.send_message(question.chat_id, text, reply_parameters=target)
+
+
+async def warn_if_danger(
+    bot: Bot, res: Resources, question: QuestionMessage, language: str
+) -> RedFlag | None:
+    """On a danger sign: the fixed referral message at once and an alert to the on-call chat."""
+    flag = redflags.check(question.text)
+    if flag is None:
+        return None
+    emergency = res.settings.emergency_number or t(texts.EMERGENCY_DEFAULT, language)
+    await reply(bot, question, t(texts.RED_FLAG, language).format(emergency=emergency))
+    note = texts.ALERT_RED_FLAG.format(rule=flag.label, user=question.user, question=question.question_id)
+    await alert(bot, res.settings.oncall_chat_id, note)
+    log.warning("question.red_flag", rule=flag.label)
+    return flag
+
+
+def acknowledgement(res: Resources, position: int, language: str) -> str:
+    """Place in the queue, with an estimated wait once recent answer times are known."""
+    wait = res.estimated_wait_s(position)
+    if wait is None:
+        return t(texts.ACK, language).format(position=position)
+    return t(texts.ACK_WITH_WAIT, language).format(position=position, minutes=max(1, math.ceil(wait / 60)))
+
+
+async def queue_question(
+    bot: Bot, res: Resources, question: QuestionMessage, language: str, *, urgent: bool = False
+) -> bool:
+    """One pending question per user; refuse when busy (not urgent ones); record, acknowledge, enqueue."""
+    if await res.queue.pending_of(question.user) is not None:
+        await reply(bot, question, t(texts.STILL_WORKING, language))
+        return False
+    position = await res.queue.waiting() + 1
+    if position > res.settings.busy_queue_size and not urgent:
+        await reply(bot, question, t(texts.BUSY, language))
+        log.info("question.busy", waiting=position - 1)
+        return False
+    question = await _record(res, question, language)
+    # Acknowledge before enqueueing, so the answer can never arrive before the acknowledgement.
+    await reply(bot, question, acknowledgement(res, position, language))
+    await res.queue.enqueue(question.model_copy(update={"enqueued_at": time.time()}))
+    async with res.sessionmaker.begin() as session:
+        await mark_enqueued(session, question.question_id, datetime.now(UTC))
+    log.info("question.enqueued", position=position, chat_type=question.chat_type)
+    await bot.send_chat_action(question.chat_id, ChatAction.TYPING)
+    res.typing_chats[question.chat_id] = time.monotonic()
+    return True
+
+
+async def _record(res: Resources, question: QuestionMessage, language: str) -> QuestionMessage:
+    """Store the question (text only with research consent); returns it with the research flag set."""
+    async with res.sessionmaker.begin() as session:
+        user = await get_or_create_user(session, question.user, language)
+        question = question.model_copy(update={"research": user.research_consent})
+        await record_question(
+            session, question_id=question.question_id, user=user, text=question.text,
+            chat_pseudonym=res.pseudonyms.chat(question.chat_id), chat_type=question.chat_type,
+            language=language, research=question.research,
+            received_at=datetime.fromtimestamp(question.received_at, UTC),
+        )  # fmt: skip
+    return question

@@ -1,0 +1,110 @@
+"""Danger signs: every rule fires in every language, and ordinary clinical questions do not."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.redflags import LANGUAGES, check, normalise, rules
+
+RULES = {
+    "not_breathing", "unconscious", "convulsions", "heavy_bleeding",
+    "chest_pain", "newborn_not_feeding", "poisoning", "suicidal",
+}  # fmt: skip
+
+POSITIVES = {
+    "en": {
+        "not_breathing": "My baby is not breathing, what do I do?",
+        "unconscious": "The man is unconscious after a fall",
+        "convulsions": "Child with fever having convulsions since 10 minutes",
+        "heavy_bleeding": "Woman after delivery with heavy bleeding",
+        "chest_pain": "55 year old with crushing chest pain and sweating",
+        "newborn_not_feeding": "Newborn 3 days old who cannot suck anymore",
+        "poisoning": "A child swallowed kerosene an hour ago",
+        "suicidal": "My patient says he wants to kill himself",
+    },
+    "fr": {
+        "not_breathing": "Mon bébé ne respire plus",
+        "unconscious": "L'homme est inconscient après une chute",
+        "convulsions": "Enfant fébrile avec des convulsions",
+        "heavy_bleeding": "Femme avec une hémorragie après l'accouchement",
+        "chest_pain": "Homme de 55 ans avec une douleur thoracique",
+        "newborn_not_feeding": "Le nouveau-né ne tète plus depuis hier",
+        "poisoning": "Un enfant a avalé du pétrole",
+        "suicidal": "Elle parle de suicide",
+    },
+    "es": {
+        "not_breathing": "El niño no respira bien",
+        "unconscious": "Está inconsciente desde hace una hora",
+        "convulsions": "Niña con fiebre y convulsiones",
+        "heavy_bleeding": "Mujer con sangrado abundante después del parto",
+        "chest_pain": "Hombre con dolor en el pecho y sudor",
+        "newborn_not_feeding": "El bebé no quiere mamar desde ayer",
+        "poisoning": "Un niño bebió lejía",
+        "suicidal": "Dice que quiere quitarse la vida",
+    },
+    "sw": {
+        "not_breathing": "Mtoto hapumui vizuri",
+        "unconscious": "Mama amepoteza fahamu",
+        "convulsions": "Mtoto ana homa na degedege",
+        "heavy_bleeding": "Mama anavuja damu nyingi baada ya kujifungua",
+        "chest_pain": "Mzee ana maumivu ya kifua",
+        "newborn_not_feeding": "Mtoto mchanga hanyonyi tangu jana",
+        "poisoning": "Mtoto amekunywa mafuta ya taa",
+        "suicidal": "Anasema anataka kujiua",
+    },
+    "ar": {
+        "not_breathing": "الطفل لا يتنفس",
+        "unconscious": "الرجل فاقد الوعي بعد السقوط",
+        "convulsions": "طفل مصاب بالحمى وتشنجات",
+        "heavy_bleeding": "امرأة بعد الولادة مع نزيف حاد",
+        "chest_pain": "رجل عمره ٥٥ سنة لديه ألم في الصدر",
+        "newborn_not_feeding": "المولود لا يرضع منذ الأمس",
+        "poisoning": "طفل شرب الكيروسين",
+        "suicidal": "يقول إنه يريد أن يموت",
+    },
+}
+
+FALSE_POSITIVES = [
+    "What is the normal breathing rate for a 2-year-old?",
+    "Deep breathing exercises for anxiety?",
+    "How do I fit a nasal cannula?",
+    "Food poisoning in adults: when to give ORS?",
+    "Cough and fever for 3 days, no chest pain",
+    "Is a small nosebleed in a child dangerous?",
+    "How should I store blood samples without a fridge?",
+    "The baby feeds well but has a rash",
+    "Quelle dose de paracétamol pour un enfant de 12 kg ?",
+    "Intoxication alimentaire chez l'adulte : que faire ?",
+    "Tos y fiebre, sin dolor en el pecho",
+    "¿Cómo tratar una intoxicación alimentaria leve?",
+    "Mtoto ana kikohozi na homa kidogo",
+    "Sumu ya chakula kwa watu wazima",
+    "ما هي جرعة الباراسيتامول لطفل وزنه ١٢ كغ؟",
+    "التسمم الغذائي عند البالغين",
+    "سعال وحمى، لا يوجد ألم في الصدر",
+]
+
+
+def test_every_language_has_every_rule() -> None:
+    for language in LANGUAGES:
+        assert {rule for rule, _ in rules(language)} == RULES, language
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_each_danger_sign_is_found(language: str) -> None:
+    for rule, text in POSITIVES[language].items():
+        flag = check(text)
+        assert flag is not None, (language, rule, text)
+        assert flag.rule == rule, (language, rule, text, flag)
+
+
+@pytest.mark.parametrize("text", FALSE_POSITIVES)
+def test_ordinary_questions_are_not_flagged(text: str) -> None:
+    assert check(text) is None
+
+
+def test_normalisation_removes_accents_diacritics_and_variants() -> None:
+    assert normalise("  Hémorragie   GRAVE ") == "hemorragie grave"
+    assert normalise("فَاقِدُ الوَعْيِ") == "فاقد الوعي"
+    assert normalise("أريد أن أموت") == "اريد ان اموت"
+    assert check("He can’t breathe") is not None  # curly apostrophe from a phone keyboard
