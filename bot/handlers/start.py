@@ -7,6 +7,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import resources, texts
+from bot.consent import consent_for
 from bot.i18n import t
 from bot.identity import user_language
 from bot.keyboards import consent_keyboard
@@ -19,10 +20,12 @@ async def send_consent_prompt(update: Update, context: ContextTypes.DEFAULT_TYPE
     """Send the welcome, the disclaimer and the three consent buttons."""
     res = resources.get(context.bot_data)
     assert update.effective_chat is not None
+    language = user_language(update, res)
+    consent = consent_for(language, res.settings.retention_days, res.settings.reviewers)
     await context.bot.send_message(
         update.effective_chat.id,
-        f"{t(texts.WELCOME, user_language(update, res))}\n\n{res.consent.text}",
-        reply_markup=consent_keyboard(res.consent.version),
+        f"{t(texts.WELCOME, language)}\n\n{consent.text}",
+        reply_markup=consent_keyboard(consent.version),
     )
 
 
