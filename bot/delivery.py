@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
@@ -19,6 +20,7 @@ from bot.splitting import split_message
 from storage.models import Question
 from storage.queue import AnswerMessage, Delivery
 from storage.repository.questions import record_answer, set_question_status
+from storage.startup_audit import audit_startup
 
 log = structlog.get_logger("bot.delivery")
 
@@ -55,6 +57,7 @@ class AnswerDelivery:
         self.res = res
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._model_seen: tuple[str | None, str] | None = None
 
     def start(self) -> None:
         """Run the delivery loop as a background task."""
@@ -159,12 +162,23 @@ class AnswerDelivery:
             )  # fmt: skip
             status = "answered" if answer.status == "ok" and sent_at else "failed"
             await set_question_status(session, answer.question_id, status)
+            await self._audit_model(session, answer)
         log.info(
             "answer.sent",
             status=answer.status,
             delivered=sent_at is not None,
             **latency_split(answer, sent_at),
         )
+
+    async def _audit_model(self, session: AsyncSession, answer: AnswerMessage) -> None:
+        """Audit a model or prompt change, seen in the answers (workers need no database)."""
+        model = (answer.model_sha256, answer.prompt_version)
+        if answer.status != "ok" or model == self._model_seen:
+            return
+        events = await audit_startup(session, "worker", {}, model_sha256=model[0], prompt_version=model[1])
+        self._model_seen = model
+        if "model.changed" in events:
+            log.info("model.changed", sha256=(model[0] or "")[:16], prompt_version=model[1])
 
 
 def _seconds(value: object) -> float:

@@ -136,7 +136,8 @@ RIGHTS_NOT_CHOSEN = "not chosen yet"
 RIGHTS_SINCE = " (chosen on {date})"
 WITHDRAW_DONE = (
     "Research review withdrawn. I erased the text of {count} question(s), their answers and your "
-    "feedback; only counts and timings stay. You can keep asking questions: nothing more is kept for research."
+    "feedback; only counts and timings stay. "
+    "You can keep asking questions: nothing more is kept for research."
 )
 WITHDRAW_NOTHING = (
     "Research review is off. Nothing you wrote was kept for research, so there was nothing to erase. "
@@ -146,4 +147,7 @@ FORGET_DONE = (
     "Done. I erased everything about you: the text of {count} question(s) and their answers, your feedback, "
     "your pseudonym and your choices. Your consent to use the service has ended; send /start to begin again."
 )
-RESEARCH_ERASED = "I erased the text of {count} earlier question(s) and their answers, as you no longer allow research review."
+RESEARCH_ERASED = (
+    "I erased the text of {count} earlier question(s) and their answers, "
+    "as you no longer allow research review."
+)

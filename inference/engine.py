@@ -404,7 +404,14 @@ class Engine:
             stream.close()
         text = llama.detokenize(generated).decode("utf-8", errors="replace")
         return GenerationResult(
-            text, len(tokens), len(generated), reason, started_at, first_token_at, time.time(), tuple(generated)
+            text,
+            len(tokens),
+            len(generated),
+            reason,
+            started_at,
+            first_token_at,
+            time.time(),
+            tuple(generated),
         )
 
     def close(self) -> None:

@@ -7,7 +7,8 @@ import signal
 
 import structlog
 
-from inference.engine import Engine
+from inference.batch import BatchEngine
+from inference.memory import check_memory
 from inference.modelfile import file_sha256
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
@@ -19,19 +20,30 @@ from storage.settings import StorageSettings
 log = structlog.get_logger("inference.serve")
 
 
-def load_engine(settings: InferenceSettings, storage: StorageSettings) -> tuple[Engine, str]:
-    """Find (or pull), hash and load the model; blocking."""
+def load_engine(settings: InferenceSettings, storage: StorageSettings) -> tuple[BatchEngine, str]:
+    """Find (or pull), hash, check the memory budget of, and load the model; blocking."""
     path = ensure_model(settings, storage.ensure_data_dir())
     sha256 = file_sha256(path)
-    engine = Engine(
+    if settings.memory_guard:
+        plan = check_memory(
+            path, n_ctx=settings.n_ctx, n_batch=settings.n_batch, max_sequences=settings.max_sequences
+        )
+        log.info("memory.planned", needed_mib=plan.total // 2**20, kv_mib=plan.kv_bytes // 2**20)
+    engine = BatchEngine(
         path,
         n_ctx=settings.n_ctx,
         n_threads=settings.n_threads,
         n_batch=settings.n_batch,
         use_mmap=settings.use_mmap,
+        max_sequences=settings.max_sequences,
     )
     log.info(
-        "model.loaded", file=path.name, sha256=sha256[:16], n_ctx=engine.n_ctx, threads=settings.n_threads
+        "model.loaded",
+        file=path.name,
+        sha256=sha256[:16],
+        n_ctx=engine.n_ctx,
+        threads=settings.n_threads,
+        max_sequences=settings.max_sequences,
     )
     return engine, sha256
 
@@ -51,6 +63,8 @@ async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url
         max_answer_tokens=settings.max_answer_tokens,
         temperature=settings.temperature,
         heartbeat_s=settings.heartbeat_s,
+        max_sequences=settings.max_sequences,
+        prefix_reuse=settings.prefix_reuse,
     )
     try:
         await Worker(queue, engine, config).run(stop)

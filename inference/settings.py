@@ -37,11 +37,14 @@ class InferenceSettings(BaseSettings):
     n_threads: int = Field(default_factory=physical_cores, ge=1)
     n_ctx: int = Field(default=4096, ge=512)
     n_batch: int = Field(default=512, ge=8)
-    use_mmap: bool = True
+    use_mmap: bool = False  # llama.cpp repacks Q4 weights for AVX2 anyway; mmap keeps the file resident too
     max_answer_tokens: int = Field(default=384, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    worker_batch: int = Field(default=1, ge=1)
+    worker_batch: int = Field(default=1, ge=1, description="unused (MAX_SEQUENCES)")
+    max_sequences: int = Field(default=4, ge=1, le=64, description="questions answered at once (one batch)")
+    prefix_reuse: bool = Field(default=True, description="evaluate the instruction prefix once, reuse its KV")
+    memory_guard: bool = Field(default=True, description="refuse to start when model + KV cache do not fit")
     heartbeat_s: float = Field(default=10.0, gt=0)
 
     def resolved_model_path(self, data_dir: Path) -> Path:

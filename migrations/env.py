@@ -14,8 +14,8 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
-import storage.accounts  # noqa: F401  (review-console tables join Base.metadata)
-import storage.erasure  # noqa: F401  (erasure tombstones join Base.metadata)
+import storage.accounts
+import storage.erasure
 import storage.field  # noqa: F401  (field-team tables join Base.metadata)
 from storage.db import make_engine
 from storage.migrate import disable_sqlite_foreign_keys
@@ -34,9 +34,7 @@ def render_item(kind: str, item: Any, autogen_context: AutogenContext) -> str | 
 
 def _configure(**options: Any) -> None:
     """Configure the migration context with the project's options."""
-    context.configure(
-        target_metadata=target_metadata, compare_type=True, render_item=render_item, **options
-    )
+    context.configure(target_metadata=target_metadata, compare_type=True, render_item=render_item, **options)
 
 
 def _url() -> str:

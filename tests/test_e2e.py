@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
-from storage.models import Answer, ConsentEvent, Question
+from storage.models import Answer, AuditEvent, ConsentEvent, Question
 from tests.support.stack import Stack, inprocess_worker
 from tests.support.telegram_stub import Call
 
@@ -68,6 +68,12 @@ async def test_consented_question_is_answered_and_recorded(
         q = (await session.execute(select(Question))).scalar_one()
         a = (await session.execute(select(Answer))).scalar_one()
         events = (await session.execute(select(ConsentEvent))).scalars().all()
+        model_events = (
+            (await session.execute(select(AuditEvent).where(AuditEvent.event == "model.changed")))
+            .scalars()
+            .all()
+        )
+    assert len(model_events) == 1 and "0" * 64 in model_events[0].payload  # the worker's model, audited
     assert q.text == "How much ORS for a 2-year-old with diarrhoea?" and q.status == "answered"
     assert a.text and a.text in answer.params["text"] and a.model_sha256 == "0" * 64
     assert a.completion_tokens > 0 and a.sent_at is not None and a.first_token_at is not None

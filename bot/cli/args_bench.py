@@ -1,0 +1,40 @@
+"""Arguments of ``meditron-bot bench`` (kept light: nothing heavy is imported here)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers."""
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("give positive numbers, e.g. 1,2,4,8")
+    return counts
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """bench [--model PATH] [--json] [engine knobs]."""
+    parser = sub.add_parser(
+        "bench",
+        help="measure the worker against the plain path on this machine",
+        description="Time to first token, generation speed, questions answered together, peak memory "
+        "and the memory-bandwidth bound, plain path vs worker. Without --model, a random-weight GGUF "
+        "with the exact Gemma2-2B shapes (Q4_K_M) is written once into the data directory.",
+    )
+    parser.add_argument("--model", type=Path, help="GGUF file to measure (default: Gemma2-2B-shaped Q4_K_M)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: N_THREADS, physical cores)")
+    parser.add_argument("--ctx", type=int, help="KV cache cells (default: N_CTX)")
+    parser.add_argument("--batch", type=int, help="prompt batch size (default: N_BATCH)")
+    parser.add_argument("--max-sequences", type=int, help="questions decoded at once (MAX_SEQUENCES)")
+    parser.add_argument("--no-mmap", action="store_true", help="load the file into memory (Q4_0 repacking)")
+    parser.add_argument("--answer-tokens", type=int, default=32, help="tokens per answer (default 32)")
+    parser.add_argument(
+        "--counts", type=_counts, default=(1, 2, 4, 8), help="questions arriving together (default 1,2,4,8)"
+    )
+    parser.set_defaults(handler="bench_cmd:run")

@@ -1,0 +1,47 @@
+"""``meditron-bot bench``: figures of the worker against the plain path on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from inference.bench import BenchConfig, Progress, count_steps, format_table, run_bench
+from inference.settings import InferenceSettings
+from inference.synthetic import ensure_bench_model
+from storage.settings import StorageSettings
+
+
+def _model(args: argparse.Namespace, progress: Progress) -> Path:
+    """--model, or the cached Gemma2-2B-shaped Q4_K_M file (written once)."""
+    if args.model is not None:
+        path: Path = args.model
+        return path
+    cache = StorageSettings().ensure_data_dir() / "bench"
+    return ensure_bench_model(cache, progress=progress.note)
+
+
+def _config(args: argparse.Namespace, model: Path) -> BenchConfig:
+    """The engines' configuration: the worker's settings, overridden by the flags."""
+    settings = InferenceSettings()
+    return BenchConfig(
+        model=model,
+        n_threads=args.threads or settings.n_threads,
+        n_ctx=args.ctx or settings.n_ctx,
+        n_batch=args.batch or settings.n_batch,
+        use_mmap=settings.use_mmap and not args.no_mmap,
+        max_sequences=args.max_sequences or settings.max_sequences,
+        answer_tokens=args.answer_tokens,
+        counts=tuple(args.counts),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark; a table (or one JSON object) on stdout, progress on stderr."""
+    progress = Progress(0)
+    model = _model(args, progress)
+    config = _config(args, model)
+    progress.total = count_steps(config)
+    report = run_bench(config, progress)
+    print(json.dumps(report.as_dict()) if args.json else format_table(report))
+    return 0

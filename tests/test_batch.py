@@ -1,0 +1,186 @@
+"""The batched engine on real llama.cpp with the tiny gemma2 file: equality, cancellation, limits."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inference.batch import PREFIX_SEQ, BatchEngine, Request
+from inference.engine import Engine
+from inference.errors import InferenceError, PromptTooLongError
+from inference.prompt import build_prompt, preamble_prompt
+
+QUESTIONS = [
+    "What dose of paracetamol for a child of 12 kg with fever?",
+    "Signs of severe dehydration in a baby?",
+    "Combien de SRO pour un enfant avec diarrhée ?",
+    "How do I clean a deep dirty wound from a machete?",
+    "Malaria rapid test is negative but the fever goes on: what next?",
+]
+TOKENS = 24
+
+
+@pytest.fixture(scope="module")
+def plain(tiny_model_path: Path) -> Iterator[Engine]:
+    """The plain single-sequence engine (llama-cpp-python's Llama) on the tiny model."""
+    with Engine(tiny_model_path, n_ctx=2048, n_threads=1) as engine:
+        yield engine
+
+
+@pytest.fixture
+def batch(plain: Engine) -> Iterator[BatchEngine]:
+    """A batched context sharing the plain engine's weights, with the instruction prefix set."""
+    with BatchEngine.sharing(plain, max_sequences=3) as engine:
+        engine.set_prefix(preamble_prompt())
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def reference(plain: Engine) -> list[tuple[int, ...]]:
+    """Greedy tokens of each question on the plain path, whole prompt evaluated each time."""
+    return [plain.generate(build_prompt(q), max_tokens=TOKENS, fresh=True).tokens for q in QUESTIONS]
+
+
+def test_unbatched_without_prefix_reuse_equals_the_plain_path(
+    tiny_model_path: Path, reference: list[tuple[int, ...]]
+) -> None:
+    with BatchEngine(tiny_model_path, n_ctx=2048, n_threads=1, max_sequences=1) as alone:
+        assert alone.prefix_tokens == 0
+        tokens = [alone.generate(build_prompt(q), max_tokens=TOKENS).tokens for q in QUESTIONS]
+    assert tokens == reference
+    assert all(len(t) == TOKENS for t in tokens)
+
+
+def test_prefix_reuse_gives_the_same_tokens_and_skips_the_prefix(
+    batch: BatchEngine, reference: list[tuple[int, ...]]
+) -> None:
+    before = batch.stats.tokens
+    results = [batch.generate(build_prompt(q), max_tokens=TOKENS) for q in QUESTIONS]
+    assert [r.tokens for r in results] == reference
+    fed = batch.stats.tokens - before
+    prompt_tokens = sum(r.prompt_tokens for r in results)
+    assert batch.prefix_tokens > 200
+    # only each question's own tokens (and the generated ones) were decoded, never the prefix again
+    assert fed == prompt_tokens - len(QUESTIONS) * batch.prefix_tokens + len(QUESTIONS) * (TOKENS - 1)
+
+
+def test_batched_sequences_with_continuous_admission_give_the_same_tokens(
+    batch: BatchEngine, reference: list[tuple[int, ...]]
+) -> None:
+    # five questions, three sequences: two join while the others are generating; budgets differ so
+    # sequences finish (and free their cells) at different steps
+    budgets = [TOKENS, 9, 17, TOKENS, 5]
+    requests = [Request(build_prompt(q), max_tokens=n) for q, n in zip(QUESTIONS, budgets, strict=True)]
+    decodes_before = batch.stats.decodes
+    results = batch.generate_many(requests)
+    assert [r.tokens for r in results] == [ref[:n] for ref, n in zip(reference, budgets, strict=True)]
+    assert batch.stats.decodes - decodes_before < sum(budgets)  # steps were shared
+    assert batch.active == 0
+    assert batch.reserved_cells == 0
+
+
+def test_a_question_submitted_while_others_generate_joins_the_next_step(
+    batch: BatchEngine, reference: list[tuple[int, ...]]
+) -> None:
+    results: dict[str, object] = {}
+    batch.submit(Request(build_prompt(QUESTIONS[0]), max_tokens=TOKENS), lambda r: results.update(a=r))
+    for _ in range(4):
+        batch.step()
+    assert batch.active == 1
+    batch.submit(Request(build_prompt(QUESTIONS[1]), max_tokens=TOKENS), lambda r: results.update(b=r))
+    batch.step()
+    assert batch.active == 2  # admitted at once, not after the first finished
+    batch.run_until_idle()
+    assert [getattr(results[k], "tokens", None) for k in "ab"] == reference[:2]
+
+
+def test_cancellation_frees_the_sequence_and_its_kv_cells(
+    batch: BatchEngine, reference: list[tuple[int, ...]]
+) -> None:
+    cancel = threading.Event()
+    outcome: list[object] = []
+    batch.submit(
+        Request(build_prompt(QUESTIONS[2]), max_tokens=200, should_stop=cancel.is_set), outcome.append
+    )
+    for _ in range(5):
+        batch.step()
+    (seq_id,) = batch._active  # white-box: the sequence id in use
+    assert batch.sequence_cells(seq_id) > batch.prefix_tokens
+    assert batch.reserved_cells > 200
+    cancel.set()
+    batch.step()
+    assert outcome
+    result = outcome[0]
+    assert getattr(result, "stop_reason", None) == "cancelled"
+    assert 0 < getattr(result, "completion_tokens", 0) < 200
+    assert batch.active == 0
+    assert batch.reserved_cells == 0
+    assert batch.sequence_cells(seq_id) == 0  # its cells are free
+    assert batch.sequence_cells(PREFIX_SEQ) == batch.prefix_tokens  # the shared prefix is kept
+    assert batch.generate(build_prompt(QUESTIONS[0]), max_tokens=TOKENS).tokens == reference[0]
+
+
+def test_cancelled_before_start_evaluates_nothing(batch: BatchEngine) -> None:
+    before = batch.stats.tokens
+    result = batch.generate(build_prompt(QUESTIONS[0]), max_tokens=10, should_stop=lambda: True)
+    assert result.stop_reason == "cancelled"
+    assert result.completion_tokens == 0
+    assert batch.stats.tokens == before
+
+
+def test_stop_strings_and_per_sequence_budgets(batch: BatchEngine) -> None:
+    full = batch.generate(build_prompt(QUESTIONS[3]), max_tokens=TOKENS)
+    stop = full.text[5:8]
+    assert stop and stop in full.text
+    cut, short = batch.generate_many(
+        [
+            Request(build_prompt(QUESTIONS[3]), max_tokens=TOKENS, stop=(stop,)),
+            Request(build_prompt(QUESTIONS[3]), max_tokens=3),
+        ]
+    )
+    assert cut.stop_reason == "stop"
+    assert cut.text == full.text[: full.text.index(stop)]
+    assert short.stop_reason == "length"
+    assert short.tokens == full.tokens[:3]
+
+
+def test_sampling_settings_are_per_sequence(batch: BatchEngine) -> None:
+    prompt = build_prompt(QUESTIONS[1])
+    greedy, hot_a, hot_b, hot_c = batch.generate_many(
+        [
+            Request(prompt, max_tokens=TOKENS),
+            Request(prompt, max_tokens=TOKENS, temperature=1.5, seed=1),
+            Request(prompt, max_tokens=TOKENS, temperature=1.5, seed=1),
+            Request(prompt, max_tokens=TOKENS, temperature=1.5, seed=2),
+        ]
+    )
+    assert greedy.tokens == batch.generate(prompt, max_tokens=TOKENS).tokens
+    assert hot_a.tokens == hot_b.tokens  # same seed, same draw
+    assert hot_a.tokens != greedy.tokens or hot_c.tokens != greedy.tokens
+
+
+def test_a_prompt_longer_than_the_context_is_refused_and_others_go_on(
+    batch: BatchEngine, reference: list[tuple[int, ...]]
+) -> None:
+    outcomes: dict[str, object] = {}
+    batch.submit(Request(build_prompt("fever " * 3000), max_tokens=TOKENS), lambda r: outcomes.update(x=r))
+    batch.submit(Request(build_prompt(QUESTIONS[0]), max_tokens=TOKENS), lambda r: outcomes.update(y=r))
+    batch.run_until_idle()
+    refused = outcomes["x"]
+    assert isinstance(refused, PromptTooLongError)
+    assert refused.prompt_tokens > batch.n_ctx
+    assert getattr(outcomes["y"], "tokens", None) == reference[0]
+    with pytest.raises(PromptTooLongError):
+        batch.generate(build_prompt("fever " * 3000), max_tokens=TOKENS)
+
+
+def test_closed_engine_refuses_work(plain: Engine) -> None:
+    engine = BatchEngine.sharing(plain, max_sequences=1)
+    engine.close()
+    engine.close()  # idempotent
+    engine.submit(Request("hi", max_tokens=2), lambda _r: None)
+    with pytest.raises(InferenceError, match="closed"):
+        engine.step()

@@ -1,0 +1,57 @@
+"""``meditron-bot bench`` end to end on the tiny model (the figures are printed, not asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+
+
+def test_bench_json_on_the_tiny_model(
+    tiny_model_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("N_CTX", "2048")
+    args = ["--json", "--counts", "1,2", "--answer-tokens", "4", "--threads", "1"]
+    code = main(["bench", "--model", str(tiny_model_path), *args])
+    out, err = capsys.readouterr()
+    assert code == 0
+    report = json.loads(out)
+    assert report["model_bytes"] == tiny_model_path.stat().st_size
+    assert report["prefix_tokens"] > 200
+    assert set(report["together_plain_s"]) == set(report["together_worker_s"]) == {"1", "2"}
+    for key in ("ttft_plain_s", "ttft_worker_s", "generation_worker_tps", "generation_bare_tps"):
+        assert report[key] > 0
+    assert report["peak_rss_worker_bytes"] > report["model_bytes"]
+    assert report["read_bandwidth_bps"] > 0
+    assert "peak RSS <= model + 700 MB" in report["targets"]
+    assert "[" in err and "done" in err  # the progress bar went to stderr
+
+
+def test_bench_table_on_the_tiny_model(tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "--counts",
+        "2",
+        "--answer-tokens",
+        "3",
+        "--ctx",
+        "1024",
+        "--threads",
+        "1",
+        "--max-sequences",
+        "2",
+    ]
+    code = main(["bench", "--model", str(tiny_model_path), *args])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert "time to first token" in out
+    assert "2 question(s) arriving together" in out
+    assert "memory bandwidth bound" in out
+    assert "targets:" in out
+
+
+def test_bench_refuses_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--model", str(tmp_path / "none.gguf")]) == 2
+    assert "not found" in capsys.readouterr().err
