@@ -1,8 +1,9 @@
 """Field-team operation end to end: the real bot against the Bot API stand-in, Redis and the database.
 
-Answers come from a scripted worker that speaks the queue contract (read_questions / finish), so
-the tests can send long, markup-laden answers and control answer times without running a model
-(tests/test_e2e.py covers the llama.cpp workers).
+Answers come from the real llama.cpp worker on the tiny model, except in two tests that need an
+answer of a given content or duration (a long, markup-laden answer; slow answers for the wait
+estimate): there the test itself takes the question and publishes the answer through the queue
+contract (read_questions / finish), as a worker does.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from storage.field import Feedback, feedback_counts
 from storage.models import Question
 from storage.queue import AnswerMessage, queue_from_settings
 from storage.redis_server import connect
-from tests.support.stack import Stack
+from tests.support.stack import Stack, inprocess_worker
 from tests.support.telegram_stub import BOT_USERNAME, Call, running_application
 from tests.test_e2e import stack_streams_empty
 
@@ -114,8 +115,8 @@ async def test_danger_sign_gets_referral_at_once_alert_without_text_and_is_still
         referral = (await stub.wait_for("sendMessage", says("call 112", ADA), since=before))[0]
         alert = (await stub.wait_for("sendMessage", says("Danger sign", ONCALL), since=before))[0]
         ack = (await stub.wait_for("sendMessage", says("in the queue", ADA), since=before))[0]
-        await answer_next(stack, "Clear the airway and go to the clinic now.")
-        await stub.wait_for("sendMessage", says(texts.REMINDER, ADA), since=before)
+        async with inprocess_worker(stack):  # the real llama.cpp worker on the tiny model
+            await stub.wait_for("sendMessage", says(texts.REMINDER, ADA), since=before)
         assert await stack_streams_empty(stack)  # acked after it was recorded
     assert stub.calls.index(referral) < stub.calls.index(ack)
     assert "en:not_breathing" in alert.params["text"]
@@ -217,16 +218,16 @@ async def test_group_of_three_members(stack: Stack, sessionmaker: async_sessionm
         question = stub.push_command("/ask", "fever in a 2 year old?", user_id=BEN, **group)
         ack = (await stub.wait_for("sendMessage", says("in the queue", GROUP), since=before))[0]
         assert ack.params["reply_parameters"]["message_id"] == question["message"]["message_id"]
-        await answer_next(stack, "Give paracetamol and fluids.")
-        answer = (await stub.wait_for("sendMessage", says(texts.REMINDER, GROUP), since=before))[0]
+        async with inprocess_worker(stack):  # the real llama.cpp worker on the tiny model
+            answer = (await stub.wait_for("sendMessage", says(texts.REMINDER, GROUP), since=before))[0]
         assert answer.params["reply_parameters"]["message_id"] == question["message"]["message_id"]
 
         before = len(stub.calls)
         stub.push_message(f"@{BOT_USERNAME} what about ORS?", user_id=ADA, entities=[
             {"type": "mention", "offset": 0, "length": len(BOT_USERNAME) + 1}], **group)  # fmt: skip
         await stub.wait_for("sendMessage", says("in the queue", GROUP), since=before)
-        await answer_next(stack, "ORS after each loose stool.")
-        await stub.wait_for("sendMessage", says(texts.REMINDER, GROUP), since=before)
+        async with inprocess_worker(stack):  # the real llama.cpp worker on the tiny model
+            await stub.wait_for("sendMessage", says(texts.REMINDER, GROUP), since=before)
 
         # Chi replies to the bot's answer without having consented: a deep link, the question is kept.
         before = len(stub.calls)
@@ -245,8 +246,8 @@ async def test_group_of_three_members(stack: Stack, sessionmaker: async_sessionm
         chi_ack = (await stub.wait_for("sendMessage", says("in the queue", GROUP), since=before))[0]
         assert chi_ack.params["reply_parameters"]["message_id"] == held["message"]["message_id"]
         assert stub.calls.index(link) < stub.calls.index(chi_ack)
-        await answer_next(stack, "For a baby, keep breastfeeding.")
-        await stub.wait_for("sendMessage", says(texts.REMINDER, GROUP), since=before)
+        async with inprocess_worker(stack):  # the real llama.cpp worker on the tiny model
+            await stub.wait_for("sendMessage", says(texts.REMINDER, GROUP), since=before)
 
         stub.push_command("/disable", user_id=ADA, **group)
         await stub.wait_for("sendMessage", says(texts.GROUP_DISABLED_DONE, GROUP), since=before)
@@ -273,28 +274,27 @@ async def test_group_question_is_dropped_when_consent_does_not_come(stack: Stack
 # -- (5) feedback --------------------------------------------------------------------------------
 
 
-async def _answered(stack: Stack, user: int, choice: str) -> tuple[AnswerMessage, Call]:
+async def _answered(stack: Stack, user: int, choice: str) -> tuple[str, Call]:
     await consent(stack, user, choice)
     before = len(stack.stub.calls)
     stack.stub.push_message("How to treat scabies?", user_id=user)
     await stack.stub.wait_for("sendMessage", says("in the queue", user), since=before)
-    answer = await answer_next(stack, "Permethrin cream for everyone in the house.")
-    sent = (await stack.stub.wait_for("sendMessage", says(texts.REMINDER, user), since=before))[0]
-    return answer, sent
+    async with inprocess_worker(stack):  # the real llama.cpp worker on the tiny model
+        sent = (await stack.stub.wait_for("sendMessage", says(texts.REMINDER, user), since=before))[0]
+    question_id = sent.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[2]
+    return question_id, sent
 
 
 async def test_feedback_buttons_and_reason_kept_only_with_research_consent(
     stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     stub = stack.stub
-    answer, sent = await _answered(stack, ADA, "both")
-    stub.push_callback(
-        f"fb:up:{answer.question_id}", user_id=BEN, chat_id=ADA, message_id=sent.result["message_id"]
-    )
+    answer_id, sent = await _answered(stack, ADA, "both")
+    stub.push_callback(f"fb:up:{answer_id}", user_id=BEN, chat_id=ADA, message_id=sent.result["message_id"])
     await stub.wait_for("answerCallbackQuery", says(texts.FEEDBACK_NOT_YOURS))
     stub.push_callback("fb:up:00000000deadbeef", user_id=ADA, message_id=sent.result["message_id"])
     await stub.wait_for("answerCallbackQuery", says(texts.FEEDBACK_STALE))
-    stub.push_callback(f"fb:down:{answer.question_id}", user_id=ADA, message_id=sent.result["message_id"])
+    stub.push_callback(f"fb:down:{answer_id}", user_id=ADA, message_id=sent.result["message_id"])
     prompt = (await stub.wait_for("sendMessage", says(texts.FEEDBACK_REASON, ADA)))[0]
     assert prompt.params["reply_markup"]["force_reply"] is True
     await stub.wait_for("editMessageReplyMarkup")
@@ -303,21 +303,19 @@ async def test_feedback_buttons_and_reason_kept_only_with_research_consent(
     )
     await stub.wait_for("sendMessage", says(texts.FEEDBACK_REASON_THANKS, ADA))
 
-    other, other_sent = await _answered(stack, BEN, "service")
-    stub.push_callback(
-        f"fb:down:{other.question_id}", user_id=BEN, message_id=other_sent.result["message_id"]
-    )
+    other_id, other_sent = await _answered(stack, BEN, "service")
+    stub.push_callback(f"fb:down:{other_id}", user_id=BEN, message_id=other_sent.result["message_id"])
     prompt = (await stub.wait_for("sendMessage", says(texts.FEEDBACK_REASON, BEN)))[0]
     stub.push_message("Too long", user_id=BEN, reply_to_message_id=prompt.result["message_id"])
     await stub.wait_for("sendMessage", says(texts.FEEDBACK_REASON_THANKS, BEN))
     async with sessionmaker() as session:
         rows = {f.question_id: f for f in (await session.execute(select(Feedback))).scalars()}
         counts = await feedback_counts(session)
-    assert (rows[answer.question_id].rating, rows[answer.question_id].reason) == (
+    assert (rows[answer_id].rating, rows[answer_id].reason) == (
         "down",
         "It forgot the dose for children",
     )
-    assert (rows[other.question_id].rating, rows[other.question_id].reason) == ("down", None)
+    assert (rows[other_id].rating, rows[other_id].reason) == ("down", None)
     assert counts == {"up": 0, "down": 2}
     assert len(acks(stack)) == 2  # the reasons were not taken as questions
 
@@ -418,5 +416,5 @@ async def test_language_from_telegram_and_lang_command(stack: Stack, running_bot
     await stub.wait_for("sendMessage", says(t(texts.LANG_SET, "ar"), ADA))
     stub.push_command("/help", user_id=ADA)
     await stub.wait_for("sendMessage", says("/lang – اختيار لغتك", ADA))
-    await answer_next(stack, "Zinc 20 mg kwa siku 10.")
-    await stub.wait_for("sendMessage", says(t(texts.REMINDER, "fr"), ADA))
+    async with inprocess_worker(stack):  # the real llama.cpp worker on the tiny model
+        await stub.wait_for("sendMessage", says(t(texts.REMINDER, "fr"), ADA))
