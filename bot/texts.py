@@ -151,3 +151,8 @@ RESEARCH_ERASED = (
     "I erased the text of {count} earlier question(s) and their answers, "
     "as you no longer allow research review."
 )
+RIGHTS_HELP = (
+    "/consent – see or change what you agreed to\n"
+    "/withdraw – stop research review and erase your kept questions\n"
+    "/forget – erase everything about you"
+)

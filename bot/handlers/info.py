@@ -14,7 +14,9 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     """Say what the bot does and list the commands."""
     if update.effective_message is not None:
         language = user_language(update, resources.get(context.bot_data))
-        await update.effective_message.reply_text(t(texts.HELP, language))
+        await update.effective_message.reply_text(
+            f"{t(texts.HELP, language)}\n\n{t(texts.RIGHTS_HELP, language)}"
+        )
 
 
 async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -38,4 +40,5 @@ async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             reviewers=res.settings.reviewers,
             choice=t(choice, language),
         )
+        + f"\n\n{t(texts.RIGHTS_HELP, language)}"
     )
