@@ -19,6 +19,21 @@ def _drop_forbidden(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mu
     return event_dict
 
 
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is at that moment (it may be replaced later)."""
+
+    def msg(self, message: str) -> None:
+        """Write one rendered line."""
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _stderr_logger(*_args: Any) -> _StderrLogger:
+    """structlog logger factory for :class:`_StderrLogger`."""
+    return _StderrLogger()
+
+
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     """Configure structlog and the standard library once per process."""
     if json is None:
@@ -36,7 +51,7 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
