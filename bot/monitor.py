@@ -6,7 +6,6 @@ when it grows.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from telegram.ext import ContextTypes
@@ -23,14 +22,19 @@ class MonitorState:
     dead: int | None = None
     backlog: bool = False
     stalled: bool = False
+    workers_down: bool = False
 
 
-async def _oldest_age_s(res: Resources) -> float:
-    """Age of the oldest question still in the stream (waiting or being answered), 0 when empty."""
-    entries = await res.queue.redis.xrange(res.queue.names.questions, count=1)
-    if not entries:
-        return 0.0
-    return max(0.0, time.time() - int(str(entries[0][0]).split("-", 1)[0]) / 1000)
+async def _check_workers(context: ContextTypes.DEFAULT_TYPE, res: Resources, state: MonitorState) -> None:
+    """Alert when no worker has read the queue for WORKER_DOWN_S, and again when one is back."""
+    live = await res.queue.live_workers(int(res.settings.worker_down_s * 1000))
+    down = live == 0
+    if down != state.workers_down:
+        text = texts.ALERT_WORKERS_DOWN if down else texts.ALERT_WORKERS_BACK
+        await alert(
+            context.bot, res.settings.admin_chat_id, text.format(seconds=int(res.settings.worker_down_s))
+        )
+    state.workers_down = down
 
 
 async def check(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -38,7 +42,7 @@ async def check(context: ContextTypes.DEFAULT_TYPE) -> None:
     res = resources.get(context.bot_data)
     state: MonitorState = context.bot_data.setdefault("monitor", MonitorState())
     chat = res.settings.admin_chat_id
-    dead = int(await res.queue.redis.xlen(res.queue.names.dead))
+    dead = await res.queue.dead_count()
     if state.dead is not None and dead > state.dead:
         await alert(context.bot, chat, texts.ALERT_DEAD_LETTERS.format(count=dead - state.dead))
     state.dead = dead
@@ -47,8 +51,9 @@ async def check(context: ContextTypes.DEFAULT_TYPE) -> None:
     if backlog and not state.backlog:
         await alert(context.bot, chat, texts.ALERT_BACKLOG.format(count=waiting))
     state.backlog = backlog
-    age = await _oldest_age_s(res)
+    age = await res.queue.oldest_age_s()
     stalled = age > res.settings.stall_alert_s
     if stalled and not state.stalled:
         await alert(context.bot, chat, texts.ALERT_STALLED.format(minutes=round(age / 60, 1)))
     state.stalled = stalled
+    await _check_workers(context, res, state)

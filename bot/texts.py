@@ -118,6 +118,8 @@ ALERT_RED_FLAG = (
 )
 ALERT_DEAD_LETTERS = "⚠️ {count} question(s) could not be answered (dead letters)."
 ALERT_BACKLOG = "⚠️ The queue is backing up: {count} questions waiting."
+ALERT_WORKERS_DOWN = "⚠️ No worker has read the queue for {seconds} s: questions are not being answered."
+ALERT_WORKERS_BACK = "✅ A worker is reading the queue again."
 ALERT_STALLED = "⚠️ No worker seems to be answering: the oldest question has waited {minutes} min."
 # Consent, withdrawal and erasure (/consent, /withdraw, /forget).
 RIGHTS_STATUS = (

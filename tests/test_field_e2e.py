@@ -385,12 +385,17 @@ async def test_admin_chat_is_alerted_on_dead_letters_and_backlog(stack: Stack) -
     try:
         queue = queue_from_settings(redis, stack.storage)
         await queue.ensure_groups()
-        async with bot(stack, admin_chat_id=admin, monitor_interval_s=0.2, busy_queue_size=1):
+        async with bot(
+            stack, admin_chat_id=admin, monitor_interval_s=0.2, busy_queue_size=1, worker_down_s=1.0
+        ):
             await consent(stack, ADA)
             stub.push_message("question", user_id=ADA)
             await stub.wait_for("sendMessage", says("backing up", admin))
             await redis.xadd(queue.names.dead, {"entry_id": "0-1", "reason": "test", "at": "0"})
             alert = (await stub.wait_for("sendMessage", says("dead letters", admin)))[0]
+            await stub.wait_for("sendMessage", says("No worker has read the queue", admin))
+            async with inprocess_worker(stack):
+                await stub.wait_for("sendMessage", says("reading the queue again", admin))
     finally:
         await redis.aclose()
     assert "question" not in alert.params["text"].split("question(s)")[1]

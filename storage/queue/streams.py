@@ -173,6 +173,26 @@ class Queue:
         """Questions in the queue, waiting or being answered."""
         return int(await self.redis.xlen(self.names.questions))
 
+    async def dead_count(self) -> int:
+        """Entries in the dead-letter stream."""
+        return int(await self.redis.xlen(self.names.dead))
+
+    async def oldest_age_s(self, now: float | None = None) -> float:
+        """Age of the oldest question still queued (waiting or being answered); 0 when none."""
+        entries = await self.redis.xrange(self.names.questions, count=1)
+        if not entries:
+            return 0.0
+        added_ms = int(str(entries[0][0]).split("-", 1)[0])
+        return max(0.0, (now or time.time()) - added_ms / 1000)
+
+    async def live_workers(self, max_idle_ms: int) -> int:
+        """Workers that read the queue within ``max_idle_ms`` (a waiting worker reads every second)."""
+        try:
+            consumers = await self.redis.xinfo_consumers(self.names.questions, self.names.workers_group)
+        except ResponseError:  # no stream or group yet: no worker ever started
+            return 0
+        return sum(1 for consumer in consumers if int(consumer.get("idle", max_idle_ms)) < max_idle_ms)
+
     # -- worker side -------------------------------------------------------------------------
 
     async def read_questions(
