@@ -15,6 +15,8 @@ from redis.exceptions import RedisError
 from storage.queue import Queue, QueueNames
 from storage.redis_server import PrivateRedis, connect
 
+LOCAL = "redis://127.0.0.1:6379/0"
+
 
 def _reachable(url: str) -> bool:
     """Whether a Redis server answers at ``url``."""
@@ -29,8 +31,12 @@ def _reachable(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """TEST_REDIS_URL, else the local server, else a private redis-server started for the session."""
-    for url in (os.environ.get("TEST_REDIS_URL"), "redis://127.0.0.1:6379/0"):
+    """TEST_REDIS_URL, else the local server, else a private redis-server started for the session.
+
+    TEST_REDIS_PRIVATE=1 skips the first two (to exercise the fresh-machine path on any machine).
+    """
+    candidates = () if os.environ.get("TEST_REDIS_PRIVATE") else (os.environ.get("TEST_REDIS_URL"), LOCAL)
+    for url in candidates:
         if url and _reachable(url):
             yield url
             return
