@@ -228,6 +228,7 @@ class Worker:
             "user": q.user,
             "model_sha256": self.config.model_sha256,
             "prompt_version": PROMPT_VERSION,
+            "received_at": q.received_at,
             "enqueued_at": q.enqueued_at,
             "taken_at": taken_at,
             "worker": self.config.name,

@@ -50,6 +50,7 @@ def _question(text: str, number: int) -> QuestionMessage:
         message_id=number,
         user="u" * 16,
         text=text,
+        received_at=time.time() - 0.5,
         enqueued_at=time.time(),
     )
 
@@ -73,6 +74,11 @@ async def test_questions_arriving_together_are_answered_together_and_each_acked(
     answers = await _answers(queue, len(questions))
     assert set(answers) == {q.question_id for q in questions}
     assert all(a.status == "ok" and a.completion_tokens == 40 for a in answers.values())
+    by_id = {q.question_id: q for q in questions}  # the timeline travels with the answer
+    assert all(
+        (a.received_at, a.enqueued_at) == (by_id[i].received_at, by_id[i].enqueued_at)
+        for i, a in answers.items()
+    )
     # three sequences: the first three were all taken before any of them finished
     ordered = sorted(answers.values(), key=lambda a: a.taken_at)
     assert max(a.taken_at for a in ordered[:3]) < min(a.finished_at for a in ordered[:3])
