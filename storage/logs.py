@@ -34,6 +34,17 @@ def _stderr_logger(*_args: Any) -> _StderrLogger:
     return _StderrLogger()
 
 
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """Keep the record, drop its traceback (the exception's type and message stay in the line)."""
+    if record.exc_info and record.exc_info[1] is not None:
+        error = record.exc_info[1]
+        record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+        record.args = None
+    record.exc_info = None
+    record.exc_text = None
+    return True
+
+
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     """Configure structlog and the standard library once per process."""
     if json is None:
@@ -55,6 +66,9 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    # One line per library error: tracebacks could carry request data (message text) and bury the message.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_without_traceback)
     # httpx logs full request URLs, which contain the bot token: keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -117,3 +117,13 @@ def test_ask_answers_through_a_private_redis_and_a_worker(tmp_path: Path, tiny_m
     assert "Research tool, not validated for medical use" in result.stdout
     assert "first_token_s=" in result.stderr and "tokens: prompt=" in result.stderr
     assert "malaria" not in result.stderr  # the question never reaches a log line
+
+
+def test_unreachable_bot_api_is_one_line(tmp_path: Path, tiny_model_path: Path) -> None:
+    result = _cli(
+        tmp_path, "run", TELEGRAM_BOT_TOKEN="1:x", MODEL_PATH=str(tiny_model_path),
+        TELEGRAM_API_URL="http://127.0.0.1:9/bot", N_CTX="2048",
+    )  # fmt: skip
+    line = _one_clear_line(result)
+    assert "cannot reach the Telegram Bot API at http://127.0.0.1:9/bot" in line
+    assert "1:x" not in result.stderr + result.stdout  # the token never appears

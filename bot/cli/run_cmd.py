@@ -9,9 +9,11 @@ import subprocess
 import sys
 
 import structlog
+from telegram.error import InvalidToken, NetworkError
 
 from bot.app import build_application
 from bot.cli.common import database_url, prepare_database, private_redis_dir, shared_redis_url
+from bot.errors import ConfigurationError
 from bot.settings import BotSettings
 from inference.engine import validate_gguf
 from inference.settings import InferenceSettings
@@ -30,7 +32,18 @@ def _poll(settings: BotSettings, storage: StorageSettings, redis_url: str, db_ur
     """Run the Telegram bot with long polling until SIGINT/SIGTERM."""
     prepare_database(db_url)
     app = build_application(settings, storage, redis_url=redis_url, database_url=db_url)
-    app.run_polling(timeout=settings.poll_timeout_s, allowed_updates=UPDATES)
+    try:
+        app.run_polling(timeout=settings.poll_timeout_s, allowed_updates=UPDATES, bootstrap_retries=3)
+    except InvalidToken:
+        raise ConfigurationError(
+            "TELEGRAM_BOT_TOKEN", "Telegram refused TELEGRAM_BOT_TOKEN: check the token @BotFather gave you"
+        ) from None
+    except NetworkError as exc:
+        raise ConfigurationError(
+            "TELEGRAM_API_URL",
+            f"cannot reach the Telegram Bot API at {settings.telegram_api_url} ({type(exc).__name__}); "
+            "check the network or TELEGRAM_API_URL",
+        ) from None
 
 
 def bot(_: argparse.Namespace) -> int:
