@@ -8,7 +8,6 @@ the file, known architecture), so a missing, truncated or foreign file raises a 
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import struct
 import threading
@@ -19,28 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from inference.errors import InferenceError, ModelCorruptError, ModelNotFoundError, PromptTooLongError
+from inference.modelfile import GGUFHeader, read_header
 
 StopReason = Literal["stop", "length", "cancelled"]
 
-_GGUF_MAGIC = b"GGUF"
-_DEFAULT_ALIGNMENT = 32
-_MAX_COUNT = 1 << 24  # more tensors or keys than this means a damaged header
-# GGUF metadata value types with a fixed size: type id -> struct format.
-_SCALAR_FORMATS = {
-    0: "<B",
-    1: "<b",
-    2: "<H",
-    3: "<h",
-    4: "<I",
-    5: "<i",
-    6: "<f",
-    7: "<?",
-    10: "<Q",
-    11: "<q",
-    12: "<d",
-}
-_STRING_TYPE = 8
-_ARRAY_TYPE = 9
+_MIN_GGUF_BYTES = 24  # magic, version, tensor count, metadata count
 
 
 @dataclass(frozen=True)
@@ -59,86 +41,7 @@ class GenerationResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# GGUF header check (pure Python, reads only the header through a memory map)
-
-
-class _Cursor:
-    """Reads little-endian GGUF values from a buffer; running off the end raises ValueError."""
-
-    def __init__(self, buffer: mmap.mmap) -> None:
-        self.buffer = buffer
-        self.pos = 0
-
-    def unpack(self, fmt: str) -> Any:
-        """One value of struct format ``fmt``."""
-        size = struct.calcsize(fmt)
-        if self.pos + size > len(self.buffer):
-            raise ValueError("header ends before its end")
-        (value,) = struct.unpack_from(fmt, self.buffer, self.pos)
-        self.pos += size
-        return value
-
-    def string(self) -> bytes:
-        """A GGUF string (u64 length, then bytes)."""
-        length = self.unpack("<Q")
-        if self.pos + length > len(self.buffer):
-            raise ValueError("a string runs past the end of the file")
-        value = self.buffer[self.pos : self.pos + length]
-        self.pos += length
-        return value
-
-    def value(self, value_type: int) -> Any:
-        """A metadata value of ``value_type``; arrays are skipped and returned as None."""
-        if value_type in _SCALAR_FORMATS:
-            return self.unpack(_SCALAR_FORMATS[value_type])
-        if value_type == _STRING_TYPE:
-            return self.string()
-        if value_type == _ARRAY_TYPE:
-            self._skip_array()
-            return None
-        raise ValueError(f"unknown metadata value type {value_type}")
-
-    def _skip_array(self) -> None:
-        """Step over an array value."""
-        item_type = self.unpack("<I")
-        count = self.unpack("<Q")
-        if item_type in _SCALAR_FORMATS:
-            self.pos += count * struct.calcsize(_SCALAR_FORMATS[item_type])
-            if self.pos > len(self.buffer):
-                raise ValueError("an array runs past the end of the file")
-            return
-        for _ in range(count):
-            self.value(item_type)
-
-
-def _read_metadata(cursor: _Cursor, n_kv: int) -> dict[str, Any]:
-    """The scalar and string metadata (arrays skipped)."""
-    metadata: dict[str, Any] = {}
-    for _ in range(n_kv):
-        key = cursor.string().decode("utf-8", errors="replace")
-        metadata[key] = cursor.value(cursor.unpack("<I"))
-    return metadata
-
-
-def _tensor_end(cursor: _Cursor) -> int:
-    """Read one tensor info; return where its data ends, relative to the data section."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
-    name = cursor.string().decode("utf-8", errors="replace")
-    n_dims = cursor.unpack("<I")
-    if n_dims > 8:
-        raise ValueError(f"tensor {name} has {n_dims} dimensions")
-    dims = [cursor.unpack("<Q") for _ in range(n_dims)]
-    type_id = cursor.unpack("<I")
-    offset: int = cursor.unpack("<Q")
-    try:
-        block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(type_id)]
-    except (ValueError, KeyError):
-        raise ValueError(f"tensor {name} has unknown type {type_id}") from None
-    elements = 1
-    for dim in dims:
-        elements *= dim
-    return offset + elements // block_size * type_size
+# GGUF header check (the header parser of inference.modelfile; no tensor data is read)
 
 
 def _known_architectures() -> set[str]:
@@ -148,40 +51,9 @@ def _known_architectures() -> set[str]:
     return set(MODEL_ARCH_NAMES.values())
 
 
-def _check_header(buffer: mmap.mmap) -> str:
-    """Parse a GGUF header and check the tensor data is inside the file; return the arch."""
-    cursor = _Cursor(buffer)
-    if buffer[:4] != _GGUF_MAGIC:
-        raise ValueError("not a GGUF file (no GGUF magic number)")
-    cursor.pos = 4
-    version = cursor.unpack("<I")
-    if version not in (2, 3):
-        raise ValueError(f"unsupported GGUF version {version}")
-    n_tensors, n_kv = cursor.unpack("<Q"), cursor.unpack("<Q")
-    if n_tensors > _MAX_COUNT or n_kv > _MAX_COUNT:
-        raise ValueError("implausible tensor or metadata count")
-    metadata = _read_metadata(cursor, n_kv)
-    data_end = max((_tensor_end(cursor) for _ in range(n_tensors)), default=0)
-    alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT)) or _DEFAULT_ALIGNMENT
-    data_start = -(-cursor.pos // alignment) * alignment
-    if data_end and data_start + data_end > len(buffer):
-        raise ValueError(
-            f"file is truncated: tensor data needs {data_start + data_end} bytes, the file has {len(buffer)}"
-        )
-    arch = metadata.get("general.architecture")
-    if not isinstance(arch, bytes):
-        raise ValueError("no general.architecture in the header")
-    return arch.decode("utf-8", errors="replace")
-
-
 def read_gguf_metadata(path: Path) -> dict[str, Any]:
-    """The scalar and string metadata of a GGUF file (strings decoded); validate the file first."""
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
-        cursor = _Cursor(buffer)
-        cursor.pos = 8
-        _n_tensors, n_kv = cursor.unpack("<Q"), cursor.unpack("<Q")
-        metadata = _read_metadata(cursor, n_kv)
-    return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in metadata.items()}
+    """The metadata of a valid GGUF file (arrays only as their length); errors as :func:`validate_gguf`."""
+    return dict(_validated_header(path).fields)
 
 
 def validate_gguf(path: Path) -> str:
@@ -191,21 +63,28 @@ def validate_gguf(path: Path) -> str:
     Whether llama.cpp knows the architecture is checked when loading (see :class:`Engine`), so a
     newer llama.cpp architecture that gguf-py does not list yet is not refused here.
     """
+    arch = _validated_header(path).str_field("general.architecture")
+    assert arch is not None  # _validated_header refuses a file without one
+    return arch
+
+
+def _validated_header(path: Path) -> GGUFHeader:
+    """The parsed header of ``path``, or ModelNotFoundError / ModelCorruptError."""
     if not path.exists():
         raise ModelNotFoundError(path, f"{path}: model file not found")
     if not path.is_file():
         raise ModelNotFoundError(path, f"{path}: is not a regular file")
     try:
-        with path.open("rb") as handle:
-            if os.fstat(handle.fileno()).st_size < 24:
-                raise ModelCorruptError(path, f"{path}: too small to be a GGUF model file")
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
-                arch = _check_header(buffer)
+        if path.stat().st_size < _MIN_GGUF_BYTES:
+            raise ModelCorruptError(path, f"{path}: too small to be a GGUF model file")
+        header = read_header(path)
     except PermissionError as exc:
         raise ModelNotFoundError(path, f"{path}: cannot read the model file ({exc})") from exc
-    except (ValueError, OSError, struct.error, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, OverflowError, OSError, struct.error, UnicodeDecodeError) as exc:
         raise ModelCorruptError(path, f"{path}: not a usable GGUF model file: {exc}") from exc
-    return arch
+    if not header.str_field("general.architecture"):
+        raise ModelCorruptError(path, f"{path}: not a usable GGUF model file: no general.architecture")
+    return header
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.engine import read_gguf_metadata, validate_gguf
+from inference.engine import read_gguf_metadata
 from inference.errors import MemoryBudgetError
 
 KV_BYTES_PER_VALUE = 2
@@ -60,8 +60,8 @@ def _int(metadata: dict[str, object], key: str, default: int) -> int:
 
 def model_shape(path: Path) -> ModelShape:
     """The shape of the model in ``path`` (validated first)."""
-    arch = validate_gguf(path)
     meta = read_gguf_metadata(path)
+    arch = str(meta["general.architecture"])
     n_embd = _int(meta, f"{arch}.embedding_length", 4096)
     n_head = _int(meta, f"{arch}.attention.head_count", 32)
     head_dim = n_embd // n_head

@@ -160,7 +160,7 @@ class _ArrayValue:
     length: int
 
 
-class _GGUFHeader:
+class GGUFHeader:
     """Streaming reader of a GGUF header (metadata and tensor table).
 
     gguf.GGUFReader builds numpy views for every array item: about 20 s for a 256k-token
@@ -275,7 +275,7 @@ class _GGUFHeader:
         data_start = -(-self.f.tell() // align) * align
         for offset, n_bytes in extents:
             if data_start + offset + n_bytes > self.size:
-                raise ValueError("tensor data runs past the end of the file")
+                raise ValueError("the file is truncated: tensor data runs past the end of the file")
 
     def int_field(self, key: str) -> int | None:
         """Return an integer metadata value, or None when absent or not an integer."""
@@ -288,7 +288,7 @@ class _GGUFHeader:
         return value if isinstance(value, str) else None
 
 
-def _vocab_size(header: _GGUFHeader, arch: str) -> int | None:
+def _vocab_size(header: GGUFHeader, arch: str) -> int | None:
     """Return the tokenizer's token count (or ``<arch>.vocab_size``)."""
     tokens = header.fields.get("tokenizer.ggml.tokens")
     if isinstance(tokens, _ArrayValue):
@@ -296,11 +296,17 @@ def _vocab_size(header: _GGUFHeader, arch: str) -> int | None:
     return header.int_field(f"{arch}.vocab_size")
 
 
+def read_header(path: Path, size: int | None = None) -> GGUFHeader:
+    """Parse the GGUF header of ``path`` (ValueError, struct.error... when damaged)."""
+    with path.open("rb") as f:
+        header = GGUFHeader(f, os.fstat(f.fileno()).st_size if size is None else size)
+        header.parse()
+    return header
+
+
 def _parse_header(path: Path, size: int) -> _Header:
     """Parse the GGUF header of ``path`` and copy out what ModelInfo needs."""
-    with path.open("rb") as f:
-        header = _GGUFHeader(f, size)
-        header.parse()
+    header = read_header(path, size)
     arch = header.str_field("general.architecture")
     if not arch:
         raise ValueError("no general.architecture key")
