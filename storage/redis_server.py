@@ -110,6 +110,17 @@ class PrivateRedis:
         self.stop()
 
 
+def answers_ping(url: str, timeout: float = 1.0) -> bool:
+    """Whether a Redis server answers PING at ``url`` (blocking, for start-up checks)."""
+    client = SyncRedis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
 async def connect(url: str, *, attempts: int = 1) -> Redis:
     """A decoded-responses client that answered PING, or RedisUnavailableError."""
     client: Redis = Redis.from_url(url, decode_responses=True, health_check_interval=30)

@@ -13,13 +13,13 @@ from redis.asyncio import Redis
 
 from bot import texts
 from bot.cli.common import private_redis_dir
-from bot.cli.run_cmd import _alive, _start_worker, _stop_worker
+from bot.cli.run_cmd import _start_worker, _stop_worker
 from bot.delivery import answer_text, latency_split
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
 from storage.errors import StorageError
 from storage.queue import AnswerMessage, QuestionMessage, Queue
-from storage.redis_server import PrivateRedis, connect
+from storage.redis_server import PrivateRedis, answers_ping, connect
 from storage.settings import StorageSettings
 
 LIVE_WORKER_IDLE_MS = 5_000
@@ -33,7 +33,7 @@ def ask(args: argparse.Namespace) -> int:
         redis_url = storage.redis_url.get_secret_value()
     else:
         server = PrivateRedis(private_redis_dir(storage))
-        if server.socket.exists() and _alive(server.url):
+        if server.socket.exists() and answers_ping(server.url):
             redis_url = server.url  # `run` has it up: use the same queue and worker
         else:
             redis_url, private = server.start(), server
@@ -53,7 +53,7 @@ async def _ask(args: argparse.Namespace, storage: StorageSettings, redis_url: st
     child: subprocess.Popen[bytes] | None = None
     try:
         await queue.ensure_groups()
-        if not await _live_worker(queue):
+        if not await queue.live_workers(LIVE_WORKER_IDLE_MS):
             model = ensure_model(InferenceSettings(), storage.ensure_data_dir())
             child = _start_worker(redis_url, str(model))
         answer = await _roundtrip(queue, args)
@@ -70,12 +70,6 @@ async def _ask(args: argparse.Namespace, storage: StorageSettings, redis_url: st
     print("timings: " + ", ".join(f"{k}={v:.3f}" for k, v in split.items()), file=sys.stderr)
     print(f"tokens: prompt={answer.prompt_tokens} answer={answer.completion_tokens}", file=sys.stderr)
     return 0 if answer.status == "ok" else 1
-
-
-async def _live_worker(queue: Queue) -> bool:
-    """Whether a worker has read from the queue in the last few seconds."""
-    consumers = await queue.redis.xinfo_consumers(queue.names.questions, queue.names.workers_group)
-    return any(int(c.get("idle", 10**9)) < LIVE_WORKER_IDLE_MS for c in consumers)
 
 
 async def _roundtrip(queue: Queue, args: argparse.Namespace) -> AnswerMessage | None:

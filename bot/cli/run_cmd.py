@@ -19,7 +19,7 @@ from inference.engine import validate_gguf
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
 from storage.errors import RedisUnavailableError
-from storage.redis_server import PrivateRedis
+from storage.redis_server import PrivateRedis, answers_ping
 from storage.settings import StorageSettings
 
 log = structlog.get_logger("cli.run")
@@ -69,7 +69,7 @@ def run(_: argparse.Namespace) -> int:
     db_url = database_url(storage)
     prepare_database(db_url)
     private = None if storage.redis_url else PrivateRedis(private_redis_dir(storage))
-    if private is not None and private.socket.exists() and _alive(private.url):
+    if private is not None and private.socket.exists() and answers_ping(private.url):
         raise RedisUnavailableError(private.url, "another `meditron-bot run` uses this DATA_DIR")
     redis_url = private.start() if private else shared_redis_url(storage)
     child = _start_worker(redis_url, str(model))
@@ -80,20 +80,6 @@ def run(_: argparse.Namespace) -> int:
         if private is not None:
             private.stop()
     return 0
-
-
-def _alive(url: str) -> bool:
-    """Whether a Redis server answers at ``url``."""
-    from redis import Redis
-    from redis.exceptions import RedisError
-
-    client = Redis.from_url(url, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except (RedisError, OSError):
-        return False
-    finally:
-        client.close()
 
 
 def _start_worker(redis_url: str, model_path: str) -> subprocess.Popen[bytes]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
-from storage.queue.streams import QueueNames
+from storage.queue.streams import Queue, QueueNames
 
 STALE_WORKER_S = 60.0
 PROBE_TIMEOUT_S = 3.0
@@ -44,24 +43,16 @@ class QueueHealth:
 HealthProbe = Callable[[], Awaitable[QueueHealth]]
 
 
-async def _workers(redis: Redis, names: QueueNames) -> list[Worker]:
-    """The workers group's consumers (none when the stream or group does not exist yet)."""
-    try:
-        consumers: list[dict[str, Any]] = await redis.xinfo_consumers(names.questions, names.workers_group)
-    except ResponseError:
-        return []
-    return [Worker(str(c["name"]), int(c["pending"]), int(c["idle"]) / 1000.0) for c in consumers]
-
-
 async def read_health(redis: Redis, names: QueueNames) -> QueueHealth:
-    """Read lengths and consumers from ``redis``."""
+    """Read lengths and consumers through the queue contract."""
+    queue = Queue(redis, names=names)
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             return QueueHealth(
-                waiting=int(await redis.xlen(names.questions)),
-                answers_waiting=int(await redis.xlen(names.answers)),
-                dead_letters=int(await redis.xlen(names.dead)),
-                workers=await _workers(redis, names),
+                waiting=await queue.waiting(),
+                answers_waiting=await queue.answers_waiting(),
+                dead_letters=await queue.dead_count(),
+                workers=[Worker(w.name, w.pending, w.idle_ms / 1000.0) for w in await queue.workers()],
             )
     except (RedisError, OSError, TimeoutError) as exc:
         return QueueHealth(error=f"Redis cannot be read ({type(exc).__name__})")

@@ -70,6 +70,15 @@ class Delivery(Generic[M]):
 
 
 @dataclass(frozen=True)
+class Consumer:
+    """One consumer of a group: its name, unacked entries and milliseconds since it last read."""
+
+    name: str
+    pending: int
+    idle_ms: int
+
+
+@dataclass(frozen=True)
 class Enqueued:
     """Where a new question landed: its entry id and its place in the queue (1 = next)."""
 
@@ -185,13 +194,21 @@ class Queue:
         added_ms = int(str(entries[0][0]).split("-", 1)[0])
         return max(0.0, (now or time.time()) - added_ms / 1000)
 
-    async def live_workers(self, max_idle_ms: int) -> int:
-        """Workers that read the queue within ``max_idle_ms`` (a waiting worker reads every second)."""
+    async def answers_waiting(self) -> int:
+        """Answers not yet delivered by the bot."""
+        return int(await self.redis.xlen(self.names.answers))
+
+    async def workers(self) -> list[Consumer]:
+        """The workers group's consumers (none when the stream or group does not exist yet)."""
         try:
             consumers = await self.redis.xinfo_consumers(self.names.questions, self.names.workers_group)
         except ResponseError:  # no stream or group yet: no worker ever started
-            return 0
-        return sum(1 for consumer in consumers if int(consumer.get("idle", max_idle_ms)) < max_idle_ms)
+            return []
+        return [Consumer(str(c["name"]), int(c["pending"]), int(c["idle"])) for c in consumers]
+
+    async def live_workers(self, max_idle_ms: int) -> int:
+        """Workers that read the queue within ``max_idle_ms`` (a waiting worker reads every second)."""
+        return sum(1 for worker in await self.workers() if worker.idle_ms < max_idle_ms)
 
     # -- worker side -------------------------------------------------------------------------
 

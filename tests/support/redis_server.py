@@ -8,25 +8,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from storage.queue import Queue, QueueNames
-from storage.redis_server import PrivateRedis, connect
+from storage.redis_server import PrivateRedis, answers_ping, connect
 
 LOCAL = "redis://127.0.0.1:6379/0"
-
-
-def _reachable(url: str) -> bool:
-    """Whether a Redis server answers at ``url``."""
-    client = SyncRedis.from_url(url, socket_connect_timeout=1)
-    try:
-        return bool(client.ping())
-    except (RedisError, OSError):
-        return False
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +24,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     candidates = () if os.environ.get("TEST_REDIS_PRIVATE") else (os.environ.get("TEST_REDIS_URL"), LOCAL)
     for url in candidates:
-        if url and _reachable(url):
+        if url and answers_ping(url):
             yield url
             return
     # Unix socket paths are limited to ~100 bytes: use a short directory.
