@@ -102,12 +102,9 @@ def verify(path: Path, expected_sha256: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What a GGUF file says about the model inside it."""
+class ModelHeader:
+    """What the GGUF header says about the model."""
 
-    path: Path
-    size_bytes: int
-    sha256: str
     architecture: str
     name: str | None
     file_type: str | None
@@ -121,19 +118,12 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
-class _Header:
-    """What ModelInfo takes from the GGUF header."""
+class ModelInfo(ModelHeader):
+    """What a GGUF file says about the model inside it, with the file's size and sha256."""
 
-    architecture: str
-    name: str | None
-    file_type: str | None
-    context_length: int | None
-    block_count: int | None
-    embedding_length: int | None
-    head_count: int | None
-    vocab_size: int | None
-    tensor_count: int
-    parameter_count: int
+    path: Path
+    size_bytes: int
+    sha256: str
 
 
 def file_type_name(value: int) -> str:
@@ -304,14 +294,14 @@ def read_header(path: Path, size: int | None = None) -> GGUFHeader:
     return header
 
 
-def _parse_header(path: Path, size: int) -> _Header:
+def _parse_header(path: Path, size: int) -> ModelHeader:
     """Parse the GGUF header of ``path`` and copy out what ModelInfo needs."""
     header = read_header(path, size)
     arch = header.str_field("general.architecture")
     if not arch:
         raise ValueError("no general.architecture key")
     ftype = header.int_field("general.file_type")
-    return _Header(
+    return ModelHeader(
         architecture=arch,
         name=header.str_field("general.name"),
         file_type=None if ftype is None else file_type_name(ftype),
