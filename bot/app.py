@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
 
 import structlog
 from telegram.constants import ChatAction
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
 
 from bot import handlers, monitor, resources
 from bot.audit_start import audit_bot_start
 from bot.consent import load_consent_text
 from bot.delivery import AnswerDelivery
+from bot.errors import ConfigurationError
+from bot.ingest import IngestConfig, UpdateIngest
 from bot.jobs.retention import schedule_retention
 from bot.settings import BotSettings
 from storage.db import check_connection, make_engine, make_sessionmaker
 from storage.pseudonym import Pseudonymizer
 from storage.queue import queue_from_settings
+from storage.queue.updates import UpdateLog
 from storage.redis_server import connect
 from storage.settings import StorageSettings
 
 log = structlog.get_logger("bot.app")
 
 AppType = Application[Any, Any, Any, Any, Any, Any]
+INGEST = "ingest"
+START_ATTEMPTS = 3
 
 
 def build_application(
@@ -46,12 +52,22 @@ def build_application(
             queue=queue_from_settings(redis, storage),
             pseudonyms=Pseudonymizer.load_or_create(storage.ensure_data_dir(), key),
             consent=load_consent_text(settings.retention_days, settings.reviewers),
+            updates=UpdateLog(redis, storage.queue_namespace),
         )
         app.bot_data[resources.KEY] = res
         app.bot_data["engine"] = engine
         delivery = AnswerDelivery(app.bot, res)
         app.bot_data["delivery"] = delivery
         delivery.start()
+        ingest = UpdateIngest(
+            app.bot,
+            app.bot.base_url,
+            res.updates,
+            app.process_update,
+            IngestConfig(consumer=settings.bot_consumer, poll_timeout_s=settings.poll_timeout_s),
+        )
+        app.bot_data[INGEST] = ingest
+        ingest.start()
         assert app.job_queue is not None
         app.job_queue.run_repeating(
             _typing_tick, interval=settings.typing_interval_s, first=settings.typing_interval_s
@@ -64,6 +80,8 @@ def build_application(
         log.info("bot.ready")
 
     async def post_shutdown(app: AppType) -> None:
+        if INGEST in app.bot_data:
+            await app.bot_data.pop(INGEST).stop()
         if "delivery" in app.bot_data:
             await app.bot_data.pop("delivery").stop()
         if resources.KEY in app.bot_data:
@@ -77,12 +95,56 @@ def build_application(
         .base_url(settings.telegram_api_url)
         .base_file_url(settings.telegram_file_url)
         .rate_limiter(AIORateLimiter(max_retries=3))
+        .updater(None)  # bot.ingest polls Telegram and stores every update before confirming it
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
     )
     handlers.register(application)
     return application
+
+
+async def run_bot(app: AppType, stop: asyncio.Event) -> None:
+    """Initialize and start ``app``, serve until ``stop`` is set, then stop and shut it down completely.
+
+    A refused token, or a Bot API that stays unreachable over three attempts, is a ConfigurationError.
+    """
+    await _initialize(app)
+    try:
+        if app.post_init:
+            await app.post_init(app)
+        await app.start()
+        await stop.wait()
+    finally:
+        if app.running:
+            await app.stop()
+        if app.post_stop:
+            await app.post_stop(app)
+        await app.shutdown()
+        if app.post_shutdown:
+            await app.post_shutdown(app)
+
+
+async def _initialize(app: AppType) -> None:
+    """``app.initialize()`` (which asks Telegram who the bot is), retried on network errors."""
+    for attempt in range(START_ATTEMPTS):
+        try:
+            await app.initialize()
+            return
+        except InvalidToken:
+            raise ConfigurationError(
+                "TELEGRAM_BOT_TOKEN",
+                "Telegram refused TELEGRAM_BOT_TOKEN: check the token @BotFather gave you",
+            ) from None
+        except NetworkError as exc:
+            if attempt == START_ATTEMPTS - 1:
+                url = app.bot.base_url.rsplit("/bot", 1)[0]
+                raise ConfigurationError(
+                    "TELEGRAM_API_URL",
+                    f"cannot reach the Telegram Bot API at {url} ({type(exc).__name__}); "
+                    "check the network or TELEGRAM_API_URL",
+                ) from None
+            await asyncio.sleep(1.0 + attempt)
 
 
 async def _typing_tick(context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -58,6 +58,7 @@ class AnswerDelivery:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._model_seen: tuple[str | None, str] | None = None
+        self._sent_at: dict[str, float | None] = {}  # sent, not yet recorded (the database was away)
 
     def start(self) -> None:
         """Run the delivery loop as a background task."""
@@ -96,10 +97,17 @@ class AnswerDelivery:
         """Send one answer (retrying on flood control and network errors), record it, ack it."""
         answer = delivery.message
         with structlog.contextvars.bound_contextvars(question_id=answer.question_id):
-            if not await self.res.queue.was_sent(answer.question_id):
-                sent = await self._send_pieces(answer, await self._language(answer.question_id))
-                await self.res.queue.mark_sent(answer.question_id)
-                await self._record(answer, sent)
+            queue = self.res.queue
+            if not await queue.was_sent(answer.question_id):
+                language = answer.language or await self._language(answer.question_id)
+                sent = await self._send_pieces(answer, language)
+                await queue.mark_sent(answer.question_id)
+                self._sent_at[answer.question_id] = sent
+            if not await queue.was_recorded(answer.question_id):  # maybe sent before a database outage
+                # After a restart the send time is unknown: it was sent just before.
+                await self._record(answer, self._sent_at.get(answer.question_id, time.time()))
+                await queue.mark_recorded(answer.question_id)
+            self._sent_at.pop(answer.question_id, None)
             await self.res.queue.clear_pending(answer.user, answer.question_id)
             self.res.typing_chats.pop(answer.chat_id, None)
             await self.res.queue.ack_answer(delivery.entry_id)

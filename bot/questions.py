@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 import structlog
 from telegram import Bot, Message, ReplyParameters
 from telegram.constants import ChatAction
+from telegram.error import TelegramError
 
 from bot import redflags, texts
 from bot.alerts import alert
 from bot.i18n import t
 from bot.redflags import RedFlag
 from bot.resources import Resources
+from storage.models import Question
 from storage.queue import QuestionMessage
 from storage.repository.questions import mark_enqueued, record_question
 from storage.repository.users import get_or_create_user
@@ -58,30 +60,51 @@ def acknowledgement(res: Resources, position: int, language: str) -> str:
 async def queue_question(
     bot: Bot, res: Resources, question: QuestionMessage, language: str, *, urgent: bool = False
 ) -> bool:
-    """One pending question per user; refuse when busy (not urgent ones); record, acknowledge, enqueue."""
-    if await res.queue.pending_of(question.user) is not None:
+    """One pending question per user; refuse when busy (not urgent ones); record, enqueue, acknowledge.
+
+    Safe to run again for the same question (an update handled again after a crash or an outage):
+    the question is recorded once, enqueued once and acknowledged at most once. It is enqueued before
+    the acknowledgement, so a refused acknowledgement never loses it.
+    """
+    pending = await res.queue.pending_of(question.user)
+    again = pending is not None and pending[0] == question.question_id
+    if pending is not None and not again:
         await reply(bot, question, t(texts.STILL_WORKING, language))
         return False
     position = await res.queue.waiting() + 1
-    if position > res.settings.busy_queue_size and not urgent:
+    if not again and position > res.settings.busy_queue_size and not urgent:
         await reply(bot, question, t(texts.BUSY, language))
         log.info("question.busy", waiting=position - 1)
         return False
     question = await _record(res, question, language)
-    # Acknowledge before enqueueing, so the answer can never arrive before the acknowledgement.
-    await reply(bot, question, acknowledgement(res, position, language))
-    await res.queue.enqueue(question.model_copy(update={"enqueued_at": time.time()}))
+    enqueued = await res.queue.enqueue_once(question.model_copy(update={"enqueued_at": time.time()}))
     async with res.sessionmaker.begin() as session:
         await mark_enqueued(session, question.question_id, datetime.now(UTC))
-    log.info("question.enqueued", position=position, chat_type=question.chat_type)
-    await bot.send_chat_action(question.chat_id, ChatAction.TYPING)
-    res.typing_chats[question.chat_id] = time.monotonic()
+    if enqueued is not None:
+        log.info("question.enqueued", position=enqueued.position, chat_type=question.chat_type)
+    if await res.updates.once(f"ack:{question.question_id}"):
+        await _acknowledge(bot, res, question, position, language)
     return True
 
 
+async def _acknowledge(
+    bot: Bot, res: Resources, question: QuestionMessage, position: int, language: str
+) -> None:
+    """The acknowledgement and "typing…"; Telegram refusing them loses nothing (the question is queued)."""
+    try:
+        await reply(bot, question, acknowledgement(res, position, language))
+        await bot.send_chat_action(question.chat_id, ChatAction.TYPING)
+    except TelegramError as exc:
+        log.warning("question.ack_failed", error=type(exc).__name__)
+    res.typing_chats[question.chat_id] = time.monotonic()
+
+
 async def _record(res: Resources, question: QuestionMessage, language: str) -> QuestionMessage:
-    """Store the question (text only with research consent); returns it with the research flag set."""
+    """Store the question once (text only with research consent); returns it with the research flag set."""
     async with res.sessionmaker.begin() as session:
+        existing = await session.get(Question, question.question_id)
+        if existing is not None:  # recorded when this update was handled before
+            return question.model_copy(update={"research": existing.research})
         user = await get_or_create_user(session, question.user, language)
         question = question.model_copy(update={"research": user.research_consent})
         await record_question(

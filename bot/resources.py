@@ -13,6 +13,7 @@ from bot.fieldstate import FieldState
 from bot.settings import BotSettings
 from storage.pseudonym import Pseudonymizer
 from storage.queue import Queue
+from storage.queue.updates import UpdateLog
 
 KEY = "resources"
 
@@ -26,6 +27,7 @@ class Resources:
     queue: Queue
     pseudonyms: Pseudonymizer
     consent: ConsentText
+    updates: UpdateLog
     typing_chats: dict[int, float] = field(default_factory=dict)
     languages: dict[str, str] = field(default_factory=dict)  # pseudonym -> chosen language
     granted: set[str] = field(default_factory=set)  # pseudonyms let in by an invite (cache)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 
 import structlog
-from telegram.error import InvalidToken, NetworkError
 
-from bot.app import build_application
+from bot.app import build_application, run_bot
 from bot.cli.common import database_url, prepare_database, private_redis_dir, shared_redis_url
-from bot.errors import ConfigurationError
 from bot.settings import BotSettings
 from inference.engine import validate_gguf
 from inference.settings import InferenceSettings
@@ -25,25 +24,21 @@ from storage.settings import StorageSettings
 log = structlog.get_logger("cli.run")
 
 LOCAL_WORKER = "local-worker"
-UPDATES = ["message", "edited_message", "callback_query", "channel_post", "my_chat_member"]
 
 
 def _poll(settings: BotSettings, storage: StorageSettings, redis_url: str, db_url: str) -> None:
-    """Run the Telegram bot with long polling until SIGINT/SIGTERM."""
+    """Run the Telegram bot (durable ingest by long polling) until SIGINT/SIGTERM."""
     prepare_database(db_url)
     app = build_application(settings, storage, redis_url=redis_url, database_url=db_url)
-    try:
-        app.run_polling(timeout=settings.poll_timeout_s, allowed_updates=UPDATES, bootstrap_retries=3)
-    except InvalidToken:
-        raise ConfigurationError(
-            "TELEGRAM_BOT_TOKEN", "Telegram refused TELEGRAM_BOT_TOKEN: check the token @BotFather gave you"
-        ) from None
-    except NetworkError as exc:
-        raise ConfigurationError(
-            "TELEGRAM_API_URL",
-            f"cannot reach the Telegram Bot API at {settings.telegram_api_url} ({type(exc).__name__}); "
-            "check the network or TELEGRAM_API_URL",
-        ) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_bot(app, stop)
+
+    asyncio.run(main())
 
 
 def bot(_: argparse.Namespace) -> int:

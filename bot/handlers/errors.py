@@ -1,25 +1,65 @@
-"""The error handler: log the error's kind (never the text) and tell the user kindly."""
+"""The error handler: log the error kind (never the text); retry on outages, else tell the user once."""
 
 from __future__ import annotations
 
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from telegram import Update
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.ext import ContextTypes
 
 from bot import resources, texts
 from bot.i18n import t
 from bot.identity import user_language
+from bot.ingest import retry_later
+from storage.errors import DatabaseUnavailableError, RedisUnavailableError
 
 log = structlog.get_logger("bot.errors")
 
+INFRASTRUCTURE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OperationalError,
+    InterfaceError,
+    DatabaseUnavailableError,
+    RedisUnavailableError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def outage_of(error: BaseException | None) -> str | None:
+    """ "storage" or "telegram" when ``error`` is a passing outage worth handling the update again."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return "storage"
+    if isinstance(error, INFRASTRUCTURE):
+        return "storage"
+    if isinstance(error, RetryAfter) or (
+        isinstance(error, NetworkError) and not isinstance(error, BadRequest | Forbidden)
+    ):
+        return "telegram"
+    return None
+
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Report a failed handler; the user hears that nothing was lost and to try again."""
+    """Retry an update that failed on an outage; otherwise tell the user, at most once per update."""
     error = context.error
-    log.error("handler.failed", error=type(error).__name__, update_id=getattr(update, "update_id", None))
-    if isinstance(update, Update) and update.effective_chat is not None:
-        try:
-            language = user_language(update, resources.get(context.bot_data))
-            await context.bot.send_message(update.effective_chat.id, t(texts.TEMPORARY_ERROR, language))
-        except Exception as exc:
-            log.warning("error_reply.failed", error=type(exc).__name__)
+    update_id = getattr(update, "update_id", None)
+    outage = outage_of(error)
+    if outage is not None and retry_later(outage):
+        log.warning("handler.outage", error=type(error).__name__, update_id=update_id)
+        return
+    log.error("handler.failed", error=type(error).__name__, update_id=update_id)
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return
+    try:
+        res = resources.get(context.bot_data)
+        if not await res.updates.once(f"error-reply:{update.update_id}"):
+            return
+        language = user_language(update, res)
+        await context.bot.send_message(update.effective_chat.id, t(texts.TEMPORARY_ERROR, language))
+    except Exception as exc:
+        log.warning("error_reply.failed", error=type(exc).__name__)

@@ -51,6 +51,7 @@ class AnswerMessage(_Message):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     stop_reason: str = ""
+    language: str = Field(default="", description="the question's language (empty: look it up)")
     received_at: float = 0.0
     enqueued_at: float = 0.0
     taken_at: float = 0.0

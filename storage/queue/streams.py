@@ -23,6 +23,17 @@ Fields: TypeAlias = dict[
 FIELD = "m"
 FAILED_TEXT = "could not be answered"
 
+# Enqueue a question at most once (an update handled again after a crash must not ask twice):
+# KEYS questions stream, pending key, enqueued marker; ARGV payload, question id, ttl, maxlen.
+_ENQUEUE_ONCE = """
+if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
+  return false
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2] .. ' ' .. id, 'EX', ARGV[3])
+return {id, redis.call('XLEN', KEYS[1])}
+"""
+
 
 @dataclass(frozen=True)
 class QueueNames:
@@ -58,6 +69,14 @@ class QueueNames:
     def sent_key(self, question_id: str) -> str:
         """Key whose existence means the answer was delivered (guards against duplicates)."""
         return f"{self.namespace}:sent:{question_id}"
+
+    def recorded_key(self, question_id: str) -> str:
+        """Key whose existence means the delivered answer was recorded in the database."""
+        return f"{self.namespace}:recorded:{question_id}"
+
+    def enqueued_key(self, question_id: str) -> str:
+        """Key whose existence means the question was put on the queue (enqueue at most once)."""
+        return f"{self.namespace}:enqueued:{question_id}"
 
 
 @dataclass(frozen=True)
@@ -146,6 +165,22 @@ class Queue:
             names.pending_key(question.user), f"{question.question_id} {entry_id}", ex=self.entry_ttl_s
         )
         return Enqueued(entry_id=str(entry_id), position=max(1, int(length)))
+
+    async def enqueue_once(self, question: QuestionMessage) -> Enqueued | None:
+        """Add a question unless it was added before (then None); remember it as the user's pending one."""
+        names = self.names
+        script = self.redis.register_script(_ENQUEUE_ONCE)
+        keys = [names.questions, names.pending_key(question.user), names.enqueued_key(question.question_id)]
+        args: list[str | int] = [
+            question.model_dump_json(),
+            question.question_id,
+            self.entry_ttl_s,
+            self.maxlen,
+        ]
+        result = await script(keys=keys, args=args)
+        if not result:
+            return None
+        return Enqueued(entry_id=str(result[0]), position=max(1, int(result[1])))
 
     async def pending_of(self, user: str) -> tuple[str, str] | None:
         """The user's pending ``(question_id, entry_id)``, if any."""
@@ -287,6 +322,7 @@ class Queue:
                     user=message.user,
                     status="failed",
                     text=FAILED_TEXT,
+                    language=message.language,
                     received_at=message.received_at,
                     enqueued_at=message.enqueued_at,
                     finished_at=time.time(),
@@ -370,6 +406,14 @@ class Queue:
     async def mark_sent(self, question_id: str) -> None:
         """Remember that this answer was delivered."""
         await self.redis.set(self.names.sent_key(question_id), "1", ex=self.entry_ttl_s)
+
+    async def was_recorded(self, question_id: str) -> bool:
+        """Whether this delivered answer was already recorded in the database."""
+        return bool(await self.redis.exists(self.names.recorded_key(question_id)))
+
+    async def mark_recorded(self, question_id: str) -> None:
+        """Remember that this answer was recorded (it may have been sent long before)."""
+        await self.redis.set(self.names.recorded_key(question_id), "1", ex=self.entry_ttl_s)
 
     async def ack_answer(self, entry_id: str) -> None:
         """Ack and delete a delivered answer: no text lingers in Redis."""
