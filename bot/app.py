@@ -138,7 +138,7 @@ async def _initialize(app: AppType) -> None:
             ) from None
         except NetworkError as exc:
             if attempt == START_ATTEMPTS - 1:
-                url = app.bot.base_url.rsplit("/bot", 1)[0]
+                url = app.bot.base_url.removesuffix(app.bot.token)
                 raise ConfigurationError(
                     "TELEGRAM_API_URL",
                     f"cannot reach the Telegram Bot API at {url} ({type(exc).__name__}); "
