@@ -114,6 +114,8 @@ class UpdateIngest:
         self._retry_due = False
         self._backoff = Backoff()
         self.handled = 0
+        self.retries = 0
+        self.store_failures = 0
 
     def start(self, *, poll: bool = True) -> None:
         """Start the consumer and (unless updates arrive another way) the poller."""
@@ -192,6 +194,7 @@ class UpdateIngest:
                 return True
             except (RedisError, OSError) as exc:
                 log.warning("ingest.store_failed", error=type(exc).__name__)
+                self.store_failures += 1
                 if self._stop_polling.is_set():
                     return False  # not confirmed: Telegram sends the batch again at the next start
                 await backoff.sleep(self._stop_polling)
@@ -291,6 +294,7 @@ class UpdateIngest:
                 _current.reset(token)
             if handling.retry and (handling.reason != "telegram" or stored.deliveries < TELEGRAM_RETRIES):
                 log.warning("update.retry_later", reason=handling.reason, deliveries=stored.deliveries)
+                self.retries += 1
                 self._retry_due = True
                 return
             await self.updates.ack(stored.entry_id)

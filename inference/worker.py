@@ -226,6 +226,7 @@ class Worker:
             "chat_id": q.chat_id,
             "reply_to": q.message_id,
             "user": q.user,
+            "language": q.language,
             "model_sha256": self.config.model_sha256,
             "prompt_version": PROMPT_VERSION,
             "received_at": q.received_at,

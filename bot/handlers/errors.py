@@ -44,6 +44,15 @@ def outage_of(error: BaseException | None) -> str | None:
     return None
 
 
+# Telegram's answers when an update is handled again after an outage: what it asked was done before.
+ALREADY_DONE = ("message is not modified", "query is too old", "query id is invalid")
+
+
+def already_done(error: BaseException | None) -> bool:
+    """Whether Telegram refused a repeat of something the first handling of the update did."""
+    return isinstance(error, BadRequest) and any(part in error.message.lower() for part in ALREADY_DONE)
+
+
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Retry an update that failed on an outage; otherwise tell the user, at most once per update."""
     error = context.error
@@ -51,6 +60,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     outage = outage_of(error)
     if outage is not None and retry_later(outage):
         log.warning("handler.outage", error=type(error).__name__, update_id=update_id)
+        return
+    if already_done(error):
+        log.info("handler.repeat_refused", error=type(error).__name__, update_id=update_id)
         return
     log.error("handler.failed", error=type(error).__name__, update_id=update_id)
     if not isinstance(update, Update) or update.effective_chat is None:
