@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import structlog
 from telegram import Bot, Message, ReplyParameters
-from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
 from bot import redflags, texts
@@ -90,10 +89,13 @@ async def queue_question(
 async def _acknowledge(
     bot: Bot, res: Resources, question: QuestionMessage, position: int, language: str
 ) -> None:
-    """The acknowledgement and "typing…"; Telegram refusing them loses nothing (the question is queued)."""
+    """The acknowledgement; Telegram refusing it loses nothing (the question is queued).
+
+    No "typing…" here: the acknowledgement says enough, and chat actions count against Telegram's
+    outgoing limit like messages. The typing job shows it while the answer is being written.
+    """
     try:
         await reply(bot, question, acknowledgement(res, position, language))
-        await bot.send_chat_action(question.chat_id, ChatAction.TYPING)
     except TelegramError as exc:
         log.warning("question.ack_failed", error=type(exc).__name__)
     res.typing_chats[question.chat_id] = time.monotonic()

@@ -34,9 +34,21 @@ def _stderr_logger(*_args: Any) -> _StderrLogger:
     return _StderrLogger()
 
 
+# Libraries whose log arguments can carry updates, requests or responses (message text, chat ids).
+_CONTENT_LOGGERS = ("telegram", "apscheduler", "httpx", "httpcore")
+
+
 def _without_traceback(record: logging.LogRecord) -> bool:
-    """Keep the record, drop its traceback (the exception's type and message stay in the line)."""
-    if record.exc_info and record.exc_info[1] is not None:
+    """Keep the record, drop its traceback (the exception's type and message stay in the line).
+
+    For libraries that log what they send and receive, only the message template and the exception's
+    type are kept: their arguments and exception messages may hold message text or Telegram ids.
+    """
+    if record.name.startswith(_CONTENT_LOGGERS):
+        error = record.exc_info[1] if record.exc_info else None
+        record.msg = str(record.msg) + (f" ({type(error).__name__})" if error is not None else "")
+        record.args = None
+    elif record.exc_info and record.exc_info[1] is not None:
         error = record.exc_info[1]
         record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
         record.args = None

@@ -553,6 +553,8 @@ class TelegramStub:
         self._pollers_changed = asyncio.Condition()
         self._closing = False
         self._updates: list[JSONDict] = []
+        self.pushed_at: dict[int, float] = {}  # update_id -> when pushed (monotonic)
+        self.confirmed_at: dict[int, float] = {}  # update_id -> when the bot confirmed it (next offset)
         self._next_update_id = 1
         self._next_callback_id = 1
         self._message_ids: dict[int, int] = {}
@@ -758,6 +760,7 @@ class TelegramStub:
     def push_update(self, kind: str, payload: JSONDict) -> JSONDict:
         """Queue a raw update ``{"update_id": n, kind: payload}`` and wake long polls."""
         update = {"update_id": self._next_update_id, kind: payload}
+        self.pushed_at[self._next_update_id] = time.monotonic()
         self._next_update_id += 1
         self._updates.append(update)
         self._wake_pollers()
@@ -1113,10 +1116,14 @@ class TelegramStub:
         }
 
     def _confirm(self, offset: int) -> None:
+        before = {u["update_id"] for u in self._updates}
         if offset < 0:
             self._updates = self._updates[offset:]
         elif offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        now = time.monotonic()
+        for update_id in before - {u["update_id"] for u in self._updates}:
+            self.confirmed_at[update_id] = now
 
     async def _get_updates(self, params: Params) -> list[JSONDict]:
         offset = _as_int(params.get("offset"), 0)
