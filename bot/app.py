@@ -82,6 +82,11 @@ def build_application(
     async def post_shutdown(app: AppType) -> None:
         if INGEST in app.bot_data:
             await app.bot_data.pop(INGEST).stop()
+        if resources.KEY in app.bot_data:  # acknowledgements still waiting: their questions are queued
+            acks = list(resources.get(app.bot_data).acknowledgements.values())
+            for task in acks:
+                task.cancel()
+            await asyncio.gather(*acks, return_exceptions=True)
         if "delivery" in app.bot_data:
             await app.bot_data.pop("delivery").stop()
         if resources.KEY in app.bot_data:

@@ -98,6 +98,10 @@ class AnswerDelivery:
         answer = delivery.message
         with structlog.contextvars.bound_contextvars(question_id=answer.question_id):
             queue = self.res.queue
+            ack = self.res.acknowledgements.pop(answer.question_id, None)
+            if ack is not None and not ack.done():
+                ack.cancel()  # the answer is here first
+                log.info("ack.dropped", reason="answer ready")
             if not await queue.was_sent(answer.question_id):
                 language = answer.language or await self._language(answer.question_id)
                 sent = await self._send_pieces(answer, language)

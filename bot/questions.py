@@ -6,6 +6,7 @@ after their asker consented in private.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from datetime import UTC, datetime
@@ -81,8 +82,13 @@ async def queue_question(
         await mark_enqueued(session, question.question_id, datetime.now(UTC))
     if enqueued is not None:
         log.info("question.enqueued", position=enqueued.position, chat_type=question.chat_type)
+    res.typing_chats[question.chat_id] = time.monotonic()
     if await res.updates.once(f"ack:{question.question_id}"):
-        await _acknowledge(bot, res, question, position, language)
+        # In the background: it waits its turn under Telegram's outgoing limit, and is dropped when
+        # the answer is ready first (an acknowledgement after the answer helps nobody).
+        task = asyncio.create_task(_acknowledge(bot, res, question, position, language))
+        res.acknowledgements[question.question_id] = task
+        task.add_done_callback(lambda _: res.acknowledgements.pop(question.question_id, None))
     return True
 
 
@@ -98,7 +104,6 @@ async def _acknowledge(
         await reply(bot, question, acknowledgement(res, position, language))
     except TelegramError as exc:
         log.warning("question.ack_failed", error=type(exc).__name__)
-    res.typing_chats[question.chat_id] = time.monotonic()
 
 
 async def _record(res: Resources, question: QuestionMessage, language: str) -> QuestionMessage:

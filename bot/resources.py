@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ class Resources:
     consent: ConsentText
     updates: UpdateLog
     typing_chats: dict[int, float] = field(default_factory=dict)
+    acknowledgements: dict[str, asyncio.Task[None]] = field(
+        default_factory=dict
+    )  # question id -> not sent yet
     languages: dict[str, str] = field(default_factory=dict)  # pseudonym -> chosen language
     granted: set[str] = field(default_factory=set)  # pseudonyms let in by an invite (cache)
     service_times: deque[float] = field(default_factory=lambda: deque(maxlen=20))  # seconds per answer

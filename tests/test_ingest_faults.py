@@ -97,7 +97,9 @@ def assert_no_leak(output: str, users: tuple[int, ...]) -> None:
         assert str(user) not in output
 
 
-async def test_unparseable_update_is_skipped_alone(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_unparseable_update_is_skipped_alone(
+    stack: Stack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     """One update PTB cannot parse, in one getUpdates batch with two good ones: both good ones answered."""
     stack, stub = patient(stack), stack.stub
     async with bot_on(stack) as ingest, inprocess_worker(stack):
@@ -117,7 +119,7 @@ async def test_unparseable_update_is_skipped_alone(stack: Stack, capsys: pytest.
     assert set(answers_per_message(stub).values()) == {1}
     assert error_replies(stub) == 0
     output = capsys.readouterr()
-    logs = output.out + output.err
+    logs = output.out + output.err + caplog.text
     assert "update.unparseable" in logs
     assert_no_leak(logs, USERS)
 
@@ -150,7 +152,10 @@ async def private_redis(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 
 
 async def test_redis_killed_and_back_loses_no_question(
-    stack: Stack, private_redis: PrivateRedis, capsys: pytest.CaptureFixture[str]
+    stack: Stack,
+    private_redis: PrivateRedis,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Redis is killed (-9) while questions arrive; once it is back each is answered exactly once."""
     stack, stub = patient(stack), stack.stub
@@ -171,7 +176,7 @@ async def test_redis_killed_and_back_loses_no_question(
     assert [answers_per_message(stub)[i] for i in sorted(ids)] == [1, 1, 1]
     assert error_replies(stub) == 0
     output = capsys.readouterr()
-    logs = output.out + output.err
+    logs = output.out + output.err + caplog.text
     assert "ingest.store_failed" in logs
     assert_no_leak(logs, USERS)
 
@@ -187,7 +192,10 @@ def _kill(server: PrivateRedis) -> None:
 
 @pytest.mark.postgres
 async def test_database_away_and_back_loses_nothing(
-    stack: Stack, fresh_postgres_url: str, capsys: pytest.CaptureFixture[str]
+    stack: Stack,
+    fresh_postgres_url: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """PostgreSQL unreachable: questions wait and are recorded once it is back; an answer sent during the
     outage is recorded afterwards."""
@@ -239,7 +247,7 @@ async def test_database_away_and_back_loses_nothing(
     assert answers_per_message(stub)[first] == 1 and answers_per_message(stub)[second] == 1
     assert error_replies(stub) == 0
     output = capsys.readouterr()
-    assert_no_leak(output.out + output.err, USERS)
+    assert_no_leak(output.out + output.err + caplog.text, USERS)
 
 
 def _key(update: dict[str, Any]) -> tuple[int, int]:
