@@ -4,9 +4,19 @@ One llama.cpp context holds a *unified* KV cache of ``n_ctx`` cells shared by up
 ``max_sequences`` questions. Sequence 0 holds the fixed instruction prefix, evaluated once; a new
 question gets the prefix by ``llama_memory_seq_cp`` (in a unified cache that only tags the prefix
 cells with one more sequence id: no copy, no extra memory), so only its own tokens are evaluated.
-Each :meth:`BatchEngine.step` is one ``llama_decode`` for every active sequence: one token for each
-question that is generating, plus prompt tokens of questions that just joined (continuous
-admission). Each question has its own sampler, stop strings, token budget and cancel callback.
+Each :meth:`BatchEngine.step` fills one batch of at most ``n_batch`` tokens: one token for each
+question that is generating, then prompt tokens of questions that joined (continuous admission); a
+prompt tail longer than the room left is split over as many steps as it needs. Each question has its
+own sampler, stop strings, token budget and cancel callback.
+
+The scheduling follows llama.cpp's own server (``update_slots`` in ``tools/server``): a batch with
+entries is always decoded; when ``llama_decode`` finds no free KV cell (status 1) the batch is
+decoded again in halves, down to one token; when even one token does not fit, the newest sequence is
+preempted (its cells freed, its request put back at the head of the queue, admission held until a
+sequence finishes) so the older ones go on, and a sequence alone that cannot grow is failed with
+:class:`~inference.errors.ContextFullError`. Any other failure fails every sequence that still had
+tokens in the batch with :class:`~inference.errors.DecodeError`, and removes their KV cells, so no
+sequence is left with positions whose KV was never written; the engine keeps serving.
 
 Gemma2's sliding-window layers: the context is created with ``swa_full`` (a full-size SWA cache),
 so sequence copy and removal behave exactly as for the global layers.
@@ -33,7 +43,13 @@ from inference.engine import (
     route_llama_logs,
     validate_gguf,
 )
-from inference.errors import InferenceError, ModelCorruptError, PromptTooLongError
+from inference.errors import (
+    ContextFullError,
+    DecodeError,
+    InferenceError,
+    ModelCorruptError,
+    PromptTooLongError,
+)
 
 PREFIX_SEQ = 0
 """The sequence id that keeps the instruction prefix."""
@@ -54,6 +70,8 @@ class Request:
 
 Outcome = GenerationResult | InferenceError
 Callback = Callable[[Outcome], None]
+_Entry = tuple[int, int, int, bool]
+"""One batch row: sequence id, token, position, whether its logits are wanted."""
 
 
 @dataclass
@@ -65,7 +83,9 @@ class _Sequence:
     on_done: Callback
     sampler: Any
     prompt_tokens: int
+    shared: int
     reserved: int
+    admitted: int
     pos: int
     pending: list[int]
     started_at: float
@@ -80,12 +100,18 @@ class _Sequence:
 
 @dataclass
 class BatchStats:
-    """Counters for the benchmark: decode calls, tokens fed, seconds inside ``llama_decode``."""
+    """Counters: successful decode calls, tokens they fed, seconds inside ``llama_decode``, recoveries."""
 
     decodes: int = 0
     tokens: int = 0
     decode_s: float = 0.0
     prefix_tokens_saved: int = 0
+    retries: int = 0
+    """Decodes that found no KV room (status 1) and were tried again with a smaller batch."""
+    preemptions: int = 0
+    """Sequences put back in the queue to make KV room for the others."""
+    failures: int = 0
+    """Decodes that failed for good (their sequences were failed)."""
 
 
 def _context_params(n_ctx: int, n_threads: int, n_batch: int, max_sequences: int) -> Any:
@@ -144,13 +170,20 @@ class BatchEngine:
         n_batch: int = 512,
         use_mmap: bool = True,
         max_sequences: int = 4,
+        reserve_answer: bool = True,
         _shared_model: Any = None,
     ) -> None:
-        """Load ``model_path`` (or use an already loaded model) and create the batched context."""
+        """Load ``model_path`` (or use an already loaded model) and create the batched context.
+
+        With ``reserve_answer`` a request is admitted only when the KV cells of its prompt tail and
+        of its whole answer budget are free; without it, when its prompt tail fits (more sequences
+        at once; a sequence that then finds the cache full is preempted and answered later).
+        """
         route_llama_logs()
         self.model_path = Path(model_path)
         self.max_sequences = max_sequences
         self.n_batch = n_batch
+        self.reserve_answer = reserve_answer
         self._owns_model = _shared_model is None
         if self._owns_model:
             validate_gguf(self.model_path)
@@ -159,7 +192,9 @@ class BatchEngine:
         self._init_state()
 
     @classmethod
-    def sharing(cls, engine: Engine, *, max_sequences: int = 4, n_batch: int = 512) -> BatchEngine:
+    def sharing(
+        cls, engine: Engine, *, max_sequences: int = 4, n_batch: int = 512, reserve_answer: bool = True
+    ) -> BatchEngine:
         """A batched context on the model ``engine`` already loaded (no second copy of the weights)."""
         return cls(
             engine.model_path,
@@ -167,6 +202,7 @@ class BatchEngine:
             n_threads=engine.n_threads,
             n_batch=n_batch,
             max_sequences=max_sequences,
+            reserve_answer=reserve_answer,
             _shared_model=engine.model_handle,
         )
 
@@ -198,6 +234,8 @@ class BatchEngine:
         self._waiting: deque[tuple[Request, Callback]] = deque()
         self._active: dict[int, _Sequence] = {}
         self._free_ids = list(range(self.max_sequences, 0, -1))
+        self._admitted = 0
+        self._held = False  # no admission after a preemption until a sequence finishes
         self._prefix: list[int] = []
         self.stats = BatchStats()
 
@@ -225,8 +263,11 @@ class BatchEngine:
 
     @property
     def reserved_cells(self) -> int:
-        """KV cells promised to active sequences (prompt tail + token budget each)."""
-        return sum(seq.reserved for seq in self._active.values())
+        """KV cells promised to active sequences: prompt tail + token budget each (``reserve_answer``),
+        else the cells each holds or will hold for its prompt tail and the tokens generated so far."""
+        if self.reserve_answer:
+            return sum(seq.reserved for seq in self._active.values())
+        return sum(seq.reserved + len(seq.generated) for seq in self._active.values())
 
     def sequence_cells(self, seq_id: int) -> int:
         """KV cells sequence ``seq_id`` occupies now (its positions; 0 when it holds none)."""
@@ -284,7 +325,10 @@ class BatchEngine:
             for start in range(0, len(tokens), self.n_batch):
                 chunk = tokens[start : start + self.n_batch]
                 self._fill([(PREFIX_SEQ, token, start + i, False) for i, token in enumerate(chunk)])
-                self._decode()
+                status = self._decode()
+                if status != 0:
+                    llama_cpp.llama_memory_seq_rm(self._mem, PREFIX_SEQ, -1, -1)
+                    raise DecodeError(status)
             self._prefix = tokens
         return len(tokens)
 
@@ -343,25 +387,18 @@ class BatchEngine:
     # -- scheduling ------------------------------------------------------------------------------
 
     def step(self) -> None:
-        """Admit waiting requests, then one ``llama_decode`` for every active sequence."""
+        """Admit waiting requests, then decode one batch (a token per generating sequence, prompt chunks)."""
         with self._step_lock:
             self._live_ctx()
             self._admit()
             self._drop_cancelled_prefills()
-            fed = self._plan()
-            if not fed:
-                return
-            try:
-                self._decode()
-            except InferenceError as exc:
-                for seq_id in {seq_id for seq_id, _ in fed}:
-                    self._finish(self._active[seq_id], exc)
-                return
-            self._sample(fed)
+            entries = self._plan()
+            if entries:
+                self._run(entries)
 
     def _admit(self) -> None:
         """Start waiting requests while a sequence id and their KV cells are free (in order)."""
-        while self._free_ids:
+        while self._free_ids and not self._held:
             with self._cond:
                 if not self._waiting:
                     return
@@ -384,13 +421,20 @@ class BatchEngine:
         if request.should_stop is not None and request.should_stop():
             on_done(GenerationResult("", len(tokens), 0, "cancelled", started_at, None, time.time()))
             return "done"
-        if self.reserved_cells + need > room:
+        reserve = need if self.reserve_answer else len(tokens) - shared + 1
+        if self.reserved_cells + reserve > room:
             return "wait"
-        self._begin(request, on_done, tokens, shared, need, started_at)
+        self._begin(request, on_done, tokens, shared, reserve, started_at)
         return "started"
 
     def _begin(
-        self, request: Request, on_done: Callback, tokens: list[int], shared: int, need: int, started: float
+        self,
+        request: Request,
+        on_done: Callback,
+        tokens: list[int],
+        shared: int,
+        reserve: int,
+        started: float,
     ) -> None:
         """Give ``request`` a sequence id, the prefix cells it shares, and a sampler."""
         import llama_cpp
@@ -401,8 +445,19 @@ class BatchEngine:
             llama_cpp.llama_memory_seq_cp(self._mem, PREFIX_SEQ, seq_id, 0, shared)
             self.stats.prefix_tokens_saved += shared
         sampler = _make_sampler(request.temperature, request.seed)
+        self._admitted += 1
         self._active[seq_id] = _Sequence(
-            seq_id, request, on_done, sampler, len(tokens), need, shared, tokens[shared:], started
+            seq_id,
+            request,
+            on_done,
+            sampler,
+            len(tokens),
+            shared,
+            reserve,
+            self._admitted,
+            shared,
+            tokens[shared:],
+            started,
         )
 
     def _drop_cancelled_prefills(self) -> None:
@@ -411,31 +466,73 @@ class BatchEngine:
             if not seq.generated and seq.first_token_at is None and seq.cancelled():
                 self._finish(seq, "cancelled")
 
-    def _plan(self) -> list[tuple[int, int]]:
-        """Fill the batch: one token per generating sequence, then prompt chunks; return outputs.
+    def _plan(self) -> list[_Entry]:
+        """The next batch: one token per generating sequence first, then prompt chunks, at most n_batch.
 
-        Returns (sequence id, batch index) for every sequence whose logits this decode produces.
+        A sequence's positions advance by what it got; its last prompt token (or its generated
+        token) asks for logits. A prompt tail that does not fit goes on at the next step.
         """
-        entries: list[tuple[int, int, int, bool]] = []
-        outputs: list[tuple[int, int]] = []
-        ordered = sorted(self._active.values(), key=lambda seq: len(seq.pending) > 1)
-        for seq in ordered:
+        entries: list[_Entry] = []
+        for seq in sorted(self._active.values(), key=lambda seq: len(seq.pending) > 1):
             room = self.n_batch - len(entries)
             if room <= 0:
                 break
             take = seq.pending[:room]
             last = len(take) == len(seq.pending)
-            for i, token in enumerate(take):
-                entries.append((seq.seq_id, token, seq.pos + i, last and i == len(take) - 1))
-            if last:
-                outputs.append((seq.seq_id, len(entries) - 1))
+            entries.extend(
+                (seq.seq_id, token, seq.pos + i, last and i == len(take) - 1) for i, token in enumerate(take)
+            )
             seq.pos += len(take)
             seq.pending = seq.pending[len(take) :]
-        if entries:
-            self._fill(entries)
-        return outputs
+        return entries
 
-    def _fill(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
+    def _run(self, entries: list[_Entry]) -> None:
+        """Decode ``entries``, halving the batch while the KV cache has no room; recover from failures."""
+        size = self.n_batch
+        while entries:
+            view = entries[:size]
+            self._fill(view)
+            status = self._decode()
+            if status == 0:
+                self._sample(view)
+                entries = self._alive(entries[len(view) :])
+                size = self.n_batch
+            elif status == 1 and len(view) > 1:
+                self.stats.retries += 1
+                size = len(view) // 2
+            else:
+                entries = self._recover(entries, status)
+                size = self.n_batch
+
+    def _alive(self, entries: list[_Entry]) -> list[_Entry]:
+        """The entries of sequences still active."""
+        return [entry for entry in entries if entry[0] in self._active]
+
+    def _recover(self, entries: list[_Entry], status: int) -> list[_Entry]:
+        """After ``entries`` failed to decode: make KV room by preempting, or fail their sequences.
+
+        Returns the entries still to decode. Every failed sequence loses its KV cells, so none keeps
+        positions whose KV was never written.
+        """
+        if status == 1 and len(self._active) > 1:
+            self._preempt(max(self._active.values(), key=lambda seq: seq.admitted))
+            return self._alive(entries)
+        self.stats.failures += 1
+        error: InferenceError = ContextFullError() if status == 1 else DecodeError(status)
+        for seq_id in dict.fromkeys(entry[0] for entry in entries):
+            if seq_id in self._active:
+                self._finish(self._active[seq_id], error)
+        return []
+
+    def _preempt(self, seq: _Sequence) -> None:
+        """Free ``seq`` and queue its request again first; admit nothing until a sequence finishes."""
+        self._release(seq)
+        with self._cond:
+            self._waiting.appendleft((seq.request, seq.on_done))
+        self._held = True
+        self.stats.preemptions += 1
+
+    def _fill(self, entries: Sequence[_Entry]) -> None:
         """Write (sequence id, token, position, wants logits) entries into the batch."""
         batch = self._batch
         for i, (seq_id, token, pos, logits) in enumerate(entries):
@@ -446,24 +543,25 @@ class BatchEngine:
             batch.logits[i] = logits
         batch.n_tokens = len(entries)
 
-    def _decode(self) -> None:
-        """One llama_decode of the filled batch; InferenceError if llama.cpp fails."""
+    def _decode(self) -> int:
+        """One llama_decode of the filled batch; its status (0 done, 1 no KV room, else failed)."""
         import llama_cpp
 
         started = time.perf_counter()
-        status = llama_cpp.llama_decode(self._ctx, self._batch)
+        status = int(llama_cpp.llama_decode(self._ctx, self._batch))
         self.stats.decode_s += time.perf_counter() - started
-        self.stats.decodes += 1
-        self.stats.tokens += int(self._batch.n_tokens)
-        if status != 0:
-            raise InferenceError(f"llama_decode failed with status {status}")
+        if status == 0:
+            self.stats.decodes += 1
+            self.stats.tokens += int(self._batch.n_tokens)
+        return status
 
-    def _sample(self, outputs: list[tuple[int, int]]) -> None:
-        """Sample each sequence's next token from its logits; finish the ones that are done."""
+    def _sample(self, view: list[_Entry]) -> None:
+        """Sample the next token of each sequence whose logits ``view`` produced; finish the done ones."""
         import llama_cpp
 
         now = time.time()
-        for seq_id, index in outputs:
+        outputs = [(index, entry[0]) for index, entry in enumerate(view) if entry[3]]
+        for index, seq_id in outputs:
             seq = self._active[seq_id]
             token = int(llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
             seq.first_token_at = seq.first_token_at or now
@@ -498,14 +596,19 @@ class BatchEngine:
         seq.text = bytearray(text[: min(hits)].encode("utf-8"))
         return True
 
-    def _finish(self, seq: _Sequence, outcome: StopReason | InferenceError) -> None:
-        """Free the sequence's KV cells, sampler and id, then report its outcome."""
+    def _release(self, seq: _Sequence) -> None:
+        """Free the sequence's KV cells, sampler and id."""
         import llama_cpp
 
         llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
         llama_cpp.llama_sampler_free(seq.sampler)
         del self._active[seq.seq_id]
         self._free_ids.append(seq.seq_id)
+
+    def _finish(self, seq: _Sequence, outcome: StopReason | InferenceError) -> None:
+        """Free the sequence (admission may go on), then report its outcome."""
+        self._release(seq)
+        self._held = False
         if isinstance(outcome, InferenceError):
             seq.on_done(outcome)
             return
@@ -534,6 +637,10 @@ class BatchEngine:
                 return
             for seq in list(self._active.values()):
                 self._finish(seq, InferenceError("the engine was closed"))
+            with self._cond:
+                waiting, self._waiting = list(self._waiting), deque()
+            for _request, on_done in waiting:
+                on_done(InferenceError("the engine was closed"))
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
             self._ctx = None

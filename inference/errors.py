@@ -66,6 +66,21 @@ class PromptTooLongError(InferenceError):
         self.limit = limit
 
 
+class DecodeError(InferenceError):
+    """``llama_decode`` failed for a batch; the sequences it held were freed. ``status`` is its code."""
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        super().__init__(message or f"llama_decode failed with status {status}")
+        self.status = status
+
+
+class ContextFullError(DecodeError):
+    """No KV cell was free even for a one-token batch, and no other sequence could make room."""
+
+    def __init__(self) -> None:
+        super().__init__(1, "the KV cache is full: no room for this sequence even one token at a time")
+
+
 class EvalDataError(InferenceError):
     """An evaluation question file is missing, unreadable or holds no usable question; ``path`` says which."""
 
