@@ -469,11 +469,12 @@ class BatchEngine:
     def _plan(self) -> list[_Entry]:
         """The next batch: one token per generating sequence first, then prompt chunks, at most n_batch.
 
-        A sequence's positions advance by what it got; its last prompt token (or its generated
-        token) asks for logits. A prompt tail that does not fit goes on at the next step.
+        Shorter prompt tails go first, so a short question is not held up behind a long one. A
+        sequence's positions advance by what it got; its last prompt token (or its generated token)
+        asks for logits. A prompt tail that does not fit goes on at the next step.
         """
         entries: list[_Entry] = []
-        for seq in sorted(self._active.values(), key=lambda seq: len(seq.pending) > 1):
+        for seq in sorted(self._active.values(), key=lambda seq: len(seq.pending)):
             room = self.n_batch - len(entries)
             if room <= 0:
                 break

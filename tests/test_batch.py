@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from inference.batch import PREFIX_SEQ, BatchEngine, Request
-from inference.engine import Engine
-from inference.errors import InferenceError, PromptTooLongError
+from inference.engine import Engine, GenerationResult
+from inference.errors import DecodeError, InferenceError, PromptTooLongError
 from inference.prompt import build_prompt, preamble_prompt
 
 QUESTIONS = [
@@ -184,3 +184,134 @@ def test_closed_engine_refuses_work(plain: Engine) -> None:
     engine.submit(Request("hi", max_tokens=2), lambda _r: None)
     with pytest.raises(InferenceError, match="closed"):
         engine.step()
+
+
+# -- long prompts, the context limit, a full KV cache, decode failures ----------------------------
+
+SMALL_BATCH = 32
+LONG = "The child has had fever, cough and fast breathing for three days and refuses to drink. " * 12
+
+
+@pytest.fixture
+def small(plain: Engine) -> Iterator[BatchEngine]:
+    """A batched context whose batches hold only 32 tokens: any real question tail is longer."""
+    with BatchEngine.sharing(plain, max_sequences=3, n_batch=SMALL_BATCH) as engine:
+        engine.set_prefix(preamble_prompt())
+        yield engine
+
+
+def _tail(engine: BatchEngine, prompt: str) -> int:
+    """Tokens of ``prompt`` after the shared instruction prefix."""
+    return len(engine.tokenize(prompt)) - engine.prefix_tokens
+
+
+def test_a_prompt_tail_longer_than_n_batch_is_prefilled_over_several_steps(
+    small: BatchEngine, plain: Engine
+) -> None:
+    prompt = build_prompt(LONG)
+    tail = _tail(small, prompt)
+    assert tail > 8 * SMALL_BATCH
+    expected = plain.generate(prompt, max_tokens=TOKENS, fresh=True).tokens
+    before = small.stats.decodes
+    outcome: list[object] = []
+    small.submit(Request(prompt, max_tokens=TOKENS), outcome.append)
+    small.step()
+    (seq_id,) = small._active  # white-box: the sequence being prefilled
+    held = [small.sequence_cells(seq_id)]
+    while not outcome:
+        small.step()
+        held.append(small.sequence_cells(seq_id))
+    # each step wrote the KV of one more chunk at the next positions, none skipped
+    prefill = [small.prefix_tokens + min(tail, SMALL_BATCH * (i + 1)) for i in range(-(-tail // SMALL_BATCH))]
+    assert held[: len(prefill)] == prefill
+    result = outcome[0]
+    assert isinstance(result, GenerationResult)
+    assert result.tokens == expected  # and the answer is the one of the plain path
+    prefill_steps = -(-tail // SMALL_BATCH)
+    assert small.stats.decodes - before == prefill_steps + TOKENS - 1  # a decode for every chunk
+    assert small.stats.retries == small.stats.failures == 0
+    print(f"\nlong tail: {tail} tokens, n_batch {SMALL_BATCH}, {prefill_steps} prefill decodes")
+
+
+def test_long_and_short_prompts_admitted_together_are_answered_as_alone(
+    small: BatchEngine, plain: Engine
+) -> None:
+    prompts = [
+        build_prompt(LONG),
+        build_prompt(QUESTIONS[0]),
+        build_prompt("Since yesterday: " + LONG),
+        build_prompt(QUESTIONS[1]),
+        build_prompt(LONG + " What now?"),
+    ]
+    expected = [plain.generate(p, max_tokens=TOKENS, fresh=True).tokens for p in prompts]
+    results = small.generate_many([Request(p, max_tokens=TOKENS) for p in prompts])
+    assert [r.tokens for r in results] == expected
+    # the short question, admitted with two long ones, got its first token before either long one
+    assert results[1].first_token_at is not None
+    assert all(results[1].first_token_at < (r.first_token_at or 0) for r in (results[0], results[2]))
+    assert small.active == 0
+    assert all(small.sequence_cells(seq_id) == 0 for seq_id in range(1, small.max_sequences + 1))
+
+
+def test_a_prompt_at_the_context_limit_is_answered_and_one_token_more_is_refused(
+    small: BatchEngine, reference: list[tuple[int, ...]]
+) -> None:
+    prompt = build_prompt("fever " * 1500)
+    prompt_tokens = len(small.tokenize(prompt))
+    budget = small.n_ctx - prompt_tokens  # prompt + answer fill the context exactly
+    assert 0 < budget < 300
+    result = small.generate(prompt, max_tokens=budget)
+    assert result.prompt_tokens == prompt_tokens
+    assert result.completion_tokens == budget or result.stop_reason == "stop"
+    with pytest.raises(PromptTooLongError) as refused:
+        small.generate(prompt, max_tokens=budget + 1)
+    assert refused.value.limit == prompt_tokens - 1
+    assert small.generate(build_prompt(QUESTIONS[0]), max_tokens=TOKENS).tokens == reference[0]
+
+
+def test_a_full_kv_cache_is_retried_smaller_and_the_newest_sequence_waits(tiny_model_path: Path) -> None:
+    # three sequences admitted on their prompts alone; their answers cannot all fit the 1024 cells
+    budget = 260
+    prompts = [build_prompt(q) for q in QUESTIONS[:3]]
+    with BatchEngine(
+        tiny_model_path, n_ctx=1024, n_threads=1, max_sequences=3, n_batch=64, reserve_answer=False
+    ) as engine:
+        engine.set_prefix(preamble_prompt())
+        alone = [engine.generate(p, max_tokens=budget).tokens for p in prompts]
+        assert engine.stats.retries == engine.stats.preemptions == 0
+        need = sum(_tail(engine, p) + len(t) for p, t in zip(prompts, alone, strict=True))
+        assert need > engine.n_ctx - engine.prefix_tokens  # they really do not fit together
+        results = engine.generate_many([Request(p, max_tokens=budget) for p in prompts])
+        assert [r.tokens for r in results] == alone  # every one completed, as if alone
+        assert engine.stats.retries > 0  # llama_decode said "no KV room" and got a smaller batch
+        assert engine.stats.preemptions >= 1  # the newest gave its cells up and ran later
+        assert engine.stats.failures == 0
+        assert engine.active == 0
+        assert engine.sequence_cells(PREFIX_SEQ) == engine.prefix_tokens
+        assert engine.generate(prompts[0], max_tokens=budget).tokens == alone[0]  # still serving
+        print(f"\nKV full: {engine.stats.retries} retries, {engine.stats.preemptions} preemptions")
+
+
+def test_a_decode_failure_frees_every_sequence_in_the_batch_and_the_engine_goes_on(
+    small: BatchEngine, reference: list[tuple[int, ...]]
+) -> None:
+    outcomes: dict[str, object] = {}
+    small.submit(Request(build_prompt(QUESTIONS[0]), max_tokens=TOKENS), lambda r: outcomes.update(a=r))
+    small.step()  # its tail fits one batch: it generates from now on
+    small.submit(Request(build_prompt(LONG), max_tokens=TOKENS), lambda r: outcomes.update(b=r))
+    for _ in range(3):
+        small.step()  # the long tail is partly prefilled
+    ids = list(small._active)  # white-box: the sequence ids in use
+    assert len(ids) == 2
+    long_seq = small._active[ids[1]]
+    assert small.sequence_cells(long_seq.seq_id) > small.prefix_tokens + SMALL_BATCH
+    long_seq.pending[0] = 10**6  # fault injection: llama.cpp refuses the batch (invalid token)
+    small.step()
+    assert isinstance(outcomes.get("a"), DecodeError)
+    assert isinstance(outcomes.get("b"), DecodeError)
+    assert getattr(outcomes["b"], "status", None) == -1
+    assert small.active == 0
+    assert all(small.sequence_cells(seq_id) == 0 for seq_id in ids)  # no position without KV left
+    assert small.sequence_cells(PREFIX_SEQ) == small.prefix_tokens
+    assert small.stats.failures == 1
+    assert small.generate(build_prompt(QUESTIONS[0]), max_tokens=TOKENS).tokens == reference[0]
