@@ -83,7 +83,6 @@ class _Sequence:
     on_done: Callback
     sampler: Any
     prompt_tokens: int
-    shared: int
     reserved: int
     admitted: int
     pos: int
@@ -263,8 +262,11 @@ class BatchEngine:
 
     @property
     def reserved_cells(self) -> int:
-        """KV cells promised to active sequences: prompt tail + token budget each (``reserve_answer``),
-        else the cells each holds or will hold for its prompt tail and the tokens generated so far."""
+        """KV cells promised to active sequences.
+
+        With ``reserve_answer``: prompt tail + token budget each; else the cells each holds or will
+        hold for its prompt tail and the tokens it generated so far.
+        """
         if self.reserve_answer:
             return sum(seq.reserved for seq in self._active.values())
         return sum(seq.reserved + len(seq.generated) for seq in self._active.values())
@@ -452,7 +454,6 @@ class BatchEngine:
             on_done,
             sampler,
             len(tokens),
-            shared,
             reserve,
             self._admitted,
             shared,
