@@ -1,4 +1,4 @@
-"""The batched engine on real llama.cpp with the tiny gemma2 file: equality, cancellation, limits."""
+"""The batched engine on real llama.cpp with the tiny gemma2 file: equality, limits, recovery."""
 
 from __future__ import annotations
 
@@ -266,6 +266,7 @@ def test_a_prompt_at_the_context_limit_is_answered_and_one_token_more_is_refused
     with pytest.raises(PromptTooLongError) as refused:
         small.generate(prompt, max_tokens=budget + 1)
     assert refused.value.limit == prompt_tokens - 1
+    print(f"\ncontext limit: {prompt_tokens} prompt + {result.completion_tokens} answer of {small.n_ctx}")
     assert small.generate(build_prompt(QUESTIONS[0]), max_tokens=TOKENS).tokens == reference[0]
 
 
