@@ -10,7 +10,7 @@ import pytest
 
 from inference.batch import PREFIX_SEQ, BatchEngine, Request
 from inference.engine import Engine, GenerationResult
-from inference.errors import DecodeError, InferenceError, PromptTooLongError
+from inference.errors import ContextFullError, DecodeError, InferenceError, PromptTooLongError
 from inference.prompt import build_prompt, preamble_prompt
 
 QUESTIONS = [
@@ -316,3 +316,35 @@ def test_a_decode_failure_frees_every_sequence_in_the_batch_and_the_engine_goes_
     assert small.sequence_cells(PREFIX_SEQ) == small.prefix_tokens
     assert small.stats.failures == 1
     assert small.generate(build_prompt(QUESTIONS[0]), max_tokens=TOKENS).tokens == reference[0]
+
+
+def test_a_sequence_alone_in_a_full_cache_fails_cleanly_and_the_engine_goes_on(tiny_model_path: Path) -> None:
+    import llama_cpp
+
+    with BatchEngine(tiny_model_path, n_ctx=1024, n_threads=1, max_sequences=2, n_batch=64) as engine:
+        engine.set_prefix(preamble_prompt())
+        prompt = build_prompt(QUESTIONS[4])
+        expected = engine.generate(prompt, max_tokens=TOKENS).tokens
+        # fault injection: cells filled behind the engine's back (sequence 2 is free: ids go 1 first)
+        free = engine.n_ctx - engine.prefix_tokens
+        filler = engine.tokenize("fever " * 2000)[: free - _tail(engine, prompt) // 2]
+        one = llama_cpp.llama_batch_init(engine.n_batch, 0, 1)
+        try:
+            for start in range(0, len(filler), engine.n_batch):
+                chunk = filler[start : start + engine.n_batch]
+                for i, token in enumerate(chunk):
+                    one.token[i], one.pos[i], one.n_seq_id[i], one.logits[i] = token, start + i, 1, False
+                    one.seq_id[i][0] = 2
+                one.n_tokens = len(chunk)
+                assert llama_cpp.llama_decode(engine.context, one) == 0
+        finally:
+            llama_cpp.llama_batch_free(one)
+        outcome: list[object] = []
+        engine.submit(Request(prompt, max_tokens=TOKENS), outcome.append)
+        engine.run_until_idle()
+        assert isinstance(outcome[0], ContextFullError)
+        assert engine.stats.retries > 0  # smaller batches were tried first
+        assert engine.sequence_cells(1) == 0  # its partial prompt is gone
+        assert engine.active == 0
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(engine.context), 2, -1, -1)
+        assert engine.generate(prompt, max_tokens=TOKENS).tokens == expected  # room again: answered
