@@ -108,6 +108,7 @@ async def _acknowledge(
 
 async def _record(res: Resources, question: QuestionMessage, language: str) -> QuestionMessage:
     """Store the question once (text only with research consent); returns it with the research flag set."""
+    flag = redflags.check(question.text)  # warn_if_danger's check; also for held group questions
     async with res.sessionmaker.begin() as session:
         existing = await session.get(Question, question.question_id)
         if existing is not None:  # recorded when this update was handled before
@@ -119,5 +120,6 @@ async def _record(res: Resources, question: QuestionMessage, language: str) -> Q
             chat_pseudonym=res.pseudonyms.chat(question.chat_id), chat_type=question.chat_type,
             language=language, research=question.research,
             received_at=datetime.fromtimestamp(question.received_at, UTC),
+            red_flag=flag.label if flag else None,
         )  # fmt: skip
     return question

@@ -2,6 +2,8 @@
 
 There is no default account: the first one is created with ``meditron-bot admin add-user``. A
 login that fails ``MAX_FAILED_LOGINS`` times in a row locks the account for ``LOCK_DURATION``.
+An attempt is counted (one atomic UPDATE) before its password is checked, so parallel attempts
+cannot outrun the count, and a locked account's password is never checked.
 ``session_epoch`` is part of every console session; raising it (logout, disable) ends them all.
 """
 
@@ -9,12 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Boolean, CheckConstraint, Integer, String, false, select
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    false,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,7 +39,7 @@ ROLES = ("reviewer", "admin")
 MAX_FAILED_LOGINS = 5
 LOCK_DURATION = timedelta(minutes=15)
 MIN_PASSWORD_CHARS = 12
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.@-]{2,64}")
 
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not a password of anybody: evens out the time of unknown names")
@@ -63,7 +76,7 @@ class LoginResult:
     """What a login attempt gave: the account when ``ok``, else why not (never which part was wrong)."""
 
     ok: bool
-    reason: str  # "ok", "invalid", "locked"
+    reason: str  # "ok" or "invalid": a locked account fails like a wrong password
     account: ReviewAccount | None = None
 
 
@@ -90,7 +103,7 @@ async def add_account(
     """Create an account with an argon2 hash of ``password`` and audit it (never the password)."""
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise AccountError("a name has 2-64 letters, digits or . _ @ -")
     check_password_strength(password)
     if await get_account(session, name) is not None:
@@ -105,7 +118,7 @@ async def add_account(
 
 async def _require(session: AsyncSession, name: str) -> ReviewAccount:
     """Return the account or raise AccountError."""
-    account = await get_account(session, name)
+    account = await get_account(session, name) if NAME_PATTERN.fullmatch(name) else None
     if account is None:
         raise AccountError(f"no account called {name!r}")
     return account
@@ -136,51 +149,86 @@ def is_locked(account: ReviewAccount, now: datetime) -> bool:
     return account.locked_until is not None and account.locked_until > now
 
 
-async def _password_matches(password_hash: str, password: str) -> bool:
-    """Verify with argon2 in a thread; any mismatch or bad hash is False."""
+@dataclass(frozen=True)
+class LoginAttempt:
+    """One counted login attempt; ``account_id`` is None when it was refused before any password check.
+
+    ``number`` is the attempt's place in the current run of failures; ``locks`` is true for the
+    ``MAX_FAILED_LOGINS``-th, which locked the account before its password was checked.
+    """
+
+    name: str
+    account_id: int | None = None
+    password_hash: str = field(default=_DUMMY_HASH, repr=False)
+    number: int = 0
+    locks: bool = False
+
+
+def _open_for_login(now: datetime) -> ColumnElement[bool]:
+    """Enabled accounts that are not locked at ``now``."""
+    unlocked = or_(ReviewAccount.locked_until.is_(None), ReviewAccount.locked_until <= now)
+    return and_(ReviewAccount.disabled.is_(False), unlocked)
+
+
+async def start_login(session: AsyncSession, name: str, now: datetime) -> LoginAttempt:
+    """Count an attempt on ``name`` before its password is checked (one atomic UPDATE ... RETURNING).
+
+    The attempt that reaches ``MAX_FAILED_LOGINS`` locks the account at once, so that parallel
+    attempts are refused without a password check; unknown, disabled and locked names get a refused
+    attempt. Commit before checking the password: the count must not wait for the hash.
+    """
+    if not NAME_PATTERN.fullmatch(name):
+        return LoginAttempt(name)
+    counted = (
+        update(ReviewAccount)
+        .where(ReviewAccount.name == name, _open_for_login(now))
+        .values(failed_logins=ReviewAccount.failed_logins + 1)
+        .returning(ReviewAccount.id, ReviewAccount.password_hash, ReviewAccount.failed_logins)
+        .execution_options(synchronize_session=False)
+    )
+    row = (await session.execute(counted)).first()
+    if row is None:
+        return LoginAttempt(name)
+    account_id, password_hash, number = row
+    locks = number >= MAX_FAILED_LOGINS
+    if locks:
+        lock = update(ReviewAccount).where(ReviewAccount.id == account_id)
+        await session.execute(
+            lock.values(locked_until=now + LOCK_DURATION, failed_logins=0).execution_options(
+                synchronize_session=False
+            )
+        )
+    return LoginAttempt(name, account_id, password_hash, number, locks)
+
+
+async def password_matches(attempt: LoginAttempt, password: str) -> bool:
+    """Verify with argon2 in a thread; a refused attempt checks a dummy hash (same time) and is False."""
     try:
-        return await asyncio.to_thread(_HASHER.verify, password_hash, password)
+        matched = await asyncio.to_thread(_HASHER.verify, attempt.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+    return matched and attempt.account_id is not None
 
 
-async def record_failed_login(session: AsyncSession, account: ReviewAccount, now: datetime) -> None:
-    """Count one failure; lock the account after ``MAX_FAILED_LOGINS`` in a row."""
-    account.failed_logins += 1
-    if account.failed_logins >= MAX_FAILED_LOGINS:
-        account.locked_until = now + LOCK_DURATION
-        account.failed_logins = 0
-        await append_audit(
-            session, "account.locked", account.name, {"until": account.locked_until.isoformat()}
-        )
-    await session.flush()
-
-
-async def _succeed(session: AsyncSession, account: ReviewAccount, now: datetime) -> LoginResult:
-    """Reset the counters, note the time and audit the login."""
+async def finish_login(
+    session: AsyncSession, attempt: LoginAttempt, matched: bool, now: datetime
+) -> LoginResult:
+    """Settle a checked attempt: a failure stays counted (audited when it locked the account);
+    a success clears the counter and the lock, notes the time and audits the login."""
+    if not matched or attempt.account_id is None:
+        if attempt.locks:
+            until = (now + LOCK_DURATION).isoformat()
+            await append_audit(session, "account.locked", attempt.name, {"until": until})
+        return LoginResult(False, "invalid")
+    account = await session.get(ReviewAccount, attempt.account_id)
+    if account is None or account.disabled:  # disabled while the password was checked
+        return LoginResult(False, "invalid")
     account.failed_logins = 0
     account.locked_until = None
     account.last_login_at = now
     await session.flush()
     await append_audit(session, "console.login", account.name, {"role": account.role})
     return LoginResult(True, "ok", account)
-
-
-async def verify_login(
-    session: AsyncSession, name: str, password: str, now: datetime | None = None
-) -> LoginResult:
-    """Check a name and password; counts failures and refuses locked or disabled accounts."""
-    now = now or utcnow()
-    account = await get_account(session, name)
-    if account is None or account.disabled:
-        await _password_matches(_DUMMY_HASH, password)  # same time as a real check
-        return LoginResult(False, "invalid")
-    if is_locked(account, now):
-        return LoginResult(False, "locked")
-    if not await _password_matches(account.password_hash, password):
-        await record_failed_login(session, account, now)
-        return LoginResult(False, "locked" if is_locked(account, now) else "invalid")
-    return await _succeed(session, account, now)
 
 
 async def end_sessions(session: AsyncSession, account_id: int) -> None:

@@ -116,7 +116,10 @@ class ConsentEvent(Base):
 
 
 class Question(Base):
-    """A question; its text (and text hash) is kept only when ``research`` is true."""
+    """A question; its text (and text hash) is kept only when ``research`` is true.
+
+    ``red_flag`` is the label (``language:rule``) of the danger sign it matched, never text.
+    """
 
     __tablename__ = "questions"
     __table_args__ = (CheckConstraint(_in("status", QUESTION_STATUSES), name="status"),)
@@ -134,6 +137,7 @@ class Question(Base):
     enqueued_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16), index=True)
     erased_at: Mapped[datetime | None]
+    red_flag: Mapped[str | None] = mapped_column(String(32))
 
 
 class Answer(Base):

@@ -19,8 +19,8 @@ from storage.errors import RedisUnavailableError
 from storage.settings import StorageSettings
 
 if TYPE_CHECKING:
+    import uvicorn
     from sqlalchemy.ext.asyncio import AsyncEngine
-    from starlette.applications import Starlette
 
     from bot.console.health import HealthProbe
 
@@ -88,11 +88,10 @@ def _health_probe(storage: StorageSettings) -> HealthProbe | None:
     return redis_probe(redis_url, QueueNames(namespace=storage.queue_namespace))
 
 
-async def _serve(app: Starlette, engine: AsyncEngine, host: str, port: int) -> None:
+async def _serve(engine: AsyncEngine, config: uvicorn.Config) -> None:
     """Run uvicorn on this loop; dispose of the engine on the same loop afterwards."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, proxy_headers=True, server_header=False)
     try:
         await uvicorn.Server(config).serve()
     finally:
@@ -103,7 +102,10 @@ def serve(args: argparse.Namespace) -> int:
     """Serve the console with uvicorn until Ctrl-C."""
     from bot.console import create_app
     from bot.console.secret import load_or_create_secret
+    from bot.console.serving import server_config
+    from bot.console.settings import ConsoleSettings
 
+    proxies = ConsoleSettings().proxies
     storage = StorageSettings()
     url = _database()
     secret = load_or_create_secret(storage.ensure_data_dir(), os.environ.get("CONSOLE_SECRET_KEY"))
@@ -111,7 +113,8 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(
         make_sessionmaker(engine), secret_key=secret, https=args.https, health=_health_probe(storage)
     )
-    log.info("console.start", host=args.host, port=args.port, https=args.https)
+    config = server_config(app, args.host, args.port, proxies)
+    log.info("console.start", host=args.host, port=args.port, https=args.https, trusted_proxies=len(proxies))
     print(f"review console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)
-    asyncio.run(_serve(app, engine, args.host, args.port))
+    asyncio.run(_serve(engine, config))
     return 0

@@ -12,7 +12,7 @@ from storage.errors import RedisUnavailableError
 from storage.migrate import upgrade_async
 from storage.settings import StorageSettings
 
-ENV_NAMES = {"telegram_bot_token": "TELEGRAM_BOT_TOKEN"}
+ENV_NAMES = {"telegram_bot_token": "TELEGRAM_BOT_TOKEN", "trusted_proxies": "CONSOLE_TRUSTED_PROXIES"}
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -37,7 +37,7 @@ async def export_download(request: Request, viewer: Viewer) -> Response:
     try:
         since = day_start(_day(form.get("since")))
         until = day_start(_day(form.get("until"))) + timedelta(days=1)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: the day after 9999-12-31
         return refuse(request, 400, "Give both dates as YYYY-MM-DD.")
     if fmt not in FORMATS or until <= since:
         return refuse(request, 400, "Choose csv or jsonl and a 'to' date on or after the 'from' date.")

@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import jinja2
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,12 +19,18 @@ from starlette.templating import Jinja2Templates
 
 from bot.console import admin_views, auth_views, review_views
 from bot.console.health import HealthProbe
-from bot.console.security import LoginLimiter, SecurityHeaders
+from bot.console.security import LoginLimiter, SecurityHeaders, security_headers
 from bot.console.web import refuse
 
 TEMPLATES = Path(__file__).parent / "templates"
 SESSION_COOKIE = "meditron_console"
 SESSION_MAX_AGE_S = 8 * 3600
+SERVER_ERROR_MESSAGE = (
+    "Something went wrong on the console's side. Try again later; if it keeps happening, "
+    "tell the console's administrator."
+)
+
+log = structlog.get_logger("console")
 
 
 def _when(value: datetime | None) -> str:
@@ -71,6 +78,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return refuse(request, status, "This page does not exist." if status == 404 else "Not allowed.")
 
 
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """An unexpected error: the error page with the security headers (this handler runs outside them).
+
+    Only the exception's type is logged here; Starlette re-raises it for the server's log.
+    """
+    log.error("console.error", error=type(exc).__name__, path=request.url.path)
+    templates: Jinja2Templates = request.app.state.templates
+    context = {"viewer": None, "csrf": "", "status": 500, "message": SERVER_ERROR_MESSAGE}
+    return templates.TemplateResponse(
+        request, "error.html", context, status_code=500, headers=security_headers(request.app.state.https)
+    )
+
+
 def create_app(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
@@ -91,7 +111,9 @@ def create_app(
             https_only=https,
         ),
     ]
-    app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers={HTTPException: _http_error})
+    handlers = {HTTPException: _http_error, Exception: _server_error}
+    app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers=handlers)
+    app.state.https = https
     app.state.sessionmaker = sessionmaker
     app.state.templates = _templates()
     app.state.health = health

@@ -7,13 +7,15 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from bot.console.login import attempt_login
 from bot.console.security import CSRF_FIELD, LoginLimiter, client_key, csrf_ok, safe_next
 from bot.console.web import Viewer, refuse, render, requires, sessions
-from storage.accounts import LOCK_DURATION, LoginResult, end_sessions, verify_login
+from storage.accounts import LOCK_DURATION, MAX_FAILED_LOGINS, LoginResult, end_sessions
 
-LOCKED_MESSAGE = (
-    f"This account is locked after too many failed attempts. Try again in "
-    f"{int(LOCK_DURATION.total_seconds() // 60)} minutes, or ask an admin to unlock it."
+# One message for every failure: it must not tell an existing (locked) name from an unknown one.
+FAILED_MESSAGE = (
+    f"Wrong name or password. After {MAX_FAILED_LOGINS} failed attempts in a row an account is "
+    f"locked for {int(LOCK_DURATION.total_seconds() // 60)} minutes; an admin can unlock it sooner."
 )
 
 
@@ -31,10 +33,9 @@ def _start_session(request: Request, result: LoginResult) -> None:
     request.session[CSRF_FIELD] = secrets.token_urlsafe(32)
 
 
-def _failed(request: Request, result: LoginResult, target: str) -> Response:
-    """The login form again with the reason (never which of name or password was wrong)."""
-    message = LOCKED_MESSAGE if result.reason == "locked" else "Wrong name or password."
-    return render(request, "login.html", {"next": target, "error": message}, 401)
+def _failed(request: Request, target: str) -> Response:
+    """The login form again, the same for every failure (never which part was wrong, nor a lock)."""
+    return render(request, "login.html", {"next": target, "error": FAILED_MESSAGE}, 401)
 
 
 async def login(request: Request) -> Response:
@@ -47,10 +48,9 @@ async def login(request: Request) -> Response:
         return refuse(request, 429, "Too many login attempts from here. Wait a few minutes.")
     name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))
-    async with sessions(request).begin() as session:
-        result = await verify_login(session, name, password)
+    result = await attempt_login(sessions(request), name, password)
     if not result.ok:
-        return _failed(request, result, target)
+        return _failed(request, target)
     _start_session(request, result)
     return RedirectResponse(target, status_code=303)
 

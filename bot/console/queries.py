@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -16,15 +17,39 @@ from storage.repository.audit import verify_chain
 from storage.research_export import research_conditions
 
 PAGE_SIZE = 25
+MAX_PAGE = 100_000
 GROUP_CHAT_TYPES = ("group", "supergroup")
+_PAGE = re.compile(r"[0-9]{1,6}")  # ASCII digits only: int() would also take "٣" and 20-digit numbers
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,4})?")
+_QUESTION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)  # outside: a typo, and day arithmetic stays safe
+
+
+def page_number(value: str | None) -> int:
+    """A page number from a query parameter: 1 to ``MAX_PAGE``; absent or malformed values are page 1."""
+    if value is None or not _PAGE.fullmatch(value):
+        return 1
+    return min(max(1, int(value)), MAX_PAGE)
+
+
+def valid_question_id(value: str) -> bool:
+    """Whether ``value`` can be a question id (anything else is not looked up)."""
+    return _QUESTION_ID.fullmatch(value) is not None
 
 
 def _date(value: str | None) -> date | None:
-    """A YYYY-MM-DD value, or None when absent or malformed."""
+    """A YYYY-MM-DD value, or None when absent, malformed or outside ``FIRST_DAY``..``LAST_DAY``."""
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    return day if day is not None and FIRST_DAY <= day <= LAST_DAY else None
+
+
+def _language(value: str | None) -> str:
+    """A language code (``en``, ``pt-BR``) or "" (no filter)."""
+    value = (value or "").strip()
+    return value if _LANGUAGE.fullmatch(value) else ""
 
 
 def _choice(value: str | None, allowed: tuple[str, ...]) -> str:
@@ -52,15 +77,14 @@ class ConversationFilter:
     @classmethod
     def from_query(cls, params: Mapping[str, str]) -> ConversationFilter:
         """Read the filters from query parameters, ignoring malformed values."""
-        page = params.get("page", "1")
         return cls(
             since=_date(params.get("from")),
             until=_date(params.get("to")),
-            language=params.get("lang", "").strip()[:8],
+            language=_language(params.get("lang")),
             chat=_choice(params.get("chat"), ("private", "group")),
             red_flag=_choice(params.get("flag"), ("yes", "no")),
             feedback=_choice(params.get("feedback"), ("up", "down", "none")),
-            page=max(1, int(page)) if page.isdigit() else 1,
+            page=page_number(params.get("page")),
         )
 
     def query_string(self, page: int) -> str:
@@ -158,19 +182,21 @@ async def conversations(session: AsyncSession, filters: ConversationFilter) -> C
         .offset((filters.page - 1) * PAGE_SIZE)
     )
     rows = list((await session.execute(paged)).tuples())
-    known = await signals_of(session, [question.id for question, _, _ in rows])
+    known = await signals_of(session, [question for question, _, _ in rows])
     items = [Conversation(q, a, pseudonym, known[q.id]) for q, a, pseudonym in rows]
     return ConversationPage(items, total, filters.page)
 
 
 async def conversation(session: AsyncSession, question_id: str) -> Conversation | None:
     """One research conversation, or None when there is none with that id."""
+    if not valid_question_id(question_id):
+        return None
     query = _conversations_query(ConversationFilter()).where(Question.id == question_id)
     row = (await session.execute(query)).tuples().first()
     if row is None:
         return None
-    known = await signals_of(session, [question_id])
-    return Conversation(row[0], row[1], row[2], known[question_id])
+    known = await signals_of(session, [row[0]])
+    return Conversation(row[0], row[1], row[2], known[row[0].id])
 
 
 async def languages(session: AsyncSession) -> list[str]:
@@ -215,8 +241,3 @@ async def consent_events(session: AsyncSession, page: int) -> tuple[list[tuple[C
         .offset((page - 1) * PAGE_SIZE)
     )
     return list((await session.execute(query)).tuples()), total
-
-
-def page_number(value: str | None) -> int:
-    """A page number from a query parameter (1 when absent or malformed)."""
-    return max(1, int(value)) if value and value.isdigit() else 1

@@ -47,7 +47,7 @@ def safe_next(target: str | None) -> str:
 
 
 def client_key(request: Request) -> str:
-    """The client address a rate limit counts against (the proxy's X-Forwarded-For via uvicorn)."""
+    """The client address a rate limit counts against (X-Forwarded-For only from a trusted proxy)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -71,20 +71,29 @@ class LoginLimiter:
         return True
 
 
+def security_headers(https: bool) -> dict[str, str]:
+    """CSP, no-store, nosniff, no-referrer, no framing (and HSTS over HTTPS): on every response."""
+    headers = {
+        "content-security-policy": CONTENT_SECURITY_POLICY,
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+        "x-frame-options": "DENY",
+    }
+    if https:
+        headers["strict-transport-security"] = "max-age=31536000"
+    return headers
+
+
 class SecurityHeaders:
-    """ASGI middleware adding CSP, no-store, nosniff, no-referrer (and HSTS over HTTPS)."""
+    """ASGI middleware adding ``security_headers`` to every response the routes give.
+
+    Starlette's error middleware sits outside this one: the 500 handler adds the same headers itself.
+    """
 
     def __init__(self, app: ASGIApp, *, https: bool) -> None:
         self.app = app
-        self.headers = [
-            (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-            (b"cache-control", b"no-store"),
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-frame-options", b"DENY"),
-        ]
-        if https:
-            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
+        self.headers = [(name.encode(), value.encode()) for name, value in security_headers(https).items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Add the headers to every HTTP response."""

@@ -1,24 +1,20 @@
 """Red flags and feedback, as the review pages filter, show and count them.
 
 Feedback comes from the ``feedback`` table (``storage.field.Feedback``: rating up|down and an
-optional reason). Red flags come from audit events ``question.red_flag`` whose subject is the
-question id and whose payload names the matched ``rule`` (the bot appends one per match).
+optional reason). Red flags come from ``questions.red_flag``, the label of the danger sign the
+bot matched when it recorded the question (``storage.repository.questions.record_question``).
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.field import Feedback
-from storage.models import AuditEvent, Question
-
-RED_FLAG_EVENT = "question.red_flag"
+from storage.models import Question
 
 
 @dataclass(frozen=True)
@@ -30,15 +26,9 @@ class Signals:
     feedback_reason: str | None = None
 
 
-def _flagged_ids() -> Select[tuple[str | None]]:
-    """Ids of questions with a red-flag event."""
-    return select(AuditEvent.subject).where(AuditEvent.event == RED_FLAG_EVENT)
-
-
 def red_flag_condition(wanted: str) -> ColumnElement[bool]:
     """Questions with ("yes") or without ("no") a red flag."""
-    flagged = Question.id.in_(_flagged_ids())
-    return flagged if wanted == "yes" else ~flagged
+    return Question.red_flag.isnot(None) if wanted == "yes" else Question.red_flag.is_(None)
 
 
 def feedback_condition(wanted: str) -> ColumnElement[bool]:
@@ -48,32 +38,18 @@ def feedback_condition(wanted: str) -> ColumnElement[bool]:
     return Question.id.in_(select(Feedback.question_id).where(Feedback.rating == wanted))
 
 
-def _rule(payload: str) -> str:
-    """The rule named in a red-flag event's payload."""
-    try:
-        value = json.loads(payload).get("rule")
-    except (ValueError, AttributeError):
-        return "?"
-    return str(value) if value else "?"
-
-
-async def signals_of(session: AsyncSession, question_ids: list[str]) -> dict[str, Signals]:
-    """Red flag and feedback of each of ``question_ids`` (absent ids: nothing known)."""
-    if not question_ids:
+async def signals_of(session: AsyncSession, questions: list[Question]) -> dict[str, Signals]:
+    """Red flag and feedback of each of ``questions``, by question id."""
+    if not questions:
         return {}
-    flags_query = select(AuditEvent.subject, AuditEvent.payload).where(
-        AuditEvent.event == RED_FLAG_EVENT, AuditEvent.subject.in_(question_ids)
-    )
-    flags = {
-        str(subject): _rule(payload) for subject, payload in (await session.execute(flags_query)).tuples()
-    }
-    feedback_query = select(Feedback).where(Feedback.question_id.in_(question_ids))
+    ids = [question.id for question in questions]
+    feedback_query = select(Feedback).where(Feedback.question_id.in_(ids))
     feedback = {row.question_id: row for row in (await session.execute(feedback_query)).scalars()}
     result = {}
-    for question_id in question_ids:
-        given = feedback.get(question_id)
-        result[question_id] = Signals(
-            red_flag=flags.get(question_id),
+    for question in questions:
+        given = feedback.get(question.id)
+        result[question.id] = Signals(
+            red_flag=question.red_flag,
             feedback=given.rating if given else None,
             feedback_reason=given.reason if given else None,
         )
@@ -94,9 +70,12 @@ async def feedback_counts(session: AsyncSession, since: datetime) -> dict[str, i
 
 
 async def red_flag_counts(session: AsyncSession, since: datetime) -> list[tuple[str, int]]:
-    """Red-flag matches per rule since ``since``, most frequent first."""
-    query = select(AuditEvent.payload).where(
-        AuditEvent.event == RED_FLAG_EVENT, AuditEvent.created_at >= since
+    """Questions with a red flag received since ``since``, per rule label, most frequent first."""
+    count = func.count().label("count")
+    query = (
+        select(Question.red_flag, count)
+        .where(Question.red_flag.isnot(None), Question.received_at >= since)
+        .group_by(Question.red_flag)
+        .order_by(count.desc(), Question.red_flag)
     )
-    counts = Counter(_rule(payload) for payload in (await session.execute(query)).scalars())
-    return counts.most_common()
+    return [(str(rule), int(number)) for rule, number in (await session.execute(query)).tuples()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -11,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.errors import UnknownQuestionError
 from storage.models import ANSWER_STATUSES, QUESTION_STATUSES, Answer, Question, User, utcnow
 from storage.repository.audit import append_audit
+
+RED_FLAG_EVENT = "question.red_flag"
+RED_FLAG_LABEL = re.compile(r"[a-z]{2,3}:[a-z0-9_]{1,28}")  # language:rule, as bot.redflags labels them
 
 
 def sha256_hex(text: str) -> str:
@@ -37,8 +41,15 @@ async def record_question(
     text: str,
     research: bool,
     received_at: datetime,
+    red_flag: str | None = None,
 ) -> Question:
-    """Store a question (text and its hash only if ``research``) and audit its receipt."""
+    """Store a question (text and its hash only if ``research``) and audit its receipt.
+
+    ``red_flag`` is the label of the danger sign it matched (``en:not_breathing``): stored with
+    the question and audited as ``question.red_flag`` in the same transaction, whatever the consent.
+    """
+    if red_flag is not None and not RED_FLAG_LABEL.fullmatch(red_flag):
+        raise ValueError("red_flag must be a rule label like 'en:not_breathing'")
     text_sha256 = sha256_hex(text) if research else None
     await session.flush()  # make sure the user has an id
     question = Question(
@@ -53,6 +64,7 @@ async def record_question(
         research=research,
         received_at=received_at,
         status="queued",
+        red_flag=red_flag,
     )
     session.add(question)
     await session.flush()
@@ -64,6 +76,8 @@ async def record_question(
         "text_sha256": text_sha256,
     }
     await append_audit(session, "question.received", question_id, payload)
+    if red_flag is not None:
+        await append_audit(session, RED_FLAG_EVENT, question_id, {"rule": red_flag})
     return question
 
 
