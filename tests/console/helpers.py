@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
+import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from bot.console.serving import server_config
 from storage.field import record_feedback, record_reason
 from storage.models import AuditEvent
-from storage.repository.audit import append_audit
 from storage.repository.consent import record_consent
 from storage.repository.questions import record_answer, record_question
 from storage.repository.users import get_or_create_user
@@ -148,11 +153,27 @@ def sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-async def add_signals(factory: async_sessionmaker[AsyncSession], seeded: Seeded) -> None:
-    """A red flag on the first question; 👎 with a reason on the first, 👍 on the second."""
+async def add_feedback(factory: async_sessionmaker[AsyncSession], seeded: Seeded) -> None:
+    """👎 with a reason on the first question, 👍 on the second (red flags come from the real bot)."""
     first, second = seeded.research_ids[0], seeded.research_ids[1]
     async with factory.begin() as session:
-        await append_audit(session, "question.red_flag", first, {"rule": "breathing"})
         await record_feedback(session, first, "down")
         await record_reason(session, first, "too vague")
         await record_feedback(session, second, "up")
+
+
+@contextlib.asynccontextmanager
+async def served(app: Starlette, trusted_proxies: tuple[str, ...] = ()) -> AsyncIterator[str]:
+    """``app`` behind a real uvicorn on 127.0.0.1 (configured as ``admin`` configures it); its base URL.
+
+    The socket listens before uvicorn starts, so requests wait in its backlog: no start-up polling.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", 0, trusted_proxies))
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        listener.close()

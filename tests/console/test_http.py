@@ -26,7 +26,7 @@ from tests.console.helpers import (
     REVIEWER,
     SECRET,
     Seeded,
-    add_signals,
+    add_feedback,
     audit_count,
     audit_rows,
     client_for,
@@ -234,31 +234,29 @@ async def test_conversation_filters(reviewer: httpx.AsyncClient, seeded: Seeded)
     assert "3 conversations" in in_range
 
 
-async def test_red_flag_and_feedback_filters(
+async def test_feedback_filters(
     reviewer: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
 ) -> None:
-    await add_signals(sessionmaker, seeded)
+    await add_feedback(sessionmaker, seeded)
     first, second, third = seeded.research_ids
 
     async def shown(query: str) -> set[str]:
         text = (await reviewer.get(f"/conversations?{query}")).text
         return {question_id for question_id in seeded.research_ids if question_id in text}
 
-    assert await shown("flag=yes") == {first}
-    assert await shown("flag=no") == {second, third}
     assert await shown("feedback=down") == {first}
     assert await shown("feedback=up") == {second}
     assert await shown("feedback=none") == {third}
-    listing = (await reviewer.get("/conversations")).text
-    assert "red flag: breathing" in listing
+    assert await shown("flag=no") == {first, second, third}  # none of these had a danger sign
+    assert await shown("flag=yes") == set()
 
 
-async def test_the_conversation_page_shows_red_flag_and_feedback_and_audits_the_reason(
+async def test_the_conversation_page_shows_feedback_and_audits_the_reason(
     reviewer: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
 ) -> None:
-    await add_signals(sessionmaker, seeded)
+    await add_feedback(sessionmaker, seeded)
     page = (await reviewer.get(f"/conversations/{seeded.research_ids[0]}")).text
-    assert "breathing" in page and "not helpful too vague" in page
+    assert "not helpful too vague" in page and "none recorded" in page
     (read,) = await audit_rows(sessionmaker, "review.read")
     assert json.loads(read.payload)["read"] == ["question", "answer", "feedback reason"]
 
@@ -310,13 +308,12 @@ async def test_consent_and_statistics_pages(reviewer: httpx.AsyncClient, seeded:
     assert "helpful 0 · not helpful 0" in stats.text
 
 
-async def test_statistics_count_feedback_and_red_flags(
+async def test_statistics_count_feedback(
     reviewer: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
 ) -> None:
-    await add_signals(sessionmaker, seeded)
+    await add_feedback(sessionmaker, seeded)
     stats = (await reviewer.get("/stats")).text
     assert "helpful 1 · not helpful 1 · 50% positive" in stats
-    assert "<dt>Red flags</dt><dd>breathing 1</dd>" in stats
 
 
 async def test_statistics_show_queue_health_from_redis(

@@ -16,14 +16,23 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.console.charts import bar_chart, nice_ceiling
+from bot.console.login import attempt_login
 from bot.console.secret import ConsoleKeyError, load_or_create_secret
 from bot.console.stats import histogram, percentile
-from storage.accounts import AccountError, add_account, get_account, verify_login
+from storage.accounts import (
+    MAX_FAILED_LOGINS,
+    AccountError,
+    add_account,
+    disable_account,
+    get_account,
+    start_login,
+    unlock_account,
+)
 from storage.models import utcnow
 from storage.repository.consent import record_consent
 from storage.repository.users import get_user
 from storage.research_export import EXPORT_FIELDS, audited_export, export_rows, write_csv, write_jsonl
-from tests.console.helpers import BASE, add_conversation, add_signals, audit_rows, seed, sha256
+from tests.console.helpers import BASE, add_conversation, add_feedback, audit_rows, seed, sha256
 
 WINDOW = (BASE - timedelta(days=1), BASE + timedelta(days=1))
 
@@ -47,25 +56,39 @@ async def test_accounts_refuse_bad_roles_names_short_passwords_and_duplicates(
 async def test_unknown_and_disabled_names_fail_like_a_wrong_password(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
+    assert (await attempt_login(sessionmaker, "ghost", "whatever-it-is")).reason == "invalid"
     async with sessionmaker.begin() as session:
-        assert (await verify_login(session, "ghost", "whatever-it-is")).reason == "invalid"
         await add_account(session, "eve", "long-enough-pass", "reviewer")
-        assert (await verify_login(session, "eve", "long-enough-pass")).ok
-        account = await get_account(session, "eve")
-        assert account is not None
-        account.disabled = True
-        assert (await verify_login(session, "eve", "long-enough-pass")).reason == "invalid"
+    assert (await attempt_login(sessionmaker, "eve", "long-enough-pass")).ok
+    async with sessionmaker.begin() as session:
+        await disable_account(session, "eve")
+    assert (await attempt_login(sessionmaker, "eve", "long-enough-pass")).reason == "invalid"
 
 
-async def test_a_lock_expires(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def test_a_lock_expires_and_a_locked_account_is_refused_before_its_password_is_checked(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
     async with sessionmaker.begin() as session:
         await add_account(session, "lou", "long-enough-pass", "reviewer")
-        now = utcnow()
-        for _ in range(5):
-            await verify_login(session, "lou", "wrong-password!", now)
-        assert (await verify_login(session, "lou", "long-enough-pass", now)).reason == "locked"
-        later = now + timedelta(minutes=16)
-        assert (await verify_login(session, "lou", "long-enough-pass", later)).ok
+    now = utcnow()
+    for _ in range(MAX_FAILED_LOGINS):
+        await attempt_login(sessionmaker, "lou", "wrong-password!", now)
+    async with sessionmaker.begin() as session:
+        refused = await start_login(session, "lou", now + timedelta(minutes=14))
+    assert refused.account_id is None  # nothing to check the password against
+    assert not (await attempt_login(sessionmaker, "lou", "long-enough-pass", now)).ok
+    later = now + timedelta(minutes=16)
+    assert (await attempt_login(sessionmaker, "lou", "long-enough-pass", later)).ok
+
+
+@pytest.mark.parametrize("name", ["ghost", "rita\n", "a\x00b", "ري", "x" * 65, ""])
+async def test_names_that_cannot_exist_are_refused_without_a_query_error(
+    sessionmaker: async_sessionmaker[AsyncSession], name: str
+) -> None:
+    assert not (await attempt_login(sessionmaker, name, "whatever-it-is")).ok
+    async with sessionmaker.begin() as session:
+        with pytest.raises(AccountError):
+            await unlock_account(session, name, actor="test")
 
 
 async def test_export_rows_hold_only_research_consenting_users(
@@ -93,7 +116,7 @@ async def test_export_rows_hold_only_research_consenting_users(
 
 async def test_export_carries_feedback(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     seeded = await seed(sessionmaker)
-    await add_signals(sessionmaker, seeded)
+    await add_feedback(sessionmaker, seeded)
     async with sessionmaker() as session:
         rows = await export_rows(session, *WINDOW)
     feedback = [(row["feedback_rating"], row["feedback_reason"]) for row in rows]
@@ -235,11 +258,10 @@ async def test_admin_add_user_and_disable_user_commands(
     assert "carla-password-1" not in created.stdout + created.stderr
     weak = _cli(["admin", "add-user", "dan"], env, "short\n")
     assert weak.returncode == 2 and "at least 12 characters" in weak.stderr
-    async with sessionmaker.begin() as session:
-        assert (await verify_login(session, "carla", "carla-password-1")).ok
+    assert (await attempt_login(sessionmaker, "carla", "carla-password-1")).ok
     assert _cli(["admin", "disable-user", "carla"], env).returncode == 0
+    assert not (await attempt_login(sessionmaker, "carla", "carla-password-1")).ok
     async with sessionmaker.begin() as session:
-        assert not (await verify_login(session, "carla", "carla-password-1")).ok
         assert await get_account(session, "dan") is None
     missing = _cli(["admin", "disable-user", "nobody"], env)
     assert missing.returncode == 2 and "no account called 'nobody'" in missing.stderr
