@@ -80,17 +80,26 @@ async def _seed_0001(sessionmaker: Sessions) -> None:
 
 
 async def _question_0001(session: AsyncSession, user: User, number: int, when: datetime) -> None:
-    """A question and its answer without feedback (the feedback table does not exist yet)."""
-    from storage.repository.questions import record_answer, record_question
+    """A question, its answer and their audit rows as the 0001 schema holds them.
+
+    Plain inserts naming only 0001's columns: the models have gained columns since (questions.red_flag
+    in 0005), which the repository functions would write.
+    """
+    from sqlalchemy import insert
+
+    from storage.repository.audit import append_audit
 
     qid = f"q{number:031d}"
-    await record_question(session, question_id=qid, user=user, chat_pseudonym="c" * 64, chat_type="private",
-                          language="en", text=f"question {number}", research=True,
-                          received_at=when)  # fmt: skip
-    await record_answer(session, question_id=qid, text=f"answer {number}", status="ok", model_sha256=None,
-                        prompt_version="1", prompt_tokens=1, completion_tokens=1, taken_at=when,
-                        first_token_at=None, finished_at=when, sent_at=when, worker="w",
-                        stop_reason="eos")  # fmt: skip
+    await session.execute(insert(Question).values(
+        id=qid, user_id=user.id, chat_pseudonym="c" * 64, chat_type="private", language="en",
+        text=f"question {number}", text_chars=10, research=True, received_at=when, status="answered",
+    ))  # fmt: skip
+    await append_audit(session, "question.received", qid, {"research": True, "text_chars": 10})
+    await session.execute(insert(Answer).values(
+        question_id=qid, text=f"answer {number}", status="ok", prompt_version="1", prompt_tokens=1,
+        completion_tokens=1, taken_at=when, finished_at=when, sent_at=when, worker="w", stop_reason="eos",
+    ))  # fmt: skip
+    await append_audit(session, "answer.sent", qid, {"status": "ok", "text_chars": 8})
 
 
 def _tombstone() -> type:
