@@ -57,7 +57,8 @@ async def test_parallel_wrong_passwords_lock_the_account(
     limiter = LoginLimiter(attempts=100, window_s=300)  # the account lock is under test, not this
     app = create_app(sessionmaker, secret_key=SECRET, https=False, login_limiter=limiter)
     async with served(app) as base:
-        clients = [httpx.AsyncClient(base_url=base) for _ in range(PARALLEL)]
+        # argon2 takes ~1 s per check on a loaded 2-core box, and they queue for the thread pool
+        clients = [httpx.AsyncClient(base_url=base, timeout=60) for _ in range(PARALLEL)]
         try:
             tokens = [csrf_of((await http.get("/login")).text) for http in clients]
             responses = await asyncio.gather(
