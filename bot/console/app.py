@@ -26,8 +26,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 SESSION_COOKIE = "meditron_console"
 SESSION_MAX_AGE_S = 8 * 3600
 SERVER_ERROR_MESSAGE = (
-    "Something went wrong on the console's side. Try again later; if it keeps happening, "
-    "tell the console's administrator."
+    "Something went wrong in the console. Try again later; if it keeps happening, tell the administrator."
 )
 
 log = structlog.get_logger("console")
