@@ -19,9 +19,11 @@ from storage.models import Question
 from storage.repository.audit import verify_chain
 from tests.console.helpers import REVIEWER, SECRET, audit_rows, client_for, login
 from tests.support.stack import Stack, inprocess_worker
+from tests.support.telegram_stub import BOT_USERNAME
 from tests.test_field_e2e import consent, says
 
-ADA, BEN = 2001, 2002
+ADA, BEN, CHI = 2001, 2002, 2003
+GROUP = -100888
 DANGER = "My neighbour collapsed and is not breathing, what do I do"
 HARMLESS = "What dose of paracetamol for a child of 12 kg"
 
@@ -91,3 +93,26 @@ async def test_a_question_without_a_danger_sign_leaves_the_red_flag_views_empty(
     assert question.id not in flagged and "0 conversations" in flagged
     assert "<dt>Red flags</dt><dd>none</dd>" in stats
     assert await audit_rows(sessionmaker, "question.red_flag") == []
+
+
+async def test_a_group_question_held_for_consent_keeps_its_danger_sign(
+    stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession], accounts: None
+) -> None:
+    stub = stack.stub
+    group = {"chat_id": GROUP, "chat_type": "supergroup", "title": "Team"}
+    stub.set_chat_member_status(GROUP, ADA, "administrator")
+    await consent(stack, ADA)
+    before = len(stub.calls)
+    stub.push_command("/enable", mention_bot=True, user_id=ADA, **group)
+    await stub.wait_for("sendMessage", says(texts.GROUP_ENABLED, GROUP), since=before)
+    stub.push_command("/ask", DANGER, user_id=CHI, **group)  # Chi has not consented yet: held
+    await stub.wait_for("sendMessage", says(f"t.me/{BOT_USERNAME}?start=consent", GROUP), since=before)
+    assert await _questions(sessionmaker) == {}
+    stub.push_command("/start", "consent", user_id=CHI)
+    await consent(stack, CHI)
+    await stub.wait_for("sendMessage", says(texts.GROUP_QUESTION_RELEASED, CHI), since=before)
+    await stub.wait_for("sendMessage", says("in the queue", GROUP), since=before)
+    (question,) = (await _questions(sessionmaker)).values()
+    assert (question.chat_type, question.red_flag) == ("supergroup", "en:not_breathing")
+    (flagged,) = await _pages(sessionmaker, "/conversations?flag=yes&chat=group")
+    assert question.id in flagged and "red flag: en:not_breathing" in flagged

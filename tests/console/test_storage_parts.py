@@ -30,7 +30,8 @@ from storage.accounts import (
 )
 from storage.models import utcnow
 from storage.repository.consent import record_consent
-from storage.repository.users import get_user
+from storage.repository.questions import record_question
+from storage.repository.users import get_or_create_user, get_user
 from storage.research_export import EXPORT_FIELDS, audited_export, export_rows, write_csv, write_jsonl
 from tests.console.helpers import BASE, add_conversation, add_feedback, audit_rows, seed, sha256
 
@@ -265,3 +266,16 @@ async def test_admin_add_user_and_disable_user_commands(
         assert await get_account(session, "dan") is None
     missing = _cli(["admin", "disable-user", "nobody"], env)
     assert missing.returncode == 2 and "no account called 'nobody'" in missing.stderr
+
+
+@pytest.mark.parametrize("flag", ["Baby is not breathing", "en:not breathing", "EN:x", "en:" + "x" * 40, ""])
+async def test_a_red_flag_is_a_rule_label_never_text(
+    sessionmaker: async_sessionmaker[AsyncSession], flag: str
+) -> None:
+    async with sessionmaker.begin() as session:
+        user = await get_or_create_user(session, "3" * 64, "en")
+        with pytest.raises(ValueError, match="rule label"):
+            await record_question(
+                session, question_id="q-flag", user=user, chat_pseudonym="c" * 64, chat_type="private",
+                language="en", text="x", research=True, received_at=BASE, red_flag=flag,
+            )  # fmt: skip
