@@ -144,23 +144,17 @@ async def unlock_account(session: AsyncSession, name: str, *, actor: str) -> Rev
     return account
 
 
-def is_locked(account: ReviewAccount, now: datetime) -> bool:
-    """Whether the account is locked at ``now``."""
-    return account.locked_until is not None and account.locked_until > now
-
-
 @dataclass(frozen=True)
 class LoginAttempt:
     """One counted login attempt; ``account_id`` is None when it was refused before any password check.
 
-    ``number`` is the attempt's place in the current run of failures; ``locks`` is true for the
-    ``MAX_FAILED_LOGINS``-th, which locked the account before its password was checked.
+    ``locks`` is true for the ``MAX_FAILED_LOGINS``-th attempt in a row, which locked the account
+    before its password was checked.
     """
 
     name: str
     account_id: int | None = None
     password_hash: str = field(default=_DUMMY_HASH, repr=False)
-    number: int = 0
     locks: bool = False
 
 
@@ -189,8 +183,8 @@ async def start_login(session: AsyncSession, name: str, now: datetime) -> LoginA
     row = (await session.execute(counted)).first()
     if row is None:
         return LoginAttempt(name)
-    account_id, password_hash, number = row
-    locks = number >= MAX_FAILED_LOGINS
+    account_id, password_hash, failures = row
+    locks = failures >= MAX_FAILED_LOGINS
     if locks:
         lock = update(ReviewAccount).where(ReviewAccount.id == account_id)
         await session.execute(
@@ -198,7 +192,7 @@ async def start_login(session: AsyncSession, name: str, now: datetime) -> LoginA
                 synchronize_session=False
             )
         )
-    return LoginAttempt(name, account_id, password_hash, number, locks)
+    return LoginAttempt(name, account_id, password_hash, locks)
 
 
 async def password_matches(attempt: LoginAttempt, password: str) -> bool:
