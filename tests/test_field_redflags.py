@@ -108,3 +108,45 @@ def test_normalisation_removes_accents_diacritics_and_variants() -> None:
     assert normalise("فَاقِدُ الوَعْيِ") == "فاقد الوعي"
     assert normalise("أريد أن أموت") == "اريد ان اموت"
     assert check("He can’t breathe") is not None  # curly apostrophe from a phone keyboard
+
+
+INVISIBLE = {
+    "zero-width space": "\u200b",
+    "zero-width non-joiner": "\u200c",
+    "zero-width joiner": "\u200d",
+    "soft hyphen": "\u00ad",
+    "word joiner": "\u2060",
+    "byte order mark": "\ufeff",
+    "variation selector": "\ufe0f",
+    "combining grapheme joiner": "\u034f",
+    "Hangul filler": "\u3164",
+    "NUL": "\x00",
+    "lone surrogate": "\ud83d",
+}
+
+
+def _hide_in_every_word(text: str, char: str) -> str:
+    """``char`` after the first letter of every word of three letters or more (what an attacker does)."""
+    return " ".join(word[0] + char + word[1:] if len(word) > 2 else word for word in text.split(" "))
+
+
+@pytest.mark.parametrize("name", INVISIBLE)
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_invisible_characters_inside_words_do_not_hide_a_danger_sign(language: str, name: str) -> None:
+    for rule, text in POSITIVES[language].items():
+        hidden = _hide_in_every_word(text, INVISIBLE[name])
+        assert hidden != text
+        flag = check(hidden)
+        assert flag is not None and flag.rule == rule, (language, rule, name, hidden)
+
+
+@pytest.mark.parametrize("name", INVISIBLE)
+def test_invisible_characters_do_not_make_ordinary_questions_alarming(name: str) -> None:
+    for text in FALSE_POSITIVES:
+        assert check(_hide_in_every_word(text, INVISIBLE[name])) is None, (name, text)
+
+
+def test_compatibility_forms_are_read_as_what_they_look_like() -> None:
+    assert check("ＣＨＥＳＴ ＰＡＩＮ since an hour") is not None  # full-width letters
+    assert normalise("ﻻ يتنفس") == "لا يتنفس"  # Arabic presentation form of lam-alef
+    assert normalise("fe\u200bver\u00a0and\u2060 cough") == "fever and cough"

@@ -33,11 +33,32 @@ class RedFlag:
         return f"{self.language}:{self.rule}"
 
 
+# Letters that render as nothing but are not format characters (Hangul fillers).
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+_DROPPED_CATEGORIES = frozenset({"Cf", "Cs"})  # format characters (ZWSP, ZWJ, soft hyphen, BOM…), surrogates
+_DROPPED_MARKS = frozenset({"Mn", "Me"})  # accents, Arabic diacritics, variation selectors, CGJ
+
+
+def _visible(char: str) -> bool:
+    """Whether ``char`` can change what a word looks like (invisible and control characters cannot)."""
+    category = unicodedata.category(char)
+    if category in _DROPPED_CATEGORIES or char in _INVISIBLE_LETTERS:
+        return False
+    return category != "Cc" or char.isspace()
+
+
 def normalise(text: str, *, fold_case: bool = True) -> str:
-    """Lower case, no accents or Arabic diacritics/tatweel, unified alef/ta marbuta, single spaces."""
-    folded = text.casefold() if fold_case else text  # patterns keep their case: \\W is not \\w
+    """The text as rules see it: what a reader sees, in one canonical spelling.
+
+    NFKC (full-width and compatibility forms, Arabic presentation forms), invisible characters
+    removed (Unicode format characters such as zero-width space, joiners, soft hyphen, word joiner
+    and BOM; lone surrogates; control characters), case folded, no accents, Arabic diacritics or
+    tatweel, unified alef/ta marbuta/alef maqsura, straight apostrophes, single spaces.
+    """
+    visible = "".join(ch for ch in unicodedata.normalize("NFKC", text) if _visible(ch))
+    folded = visible.casefold() if fold_case else visible  # patterns keep their case: \\W is not \\w
     decomposed = unicodedata.normalize("NFKD", folded.translate(_QUOTES))
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    stripped = "".join(ch for ch in decomposed if unicodedata.category(ch) not in _DROPPED_MARKS)
     return " ".join(unicodedata.normalize("NFC", stripped).translate(_ARABIC).split())
 
 
