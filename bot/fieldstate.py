@@ -1,7 +1,9 @@
-"""Small Redis-held state of the bot (not the streams): rate counters, held group questions, prompts.
+"""Small Redis-held state of the bot (not the streams): rate counters, held group questions, prompts
+and the language chosen by people who have not made a consent choice yet.
 
 Keys live under the queue namespace, expire on their own, and hold no Telegram ids in their names
-(pseudonyms only); a held question carries its chat id like the question stream does.
+(pseudonyms only); a held question carries its chat id like the question stream does. /withdraw and
+/forget delete the user's held question; /forget also deletes the chosen language.
 """
 
 from __future__ import annotations
@@ -11,6 +13,17 @@ import time
 from redis.asyncio import Redis
 
 from storage.queue import QuestionMessage
+
+LANGUAGE_TTL_S = 7 * 86_400  # a language chosen before consent is kept this long
+
+# Delete and return the held question only if it is the one asked for (ARGV[1]; empty: any).
+_TAKE_HELD = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+if ARGV[1] ~= '' and cjson.decode(raw)['question_id'] ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1])
+return raw
+"""
 
 
 class FieldState:
@@ -31,20 +44,43 @@ class FieldState:
 
     async def hold(self, question: QuestionMessage, ttl_s: float) -> None:
         """Keep a group question until its asker consents (one per user; a newer one replaces it)."""
-        key = f"{self.prefix}:held:{question.user}"
-        await self.redis.set(key, question.model_dump_json(), ex=max(1, int(ttl_s) + 60))
+        await self.redis.set(
+            self._held(question.user), question.model_dump_json(), ex=max(1, int(ttl_s) + 60)
+        )
 
     async def take_held(self, user: str, question_id: str | None = None) -> QuestionMessage | None:
-        """Remove and return the user's held question (only if it is ``question_id``, when given)."""
-        key = f"{self.prefix}:held:{user}"
-        raw = await self.redis.getdel(key)
-        if raw is None:
-            return None
-        question = QuestionMessage.model_validate_json(raw)
-        if question_id is not None and question.question_id != question_id:
-            await self.redis.set(key, raw, nx=True, ex=3600)
-            return None
-        return question
+        """Remove and return the user's held question (only if it is ``question_id``, when given).
+
+        One atomic step: a question that is not the one asked for is never taken out and put back,
+        so an erasure in between cannot be undone.
+        """
+        raw = await self.redis.eval(_TAKE_HELD, 1, self._held(user), question_id or "")  # type: ignore[misc]
+        return QuestionMessage.model_validate_json(raw) if raw else None
+
+    async def drop_held(self, user: str) -> bool:
+        """Delete the user's held question (erasure); True if there was one."""
+        return bool(await self.redis.delete(self._held(user)))
+
+    def _held(self, user: str) -> str:
+        """The key of the user's held question."""
+        return f"{self.prefix}:held:{user}"
+
+    async def choose_language(self, user: str, language: str) -> None:
+        """Remember the language of someone without a user row (no consent choice yet), for a while."""
+        await self.redis.set(self._language(user), language, ex=LANGUAGE_TTL_S)
+
+    async def chosen_language(self, user: str) -> str | None:
+        """The language remembered by ``choose_language``, or None."""
+        value = await self.redis.get(self._language(user))
+        return str(value) if value is not None else None
+
+    async def forget_language(self, user: str) -> None:
+        """Delete the remembered language (moved to the user row, or erased)."""
+        await self.redis.delete(self._language(user))
+
+    def _language(self, user: str) -> str:
+        """The key of the language chosen before consent."""
+        return f"{self.prefix}:lang:{user}"
 
     async def remember_prompt(self, chat: str, message_id: int, question_id: str) -> None:
         """Remember that a reply to this bot message (chat pseudonym) is the reason for a 👎."""

@@ -1,4 +1,11 @@
-"""Turning a Telegram update's people into pseudonyms and user rows."""
+"""Turning a Telegram update's people into pseudonyms, user rows and the language to speak.
+
+A user row (pseudonym, language, consent state) exists only for people who made a consent choice:
+someone who only writes to the bot, or only picks a language, leaves no row. A language picked
+before any consent choice waits in Redis (``FieldState.choose_language``, with a TTL) and moves
+to the row at the choice. The language of each update is looked up again from Redis and the
+database when it arrives, so every bot replica speaks the same language to the same person.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from telegram import Update
 from bot.i18n import LANGUAGES, supported
 from bot.resources import Resources
 from storage.models import User
-from storage.repository.users import get_or_create_user
+from storage.repository.users import get_or_create_user, get_user
 
 
 def language_of(update: Update) -> str:
@@ -18,14 +25,33 @@ def language_of(update: Update) -> str:
     return code.split("-", 1)[0][:8].lower()
 
 
-async def current_user(session: AsyncSession, res: Resources, update: Update) -> User:
-    """The user row of the update's sender, created on first contact."""
+def pseudonym_of(update: Update, res: Resources) -> str:
+    """The pseudonym of the update's sender."""
     assert update.effective_user is not None
-    pseudonym = res.pseudonyms.user(update.effective_user.id)
-    user = await get_or_create_user(session, pseudonym, language_of(update))
-    if user.language in LANGUAGES:
-        res.languages.setdefault(pseudonym, user.language)
-    return user
+    return res.pseudonyms.user(update.effective_user.id)
+
+
+async def current_user(session: AsyncSession, res: Resources, update: Update) -> User | None:
+    """The user row of the update's sender, or None for someone who never made a consent choice."""
+    return await get_user(session, pseudonym_of(update, res))
+
+
+async def consenting_user(session: AsyncSession, res: Resources, update: Update) -> User:
+    """The user row of someone making a consent choice, created now (with their language) if new."""
+    pseudonym = pseudonym_of(update, res)
+    chosen = await res.state.chosen_language(pseudonym)
+    return await get_or_create_user(session, pseudonym, chosen or language_of(update))
+
+
+async def recall_language(session: AsyncSession, res: Resources, update: Update) -> None:
+    """Look up the sender's chosen language (user row, else Redis) for ``user_language`` to use."""
+    pseudonym = pseudonym_of(update, res)
+    user = await get_user(session, pseudonym)
+    stored = user.language if user is not None else await res.state.chosen_language(pseudonym)
+    if stored in LANGUAGES:
+        res.languages[pseudonym] = str(stored)
+    else:
+        res.languages.pop(pseudonym, None)
 
 
 def user_language(update: Update, res: Resources) -> str:

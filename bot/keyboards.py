@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import texts
+from bot.i18n import t
 
 CHOICES = ("both", "service", "decline")
 _CONSENT_RE = re.compile(r"^consent:(both|service|decline):([a-z]{2}-\d{1,4})$")
@@ -21,11 +22,11 @@ class ConsentChoice:
     version: str
 
 
-def consent_keyboard(version: str) -> InlineKeyboardMarkup:
-    """The three consent buttons, one per row (easy to hit on a small screen)."""
+def consent_keyboard(version: str, language: str) -> InlineKeyboardMarkup:
+    """The three consent buttons in ``language``, one per row (easy to hit on a small screen)."""
     labels = (texts.BUTTON_BOTH, texts.BUTTON_SERVICE, texts.BUTTON_DECLINE)
     return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(label, callback_data=f"consent:{choice}:{version}")]
+        [[InlineKeyboardButton(t(label, language), callback_data=f"consent:{choice}:{version}")]
          for choice, label in zip(CHOICES, labels, strict=True)]
     )  # fmt: skip
 

@@ -30,6 +30,21 @@ TOO_LONG = (
 )
 EMPTY = "Please type your question as text."
 NON_TEXT = "I can only read text messages. Please type your question."
+INPUT_BROKEN_CHARACTER = (
+    "Part of your message could not be read (a broken emoji or symbol). "
+    "I left that part out and read the rest of your message."
+)
+INPUT_NUL_CHARACTER = (
+    "Your message contained an invisible control character (NUL) that I cannot keep. "
+    "I left it out and read the rest of your message."
+)
+BUTTON_NEEDS_CHAT = (
+    "This button works only in a chat with me. Please open a private chat with me and send /start."
+)
+HELD_QUESTION_ERASED = (
+    "The question you asked in a group, which was waiting for your agreement, is deleted too: "
+    "it will not be answered."
+)
 EDITED = "I saw you edited a message. I answer the first version; send the question again if it changed."
 UNKNOWN_COMMAND = "I do not know that command. Send /help to see what I can do."
 CANCELLED = "Your question was withdrawn. You will not get an answer to it."

@@ -23,10 +23,13 @@ NEW_MESSAGE = filters.UpdateType.MESSAGE
 def register(application: Application) -> None:  # type: ignore[type-arg]
     """Add every handler and the error handler to the application."""
     # Before everything: channels, other bots, rate limits, access (may stop the update).
+    application.add_handler(TypeHandler(Update, lang.recall), group=-3)  # the sender's language first
     application.add_handler(TypeHandler(Update, gate.gate), group=-2)
     # A reply to a 👎 reason prompt is the reason, not a question.
     reason = NEW_MESSAGE & filters.REPLY & filters.TEXT & ~filters.COMMAND
     application.add_handler(MessageHandler(reason, feedback.reason), group=-1)
+    # A button pressed outside a chat (inline mode, no message): a kind answer and nothing else.
+    application.add_handler(CallbackQueryHandler(fallback.detached_button), group=-1)
     application.add_handlers(
         [
             MessageHandler(filters.UpdateType.EDITED, fallback.edited),

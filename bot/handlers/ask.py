@@ -11,6 +11,7 @@ from telegram.ext import ContextTypes
 
 from bot import resources, texts
 from bot.handlers.consent import has_consent
+from bot.handlers.fallback import readable
 from bot.handlers.start import send_consent_prompt
 from bot.i18n import t
 from bot.identity import current_user, user_language
@@ -56,6 +57,7 @@ async def submit(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) 
     if message is None or update.effective_user is None:
         return
     language = user_language(update, res)
+    text = await readable(message, text, language)
     if not await _acceptable(message, text.strip(), res, language):
         return
     question = _question(update, message, res, text.strip(), language)

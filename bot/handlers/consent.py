@@ -13,7 +13,7 @@ from telegram.ext import ContextTypes
 from bot import resources, texts
 from bot.consent import ConsentText, consent_for, is_current, load_consent_text
 from bot.i18n import t
-from bot.identity import current_user, language_of, user_language
+from bot.identity import consenting_user, language_of, pseudonym_of, user_language
 from bot.keyboards import ConsentChoice, consent_keyboard, parse_consent
 from bot.resources import Resources
 from storage.erasure import erase_research_text
@@ -27,9 +27,9 @@ _VALUES = {
 }
 
 
-def has_consent(user: User, res: Resources) -> bool:
-    """Whether the user agreed to the service under a text of the current revision."""
-    return user.service_consent and is_current(user.consent_text_version)
+def has_consent(user: User | None, res: Resources) -> bool:
+    """Whether the user (None: no consent choice ever made) agreed to the service under a current text."""
+    return user is not None and user.service_consent and is_current(user.consent_text_version)
 
 
 def shown_text(res: Resources, version: str) -> ConsentText:
@@ -38,7 +38,8 @@ def shown_text(res: Resources, version: str) -> ConsentText:
 
 
 async def on_consent_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Store a consent choice; forged or stale buttons get the current prompt instead."""
+    """Store a consent choice (the first one creates the user row); forged or stale buttons get the
+    current prompt instead."""
     query = update.callback_query
     if query is None or update.effective_user is None:
         return
@@ -49,8 +50,9 @@ async def on_consent_button(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         await _stale(query, res, language)
         return
     async with res.sessionmaker.begin() as session:
-        user = await current_user(session, res, update)
+        user = await consenting_user(session, res, update)
         erased = await _record(session, user, shown_text(res, choice.version), choice, language_of(update))
+    await res.state.forget_language(pseudonym_of(update, res))  # now on the user row
     reply = t(_VALUES[choice.choice][2], language)
     if erased:
         reply += "\n\n" + t(texts.RESEARCH_ERASED, language).format(count=erased)
@@ -64,7 +66,7 @@ async def _stale(query: CallbackQuery, res: Resources, language: str) -> None:
     stale = t(texts.CONSENT_STALE, language)
     await query.answer(stale)
     await query.edit_message_text(
-        f"{stale}\n\n{current.text}", reply_markup=consent_keyboard(current.version)
+        f"{stale}\n\n{current.text}", reply_markup=consent_keyboard(current.version, language)
     )
 
 

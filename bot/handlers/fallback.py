@@ -1,13 +1,18 @@
-"""Kind replies to what the bot cannot use: other media, edits, unknown commands."""
+"""Kind replies to what the bot cannot use: other media, edits, unknown commands, unreadable
+characters and buttons pressed outside a chat."""
 
 from __future__ import annotations
 
-from telegram import Update
-from telegram.ext import ContextTypes
+import structlog
+from telegram import Message, Update
+from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot import resources, texts
+from bot.cleaning import clean
 from bot.i18n import t
 from bot.identity import user_language
+
+log = structlog.get_logger("bot.fallback")
 
 
 def _say(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> str:
@@ -31,3 +36,23 @@ async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     """A command the bot does not have: point to /help."""
     if update.effective_message is not None:
         await update.effective_message.reply_text(_say(update, context, texts.UNKNOWN_COMMAND))
+
+
+async def readable(message: Message, text: str, language: str) -> str:
+    """``text`` without the characters nothing can store (lone surrogates, NUL); say what was left out."""
+    cleaned = clean(text)
+    for notice in cleaned.notices:
+        await message.reply_text(t(notice, language))
+    if cleaned.notices:
+        log.info("text.cleaned", surrogates=cleaned.surrogates, nuls=cleaned.nuls)
+    return cleaned.text
+
+
+async def detached_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A button on a message the bot cannot see (inline mode): say where buttons work; nothing else runs."""
+    query = update.callback_query
+    if query is None or query.message is not None:
+        return
+    log.info("callback.without_message")
+    await query.answer(_say(update, context, texts.BUTTON_NEEDS_CHAT), show_alert=True)
+    raise ApplicationHandlerStop

@@ -7,6 +7,7 @@ from telegram import ForceReply, ReplyParameters, Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot import resources, texts
+from bot.cleaning import clean
 from bot.i18n import t
 from bot.identity import user_language
 from bot.keyboards import parse_feedback
@@ -59,7 +60,7 @@ async def reason(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if asker is None or asker[0] != res.pseudonyms.user(update.effective_user.id):
             await res.state.remember_prompt(chat, replied.message_id, question_id)
             return
-        stored = await record_reason(session, question_id, message.text or "")
+        stored = await record_reason(session, question_id, clean(message.text or "").text)
     log.info("feedback.reason", stored=stored, question_id=question_id)
     await message.reply_text(t(texts.FEEDBACK_REASON_THANKS, user_language(update, res)))
     raise ApplicationHandlerStop

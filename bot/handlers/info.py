@@ -28,7 +28,7 @@ async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         user = await current_user(session, res, update)
         choice = (
             texts.CHOICE_NONE
-            if not user.service_consent
+            if user is None or not user.service_consent
             else texts.CHOICE_BOTH
             if user.research_consent
             else texts.CHOICE_SERVICE

@@ -11,7 +11,7 @@ from bot import resources, texts
 from bot.consent import available, consent_for, is_current
 from bot.handlers.consent import shown_text
 from bot.i18n import t
-from bot.identity import current_user, language_of, user_language
+from bot.identity import current_user, language_of, pseudonym_of, user_language
 from bot.keyboards import consent_keyboard
 from bot.resources import Resources
 from storage.consent_history import latest_consents
@@ -30,15 +30,15 @@ def _value(event: ConsentEvent | None, language: str) -> str:
     return t(_SHOWN.get(event.new_value if event else "", texts.RIGHTS_NOT_CHOSEN), language)
 
 
-def _status(user: User, latest: dict[str, ConsentEvent], language: str) -> str:
-    """What the user agreed to, in the user's language."""
+def _status(version: str | None, latest: dict[str, ConsentEvent], language: str) -> str:
+    """What the user agreed to (under text ``version``), in the user's language."""
     newest = max(latest.values(), key=lambda e: e.id, default=None)
     date = t(texts.RIGHTS_SINCE, language).format(date=f"{newest.created_at:%Y-%m-%d}") if newest else ""
     status = t(texts.RIGHTS_STATUS, language).format(
         service=_value(latest.get("service"), language), research=_value(latest.get("research"), language),
-        version=user.consent_text_version or "-", date=date,
+        version=version or "-", date=date,
     )  # fmt: skip
-    if user.consent_text_version and not is_current(user.consent_text_version):
+    if version and not is_current(version):
         status += "\n\n" + t(texts.RIGHTS_OUTDATED, language)
     return status
 
@@ -51,9 +51,12 @@ async def consent_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     language = user_language(update, res)
     async with res.sessionmaker.begin() as session:
         user = await current_user(session, res, update)
-        status = _status(user, await latest_consents(session, user.id), language)
+        latest = await latest_consents(session, user.id) if user is not None else {}
+        status = _status(user.consent_text_version if user else None, latest, language)
     current = consent_for(language, res.settings.retention_days, res.settings.reviewers)
-    await message.reply_text(f"{status}\n\n{current.text}", reply_markup=consent_keyboard(current.version))
+    await message.reply_text(
+        f"{status}\n\n{current.text}", reply_markup=consent_keyboard(current.version, language)
+    )
 
 
 async def _withdraw_consent(
@@ -73,19 +76,27 @@ async def _withdraw_consent(
 
 
 async def withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Withdraw research consent and erase the user's kept texts; confirm in one message."""
+    """Withdraw research consent, erase the user's kept texts and held question; confirm in one message."""
     message, res = update.effective_message, resources.get(context.bot_data)
     if message is None or update.effective_user is None:
         return
+    held = await res.state.drop_held(pseudonym_of(update, res))
+    count = 0
     async with res.sessionmaker.begin() as session:
         user = await current_user(session, res, update)
-        if user.research_consent:
+        if user is not None and user.research_consent:
             await _withdraw_consent(session, user, "research", res, update)
-        erased = await erase_research_text(session, user)
-    log.info("research.withdrawn", questions=erased.questions)
+        if user is not None:
+            count = (await erase_research_text(session, user)).questions
+    log.info("research.withdrawn", questions=count, held=held)
     language = user_language(update, res)
-    reply = texts.WITHDRAW_DONE if erased.questions else texts.WITHDRAW_NOTHING
-    await message.reply_text(t(reply, language).format(count=erased.questions))
+    reply = t(texts.WITHDRAW_DONE if count else texts.WITHDRAW_NOTHING, language).format(count=count)
+    await message.reply_text(reply + _held_note(held, language))
+
+
+def _held_note(held: bool, language: str) -> str:
+    """A line saying that the question waiting in a group was deleted too (when there was one)."""
+    return "\n\n" + t(texts.HELD_QUESTION_ERASED, language) if held else ""
 
 
 async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -94,8 +105,10 @@ async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None or update.effective_user is None:
         return
     language = user_language(update, res)
-    pseudonym = res.pseudonyms.user(update.effective_user.id)
+    pseudonym = pseudonym_of(update, res)
     await res.queue.cancel(pseudonym)  # a waiting question leaves Redis now
+    held = await res.state.drop_held(pseudonym)  # and so does one held for consent in a group
+    await res.state.forget_language(pseudonym)
     count = 0
     async with res.sessionmaker.begin() as session:
         user = await get_user(session, pseudonym)
@@ -108,5 +121,5 @@ async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     res.typing_chats.pop(message.chat.id, None)
     res.languages.pop(pseudonym, None)
     res.granted.discard(pseudonym)
-    log.info("user.forgotten", questions=count)
-    await message.reply_text(t(texts.FORGET_DONE, language).format(count=count))
+    log.info("user.forgotten", questions=count, held=held)
+    await message.reply_text(t(texts.FORGET_DONE, language).format(count=count) + _held_note(held, language))

@@ -7,6 +7,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import resources, texts
+from bot.cleaning import clean
 from bot.consent import consent_for
 from bot.i18n import t
 from bot.identity import user_language
@@ -25,7 +26,7 @@ async def send_consent_prompt(update: Update, context: ContextTypes.DEFAULT_TYPE
     await context.bot.send_message(
         update.effective_chat.id,
         f"{t(texts.WELCOME, language)}\n\n{consent.text}",
-        reply_markup=consent_keyboard(consent.version),
+        reply_markup=consent_keyboard(consent.version, language),
     )
 
 
@@ -38,7 +39,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if chat.type != chat.PRIVATE:
         await context.bot.send_message(chat.id, t(texts.GROUP_HELLO, user_language(update, res)))
         return
-    payload = (context.args or [""])[0]
+    payload = clean((context.args or [""])[0]).text  # an invite code is ASCII: the rest cannot match
     if payload and payload != "consent" and not await redeem(update, context, payload):
         return
     if payload == "consent":
