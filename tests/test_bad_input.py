@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
-from storage.models import ConsentEvent, Question
+from bot.i18n import t
+from storage.models import ConsentEvent, Question, User
 from tests.support.stack import Stack, inprocess_worker
 
 USER = 5150
@@ -18,11 +19,11 @@ def _says(fragment: str) -> Any:
     return lambda call: fragment in str(call.params.get("text", ""))
 
 
-async def _consented(stack: Stack) -> None:
+async def _consented(stack: Stack, choice: str = "service") -> None:
     stub = stack.stub
     stub.push_command("/start", user_id=USER)
     prompt = (await stub.wait_for("sendMessage", lambda c: bool(c.params.get("reply_markup"))))[-1]
-    stub.push_callback("consent:service:en-1", user_id=USER, message_id=prompt.result["message_id"])
+    stub.push_callback(f"consent:{choice}:en-1", user_id=USER, message_id=prompt.result["message_id"])
     await stub.wait_for("editMessageText", _says("Thank you"))
 
 
@@ -95,3 +96,61 @@ async def test_answer_refused_by_flood_control_and_network_is_retried_not_lost(
     delivered = [c for c in stub.calls_of("sendMessage") if c.ok and texts.REMINDER in c.params["text"]]
     assert len(failed) >= 1
     assert len(delivered) == 1
+
+
+async def _answered_after_notice(stack: Stack, question: str, notice: str) -> None:
+    """Send ``question``: the notice, the acknowledgement and the real worker's answer arrive; no error."""
+    stub = stack.stub
+    before = len(stub.calls)
+    stub.push_message(question, user_id=USER)
+    await stub.wait_for("sendMessage", _says(notice), since=before)
+    await stub.wait_for("sendMessage", _says("in the queue"), since=before)
+    async with inprocess_worker(stack):
+        await stub.wait_for("sendMessage", _says(texts.REMINDER), since=before, timeout=60)
+    assert not [c for c in stub.calls[before:] if texts.TEMPORARY_ERROR in str(c.params.get("text", ""))]
+
+
+async def test_lone_surrogate_is_left_out_kindly_and_the_question_answered(
+    stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Half an emoji (a lone UTF-16 surrogate, as a broken client sends it): told, removed, answered, kept."""
+    await _consented(stack, "both")
+    await _answered_after_notice(
+        stack, "Fever\ud83d and cough in a child of 3?", texts.INPUT_BROKEN_CHARACTER
+    )
+    async with sessionmaker() as session:
+        assert (
+            await session.execute(select(Question.text))
+        ).scalar_one() == "Fever and cough in a child of 3?"
+
+
+async def test_nul_character_is_left_out_kindly_and_the_question_answered(
+    stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """A NUL in a question (PostgreSQL refuses it in text): told, removed, answered, kept."""
+    await _consented(stack, "both")
+    await _answered_after_notice(stack, "Dose of zinc\x00 for a child of 2?", texts.INPUT_NUL_CHARACTER)
+    async with sessionmaker() as session:
+        assert (await session.execute(select(Question.text))).scalar_one() == "Dose of zinc for a child of 2?"
+
+
+async def test_button_without_a_message_gets_a_kind_answer_and_changes_nothing(
+    stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Inline mode: a callback with ``inline_message_id`` and no message is answered in the user's
+    language, with where buttons work; nothing is recorded and nothing fails."""
+    stub = stack.stub
+    for data in ("consent:both:en-1", "lang:es", "fb:up:" + "0" * 32):
+        stub.push_inline_callback(data, user_id=USER, language_code="fr")
+    answered = await stub.wait_for("answerCallbackQuery", count=3)
+    kind = t(texts.BUTTON_NEEDS_CHAT, "fr")
+    assert kind != texts.BUTTON_NEEDS_CHAT
+    assert [(c.ok, c.params.get("text"), c.params.get("show_alert")) for c in answered] == [
+        (True, kind, True)
+    ] * 3
+    stub.push_command("/help", user_id=USER, language_code="fr")  # updates run in order: the three are done
+    await stub.wait_for("sendMessage", _says(t(texts.HELP, "fr")[:30]))
+    assert [c.method for c in stub.calls if c.method.lower().startswith(("edit", "send"))] == ["sendMessage"]
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
+        assert await session.scalar(select(func.count()).select_from(User)) == 0

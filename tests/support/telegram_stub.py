@@ -839,6 +839,28 @@ class TelegramStub:
         }
         return self.push_update("callback_query", query)
 
+    def push_inline_callback(
+        self,
+        data: str,
+        *,
+        user_id: int = 1001,
+        inline_message_id: str = "AAAAAInlineMessage",
+        first_name: str = "Ada",
+        language_code: str | None = "en",
+    ) -> JSONDict:
+        """Queue a callback_query pressed on an inline-mode message: ``inline_message_id``, no ``message``."""
+        query_id = str(4_200_000_000_000_000 + self._next_callback_id)
+        self._next_callback_id += 1
+        self._callbacks[query_id] = False
+        query = {
+            "id": query_id,
+            "from": self._register_user(user_id, first_name, language_code, False, None),
+            "inline_message_id": inline_message_id,
+            "chat_instance": f"{user_id * 7919}",
+            "data": data,
+        }
+        return self.push_update("callback_query", query)
+
     def push_edited_message(
         self,
         message_id: int,
