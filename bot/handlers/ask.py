@@ -57,7 +57,7 @@ async def submit(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) 
     if message is None or update.effective_user is None:
         return
     language = user_language(update, res)
-    text = await readable(message, text, language)
+    text = await readable(update, res, text, language)
     if not await _acceptable(message, text.strip(), res, language):
         return
     question = _question(update, message, res, text.strip(), language)

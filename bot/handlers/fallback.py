@@ -4,13 +4,14 @@ characters and buttons pressed outside a chat."""
 from __future__ import annotations
 
 import structlog
-from telegram import Message, Update
+from telegram import Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot import resources, texts
 from bot.cleaning import clean
 from bot.i18n import t
 from bot.identity import user_language
+from bot.resources import Resources
 
 log = structlog.get_logger("bot.fallback")
 
@@ -38,13 +39,17 @@ async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         await update.effective_message.reply_text(_say(update, context, texts.UNKNOWN_COMMAND))
 
 
-async def readable(message: Message, text: str, language: str) -> str:
-    """``text`` without the characters nothing can store (lone surrogates, NUL); say what was left out."""
+async def readable(update: Update, res: Resources, text: str, language: str) -> str:
+    """``text`` without the characters nothing can store (lone surrogates, NUL); say what was left out.
+
+    Said once per update, also when the update is handled again after an outage.
+    """
     cleaned = clean(text)
-    for notice in cleaned.notices:
-        await message.reply_text(t(notice, language))
-    if cleaned.notices:
+    message = update.effective_message
+    if cleaned.notices and message is not None and await res.updates.once(f"cleaned:{update.update_id}"):
         log.info("text.cleaned", surrogates=cleaned.surrogates, nuls=cleaned.nuls)
+        for notice in cleaned.notices:
+            await message.reply_text(t(notice, language))
     return cleaned.text
 
 

@@ -75,7 +75,8 @@ class UpdateLog:
         for raw in updates:
             update_id = update_id_of(raw)
             if update_id is not None:
-                args += [update_id, json.dumps(raw, ensure_ascii=False, separators=(",", ":"))]
+                # ASCII JSON: a lone surrogate (half an emoji) in a text is escaped, not unencodable.
+                args += [update_id, json.dumps(raw, separators=(",", ":"))]
         if not args:
             return 0
         return int(await self._store(keys=[self.stream, self.seen_prefix], args=args))
