@@ -3,21 +3,28 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import inspect, select, text
+import pytest
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
 from bot.consent import consent_for
+from bot.i18n import t
 from storage.erasure import tombstones
-from storage.models import AuditEvent, ConsentEvent, Question
+from storage.models import AuditEvent, ConsentEvent, Question, User
 from storage.pseudonym import Pseudonymizer
+from storage.redis_server import connect
 from storage.repository.audit import verify_chain
 from storage.repository.users import get_or_create_user, get_user
 from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker
+from tests.support.telegram_stub import Call
 from tests.test_consent_storage import consent, texts_of
 from tests.test_e2e import _ask, _consent, _has_buttons, _text_has
+from tests.test_field_e2e import bot
 
 Sessions = async_sessionmaker[AsyncSession]
 USER = 7_310_045_529  # distinctive: must never appear in the database
@@ -27,10 +34,10 @@ def _pseudonym() -> str:
     return Pseudonymizer.from_key(PSEUDONYM_KEY.encode()).user(USER)
 
 
-async def _command(stack: Stack, command: str, expect: str) -> str:
+async def _command(stack: Stack, command: str, expect: str, language: str = "en") -> str:
     """Send a command; return the text of the reply that contains ``expect``."""
     before = len(stack.stub.calls)
-    stack.stub.push_command(command, user_id=USER)
+    stack.stub.push_command(command, user_id=USER, language_code=language)
     calls = await stack.stub.wait_for("sendMessage", _text_has(expect), since=before)
     return str(calls[-1].params["text"])
 
@@ -56,7 +63,7 @@ async def test_consent_withdraw_and_forget(stack: Stack, running_bot: Any, sessi
         "sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == USER, since=before
     )
     async with sessionmaker.begin() as session:
-        assert await get_user(session, _pseudonym()) is not None  # the new message made a fresh user
+        assert await get_user(session, _pseudonym()) is None  # a message without a consent choice: no row
         events = list((await session.execute(select(ConsentEvent.scope, ConsentEvent.new_value))).all())
         assert ("service", "withdrawn") in events and ("research", "withdrawn") in events
         assert {t.reason for t in await tombstones(session)} == {"withdrawal", "forget"}
@@ -141,3 +148,122 @@ async def test_switching_research_off_by_button_erases(
         research = (await session.execute(select(ConsentEvent).where(ConsentEvent.scope == "research")
                                           .order_by(ConsentEvent.id))).scalars().all()  # fmt: skip
     assert [(r.old_value, r.new_value) for r in research] == [(None, "granted"), ("granted", "withdrawn")]
+
+
+# -- consent buttons in the user's language --------------------------------------------------------
+
+
+def _labels(call: Call) -> list[str]:
+    """The texts of the inline buttons of a sent or edited message."""
+    return [row[0]["text"] for row in call.params["reply_markup"]["inline_keyboard"]]
+
+
+@pytest.mark.parametrize("language", ["fr", "ar"])
+async def test_consent_buttons_are_in_the_users_language(
+    stack: Stack, running_bot: Any, language: str
+) -> None:
+    """/start, /consent and a stale button show the three buttons translated (Arabic has no consent
+    text of its own yet: the English text comes with Arabic buttons)."""
+    stub = stack.stub
+    wanted = [t(label, language) for label in (texts.BUTTON_BOTH, texts.BUTTON_SERVICE, texts.BUTTON_DECLINE)]
+    assert not {texts.BUTTON_BOTH, texts.BUTTON_SERVICE, texts.BUTTON_DECLINE} & set(wanted)
+    stub.push_command("/start", user_id=USER, language_code=language)
+    prompt = (await stub.wait_for("sendMessage", _has_buttons))[-1]
+    assert _labels(prompt) == wanted
+    before = len(stub.calls)
+    stub.push_command("/consent", user_id=USER, language_code=language)
+    assert _labels((await stub.wait_for("sendMessage", _has_buttons, since=before))[-1]) == wanted
+    stub.push_callback("consent:both:en-999", user_id=USER, language_code=language)
+    assert _labels((await stub.wait_for("editMessageText", _has_buttons))[-1]) == wanted
+
+
+# -- no user row without a consent choice ----------------------------------------------------------
+
+
+async def _users(sessionmaker: Sessions) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+@contextlib.asynccontextmanager
+async def _redis(stack: Stack) -> AsyncIterator[Any]:
+    redis = await connect(stack.redis_url)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+async def _redis_values(stack: Stack) -> dict[str, str]:
+    """Every string key of this test's namespace and its value."""
+    async with _redis(stack) as redis:
+        keys = [k async for k in redis.scan_iter(match=f"{stack.storage.queue_namespace}:*")]
+        return {k: str(await redis.get(k)) for k in keys if await redis.type(k) == "string"}
+
+
+async def test_no_user_row_before_a_consent_choice_language_waits_in_redis(
+    stack: Stack, sessionmaker: Sessions
+) -> None:
+    """One question, /lang and a language button, /privacy, /consent, /withdraw, never a choice: no row
+    in any table names the person. The language survives a restart (Redis, not the process) and moves
+    to the user row at the consent choice."""
+    stub = stack.stub
+    async with bot(stack, user_messages_per_minute=30):
+        stub.push_message("Is paracetamol safe in pregnancy?", user_id=USER)
+        await stub.wait_for("sendMessage", _has_buttons)
+        await _command(stack, "/lang es", t(texts.LANG_SET, "es"))
+        before = len(stub.calls)
+        stub.push_command("/lang", user_id=USER)
+        menu = (await stub.wait_for("sendMessage", _has_buttons, since=before))[-1]
+        stub.push_callback("lang:fr", user_id=USER, message_id=menu.result["message_id"])
+        await stub.wait_for("editMessageText", _text_has(t(texts.LANG_SET, "fr")))
+        await _command(stack, "/privacy", t(texts.CHOICE_NONE, "fr"))
+        await _command(stack, "/consent", t(texts.RIGHTS_NOT_CHOSEN, "fr"))
+        await _command(stack, "/withdraw", t(texts.WITHDRAW_NOTHING, "fr"))
+    async with sessionmaker() as session:
+        dump, tables = await _every_value(session)
+    assert "users" in tables and await _users(sessionmaker) == 0
+    assert _pseudonym() not in dump
+    assert [v for k, v in (await _redis_values(stack)).items() if f":lang:{_pseudonym()}" in k] == ["fr"]
+    async with bot(stack, user_messages_per_minute=30):  # a new process: the language comes from Redis
+        await _command(stack, "/help", t(texts.HELP, "fr")[:40])
+        before = len(stub.calls)
+        stub.push_command("/start", user_id=USER)
+        prompt = (await stub.wait_for("sendMessage", _has_buttons, since=before))[-1]
+        stub.push_callback("consent:service:fr-1", user_id=USER, message_id=prompt.result["message_id"])
+        await stub.wait_for("editMessageText", _text_has(t(texts.CONSENT_SERVICE_DONE, "fr")), since=before)
+    async with sessionmaker() as session:
+        user = await get_user(session, _pseudonym())
+    assert user is not None and user.language == "fr" and user.service_consent
+    assert not [k for k in await _redis_values(stack) if ":lang:" in k]  # moved, not copied
+
+
+# -- a group question held for consent is erased by /forget and /withdraw --------------------------
+
+GROUP = -100_246_813
+ADMIN = 4242
+
+
+@pytest.mark.parametrize("command", ["/forget", "/withdraw"])
+async def test_held_group_question_is_erased_by_forget_and_withdraw(
+    stack: Stack, running_bot: Any, sessionmaker: Sessions, command: str
+) -> None:
+    """A question held in a group for its asker's consent leaves Redis at /forget or /withdraw, the
+    asker is told, and a consent given afterwards releases nothing."""
+    stub = stack.stub
+    group = {"chat_id": GROUP, "chat_type": "supergroup", "title": "Team"}
+    stub.set_chat_member_status(GROUP, ADMIN, "administrator")
+    stub.push_command("/enable", user_id=ADMIN, **group)
+    await stub.wait_for("sendMessage", _text_has(texts.GROUP_ENABLED))
+    marker = "zinc-dose-held-7341"
+    stub.push_command("/ask", f"{marker} for a child of 2?", user_id=USER, **group)
+    await stub.wait_for("sendMessage", _text_has("?start=consent"))
+    assert [k for k, v in (await _redis_values(stack)).items() if marker in v]  # held, in Redis
+    await _command(stack, command, texts.HELD_QUESTION_ERASED)
+    assert not [k for k, v in (await _redis_values(stack)).items() if marker in v]
+    await _consent(stack, "both", user=USER)
+    await _command(stack, "/help", "/cancel")  # one user's updates run in order: the button is done
+    assert not [c for c in stub.calls if texts.GROUP_QUESTION_RELEASED in str(c.params.get("text", ""))]
+    assert not [c for c in stub.calls if "in the queue" in str(c.params.get("text", ""))]
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Question)) == 0
