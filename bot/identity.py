@@ -1,10 +1,11 @@
 """Turning a Telegram update's people into pseudonyms, user rows and the language to speak.
 
-A user row (pseudonym, language, consent state) exists only for people who made a consent choice:
-someone who only writes to the bot, or only picks a language, leaves no row. A language picked
-before any consent choice waits in Redis (``FieldState.choose_language``, with a TTL) and moves
-to the row at the choice. The language of each update is looked up again from Redis and the
-database when it arrives, so every bot replica speaks the same language to the same person.
+A user row (pseudonym, chosen language, consent state) exists only for people who made a consent
+choice: someone who only writes to the bot, or only picks a language, leaves no row. The row's
+language is the one picked with /lang (None: follow Telegram's). A language picked before any
+consent choice waits in Redis (``FieldState.choose_language``, with a TTL) and moves to the row at
+the choice. The chosen language is looked up again (row, else Redis) for every update, so every
+bot replica, and a restarted one, speaks the same language to the same person.
 """
 
 from __future__ import annotations
@@ -37,17 +38,16 @@ async def current_user(session: AsyncSession, res: Resources, update: Update) ->
 
 
 async def consenting_user(session: AsyncSession, res: Resources, update: Update) -> User:
-    """The user row of someone making a consent choice, created now (with their language) if new."""
+    """The user row of someone making a consent choice, created now (with a language chosen before) if new."""
     pseudonym = pseudonym_of(update, res)
-    chosen = await res.state.chosen_language(pseudonym)
-    return await get_or_create_user(session, pseudonym, chosen or language_of(update))
+    return await get_or_create_user(session, pseudonym, await res.state.chosen_language(pseudonym))
 
 
 async def recall_language(session: AsyncSession, res: Resources, update: Update) -> None:
     """Look up the sender's chosen language (user row, else Redis) for ``user_language`` to use."""
     pseudonym = pseudonym_of(update, res)
     user = await get_user(session, pseudonym)
-    stored = user.language if user is not None else await res.state.chosen_language(pseudonym)
+    stored = (user.language if user is not None else None) or await res.state.chosen_language(pseudonym)
     if stored in LANGUAGES:
         res.languages[pseudonym] = str(stored)
     else:

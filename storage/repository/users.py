@@ -1,4 +1,4 @@
-"""Users, looked up by pseudonym only."""
+"""Users, looked up by pseudonym only; a row exists once its person made a consent choice."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ async def get_user(session: AsyncSession, pseudonym: str) -> User | None:
 
 
 async def get_or_create_user(session: AsyncSession, pseudonym: str, language: str | None) -> User:
-    """Return the user with ``pseudonym``, creating it (with ``language``) if it does not exist."""
+    """Return the user with ``pseudonym``, creating it (with ``language``) if it does not exist.
+
+    ``language`` is the language the user chose (``/lang``); None means "follow Telegram's". An
+    existing row keeps its own.
+    """
     user = await get_user(session, pseudonym)
     if user is not None:
-        if user.language is None and language is not None:
-            user.language = language
         return user
     try:
         async with session.begin_nested():  # a concurrent insert must not spoil the transaction
