@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from storage.queue import QuestionMessage
 
-LANGUAGE_TTL_S = 7 * 86_400  # a language chosen before consent is kept this long
+LANGUAGE_TTL_S = 86_400  # a language chosen before any consent choice is kept a day, like the other keys
 
 # Delete and return the held question only if it is the one asked for (ARGV[1]; empty: any).
 _TAKE_HELD = """

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
+from bot.cleaning import clean
 from bot.i18n import t
 from storage.models import ConsentEvent, Question, User
 from tests.support.stack import Stack, inprocess_worker
@@ -154,3 +155,11 @@ async def test_button_without_a_message_gets_a_kind_answer_and_changes_nothing(
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
         assert await session.scalar(select(func.count()).select_from(User)) == 0
+
+
+def test_cleaning_removes_only_what_cannot_be_stored() -> None:
+    cleaned = clean("fe\ud83dver\x00 \U0001f912 and\u200b cough\n")
+    assert (cleaned.text, cleaned.surrogates, cleaned.nuls) == ("fever \U0001f912 and\u200b cough\n", 1, 1)
+    assert cleaned.notices == (texts.INPUT_BROKEN_CHARACTER, texts.INPUT_NUL_CHARACTER)
+    assert clean("plain question").notices == ()
+    cleaned.text.encode("utf-8")  # encodable: hashes, Redis and PostgreSQL take it

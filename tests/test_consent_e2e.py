@@ -224,7 +224,10 @@ async def test_no_user_row_before_a_consent_choice_language_waits_in_redis(
         dump, tables = await _every_value(session)
     assert "users" in tables and await _users(sessionmaker) == 0
     assert _pseudonym() not in dump
-    assert [v for k, v in (await _redis_values(stack)).items() if f":lang:{_pseudonym()}" in k] == ["fr"]
+    language_keys = [k for k, v in (await _redis_values(stack)).items() if f":lang:{_pseudonym()}" in k]
+    async with _redis(stack) as redis:
+        assert [await redis.get(k) for k in language_keys] == ["fr"]
+        assert 0 < await redis.ttl(language_keys[0]) <= 86_400  # it expires on its own within a day
     async with bot(stack, user_messages_per_minute=30):  # a new process: the language comes from Redis
         await _command(stack, "/help", t(texts.HELP, "fr")[:40])
         before = len(stub.calls)
