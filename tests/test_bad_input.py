@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import func, select
@@ -106,7 +107,12 @@ async def _answered_after_notice(stack: Stack, question: str, notice: str) -> No
     stub.push_message(question, user_id=USER)
     await stub.wait_for("sendMessage", _says(notice), since=before)
     await stub.wait_for("sendMessage", _says("in the queue"), since=before)
-    async with inprocess_worker(stack):
+    # A claim timeout longer than a loaded machine's generation: the worker's own other slots must not
+    # take the question over (the stack's 1 s is for crash tests) and dead-letter it.
+    patient = dataclasses.replace(
+        stack, storage=stack.storage.model_copy(update={"queue_claim_idle_ms": 60_000})
+    )
+    async with inprocess_worker(patient):
         await stub.wait_for("sendMessage", _says(texts.REMINDER), since=before, timeout=60)
     assert not [c for c in stub.calls[before:] if texts.TEMPORARY_ERROR in str(c.params.get("text", ""))]
 
