@@ -63,7 +63,7 @@ def _spec(name: str, log: Path, life: float = 300.0) -> ChildSpec:
     marker = Path(f"{log}.{name}")
 
     async def ready() -> bool:
-        return marker.exists()
+        return await asyncio.to_thread(marker.exists)
 
     def prepare() -> None:
         marker.unlink(missing_ok=True)
