@@ -161,6 +161,9 @@ class Supervisor:
         if not await self._wait_ready(child.process, spec):
             log.error("child.not_ready", child=spec.name, pid=child.process.pid)
             await _end(child.process, spec.stop_timeout_s)
+        elif spec.ready is not None:
+            took = round(time.monotonic() - child.started_at, 3)
+            log.info("child.ready", child=spec.name, pid=child.process.pid, took_s=took)
 
     @staticmethod
     async def _wait_ready(process: asyncio.subprocess.Process, spec: ChildSpec) -> bool:
