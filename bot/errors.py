@@ -21,3 +21,20 @@ class ForgedCallbackError(BotError):
     def __init__(self, data_len: int) -> None:
         super().__init__(f"unrecognised callback data of {data_len} bytes")
         self.data_len = data_len
+
+
+class AlreadyRunningError(BotError):
+    """Another ``meditron-bot run`` holds the data directory's lock; ``pid`` is its process id."""
+
+    def __init__(self, pid: int | None) -> None:
+        who = f"(pid {pid}) " if pid else ""
+        super().__init__(f"another `meditron-bot run` {who}uses this DATA_DIR; stop it first")
+        self.pid = pid
+
+
+class ChildStartError(BotError):
+    """A supervised child process exited or never became ready while starting; ``name`` names it."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"the {name} process did not start ({detail})")
+        self.name = name

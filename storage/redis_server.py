@@ -9,11 +9,14 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+import structlog
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from storage.errors import RedisUnavailableError
+
+log = structlog.get_logger("storage.redis_server")
 
 
 def redis_server_binary() -> str:
@@ -50,10 +53,8 @@ class PrivateRedis:
         """Connection URL of the private server."""
         return f"unix://{self.socket}"
 
-    def start(self, timeout: float = 15.0) -> str:
-        """Start the server and wait until it answers PING; returns its URL."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.socket.unlink(missing_ok=True)
+    def command(self) -> list[str]:
+        """The redis-server command line: unix socket only, append-only file in ``directory``."""
         args = [
             redis_server_binary(),
             "--port", "0",
@@ -66,7 +67,27 @@ class PrivateRedis:
             "--loglevel", "warning",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        return args
+
+    def prepare(self) -> None:
+        """Create the directory and remove a stale socket (left by a killed server) before a start.
+
+        A socket that answers belongs to a live server this object did not start: RedisUnavailableError.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.socket.exists():
+            return
+        if answers_ping(self.url):
+            raise RedisUnavailableError(
+                self.url, "a redis-server already serves this DATA_DIR (an `ask` in progress?); stop it first"
+            )
+        self.socket.unlink(missing_ok=True)
+        log.info("redis.stale_socket_removed")
+
+    def start(self, timeout: float = 15.0) -> str:
+        """Start the server and wait until it answers PING; returns its URL."""
+        self.prepare()
+        self._process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
         self._wait_ready(timeout)
         return self.url
 
@@ -119,6 +140,17 @@ def answers_ping(url: str, timeout: float = 1.0) -> bool:
         return False
     finally:
         client.close()
+
+
+async def answers_ping_async(url: str, timeout: float = 1.0) -> bool:
+    """Whether a Redis server answers PING at ``url``, without blocking the event loop."""
+    client: Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(await client.ping())
+    except (RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
 
 
 async def connect(url: str, *, attempts: int = 1) -> Redis:
