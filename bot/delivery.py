@@ -107,14 +107,15 @@ class AnswerDelivery:
                 sent = await self._send_pieces(answer, language)
                 await queue.mark_sent(answer.question_id)
                 self._sent_at[answer.question_id] = sent
+            # The user may ask again as soon as they have the answer, also while the database is away.
+            await queue.clear_pending(answer.user, answer.question_id)
+            self.res.typing_chats.pop(answer.chat_id, None)
             if not await queue.was_recorded(answer.question_id):  # maybe sent before a database outage
                 # After a restart the send time is unknown: it was sent just before.
                 await self._record(answer, self._sent_at.get(answer.question_id, time.time()))
                 await queue.mark_recorded(answer.question_id)
             self._sent_at.pop(answer.question_id, None)
-            await self.res.queue.clear_pending(answer.user, answer.question_id)
-            self.res.typing_chats.pop(answer.chat_id, None)
-            await self.res.queue.ack_answer(delivery.entry_id)
+            await queue.ack_answer(delivery.entry_id)
 
     async def _language(self, question_id: str) -> str:
         """The language the question's user is spoken to in (stored with the question)."""
