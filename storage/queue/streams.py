@@ -66,6 +66,14 @@ class QueueNames:
         """Key holding a user's pending question as ``question_id entry_id``."""
         return f"{self.namespace}:pending:{user}"
 
+    def answered_key(self, question_id: str) -> str:
+        """Key whose existence means a worker published this question's answer (or failure notice)."""
+        return f"{self.namespace}:answered:{question_id}"
+
+    def capacity_key(self, worker: str) -> str:
+        """Key holding a live worker's slots (questions it answers at once); it expires unless renewed."""
+        return f"{self.namespace}:capacity:{worker}"
+
     def sent_key(self, question_id: str) -> str:
         """Key whose existence means the answer was delivered (guards against duplicates)."""
         return f"{self.namespace}:sent:{question_id}"
@@ -246,12 +254,63 @@ class Queue:
         return sum(1 for worker in await self.workers() if worker.idle_ms < max_idle_ms)
 
     # -- worker side -------------------------------------------------------------------------
+    #
+    # Exactly once: an answer is published under an ``answered`` marker set in the same script, so a
+    # retried publish (its reply lost in an outage) or a second worker that took the question over
+    # never adds a second answer. A heartbeat renews only the claims the worker still owns.
+
+    _FINISH_LUA = """
+local published = 0
+if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[5]) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[3])
+  published = 1
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return published
+"""
+
+    _DEAD_LETTER_LUA = """
+local record = {'entry_id', ARGV[2], 'reason', ARGV[5], 'at', ARGV[6]}
+if ARGV[7] ~= '' then
+  table.insert(record, 'question_id')
+  table.insert(record, ARGV[7])
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(record))
+if ARGV[8] ~= '' and redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[4]) then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[8])
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+"""
+
+    _HEARTBEAT_LUA = """
+local lost = {}
+for i = 3, #ARGV do
+  local info = {}
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    info = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  end
+  if #info == 1 and info[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
 
     async def read_questions(
-        self, consumer: str, *, count: int = 1, block_ms: int = 1_000
+        self, consumer: str, *, count: int = 1, block_ms: int = 1_000, own_pending: bool = True
     ) -> list[Delivery[QuestionMessage]]:
-        """Questions for this worker: its own unacked ones, stale ones of dead workers, then new."""
-        for source in (self._own_pending, self._reclaim_stale):
+        """Questions for this worker: its own unacked ones, stale ones of dead workers, then new.
+
+        A worker that answers several questions under one name passes ``own_pending=False`` once
+        it has resumed (:meth:`resume`): its unacked entries are then the ones it is answering.
+        """
+        sources = (self._own_pending, self._reclaim_stale) if own_pending else (self._reclaim_stale,)
+        for source in sources:
             found = await source(consumer, count)
             if found:
                 return found
@@ -260,6 +319,14 @@ class Queue:
         )
         entries = [(entry_id, fields, 1) for _, items in response or [] for entry_id, fields in items]
         return await self._accept(entries)
+
+    async def resume(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
+        """Up to ``count`` entries this consumer took before a restart and never acked (at start-up).
+
+        Each counts as one more delivery, so a question that crashes its worker every time is
+        dead-lettered after ``max_deliveries``.
+        """
+        return await self._own_pending(consumer, count)
 
     async def _own_pending(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
         """Entries this consumer took before a restart and never acked."""
@@ -307,53 +374,91 @@ class Queue:
         return accepted
 
     async def _dead_letter(self, entry_id: str, reason: str, message: QuestionMessage | None) -> None:
-        """Move an entry to the dead-letter stream (no text) and tell its user."""
+        """Move an entry to the dead-letter stream (no text) and tell its user, unless already answered."""
         names = self.names
-        record: Fields = {"entry_id": entry_id, "reason": reason, "at": str(time.time())}
+        notice = ""
         if message is not None:
-            record["question_id"] = message.question_id
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(names.dead, record, maxlen=self.maxlen, approximate=True)
-            if message is not None:
-                notice = AnswerMessage(
-                    question_id=message.question_id,
-                    chat_id=message.chat_id,
-                    reply_to=message.message_id,
-                    user=message.user,
-                    status="failed",
-                    text=FAILED_TEXT,
-                    language=message.language,
-                    received_at=message.received_at,
-                    enqueued_at=message.enqueued_at,
-                    finished_at=time.time(),
-                )
-                stream = message.reply_stream or names.answers
-                pipe.xadd(stream, _encode(notice), maxlen=self.maxlen, approximate=True)
-            pipe.xack(names.questions, names.workers_group, entry_id)
-            pipe.xdel(names.questions, entry_id)
-            await pipe.execute()
+            notice = AnswerMessage(
+                question_id=message.question_id,
+                chat_id=message.chat_id,
+                reply_to=message.message_id,
+                user=message.user,
+                status="failed",
+                text=FAILED_TEXT,
+                language=message.language,
+                received_at=message.received_at,
+                enqueued_at=message.enqueued_at,
+                finished_at=time.time(),
+            ).model_dump_json()
+        question_id = message.question_id if message is not None else ""
+        script = self.redis.register_script(self._DEAD_LETTER_LUA)
+        keys = [
+            names.questions,
+            names.dead,
+            (message.reply_stream if message is not None else None) or names.answers,
+            names.answered_key(question_id or f"entry-{entry_id}"),
+        ]
+        args = [names.workers_group, entry_id, self.maxlen, self.entry_ttl_s, reason, str(time.time())]
+        await script(keys=keys, args=[*args, question_id, notice])
 
-    async def heartbeat(self, consumer: str, entry_ids: Sequence[str]) -> None:
-        """Reset the idle time of entries still being worked on, so nobody reclaims them."""
-        if entry_ids:
-            await self.redis.xclaim(
-                self.names.questions,
-                self.names.workers_group,
-                consumer,
-                min_idle_time=0,
-                message_ids=list(entry_ids),
-                justid=True,
-            )
+    async def heartbeat(self, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+        """Renew this consumer's claim on entries it still owns; returns the ones it lost.
 
-    async def finish(self, delivery: Delivery[QuestionMessage], answer: AnswerMessage) -> None:
-        """Publish the answer and ack the question in one transaction."""
+        An entry is lost when another worker took it over (it looked idle, as after an outage
+        longer than the claim timeout) or when it is no longer pending (answered, dead-lettered).
+        """
+        if not entry_ids:
+            return []
+        script = self.redis.register_script(self._HEARTBEAT_LUA)
+        lost = await script(
+            keys=[self.names.questions], args=[self.names.workers_group, consumer, *entry_ids]
+        )
+        return [str(entry_id) for entry_id in lost]
+
+    async def redeliver(
+        self, delivery: Delivery[QuestionMessage], consumer: str
+    ) -> Delivery[QuestionMessage] | None:
+        """Count one more delivery of a question this consumer failed to answer, to try it again.
+
+        Returns the new delivery, or None when the question is no longer this consumer's or it was
+        delivered too often (then it is dead-lettered and its user told).
+        """
         names = self.names
-        async with self.redis.pipeline(transaction=True) as pipe:
-            stream = delivery.message.reply_stream or names.answers
-            pipe.xadd(stream, _encode(answer), maxlen=self.maxlen, approximate=True)
-            pipe.xack(names.questions, names.workers_group, delivery.entry_id)
-            pipe.xdel(names.questions, delivery.entry_id)
-            await pipe.execute()
+        info = await self.redis.xpending_range(
+            names.questions, names.workers_group, delivery.entry_id, delivery.entry_id, 1
+        )
+        if not info or str(info[0]["consumer"]) != consumer:
+            return None
+        claimed = await self.redis.xclaim(
+            names.questions, names.workers_group, consumer, min_idle_time=0, message_ids=[delivery.entry_id]
+        )
+        items = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        if not items:  # withdrawn meanwhile
+            await self.drop(delivery)
+            return None
+        accepted = await self._with_counts(items)
+        return accepted[0] if accepted else None
+
+    async def finish(self, delivery: Delivery[QuestionMessage], answer: AnswerMessage) -> bool:
+        """Publish the answer and ack the question atomically; False when it was already answered.
+
+        Safe to call again after an error whose outcome is unknown (connection lost mid-call).
+        """
+        names = self.names
+        script = self.redis.register_script(self._FINISH_LUA)
+        keys = [
+            names.questions,
+            delivery.message.reply_stream or names.answers,
+            names.answered_key(delivery.message.question_id),
+        ]
+        args = [
+            names.workers_group,
+            delivery.entry_id,
+            answer.model_dump_json(),
+            self.maxlen,
+            self.entry_ttl_s,
+        ]
+        return bool(await script(keys=keys, args=args))
 
     async def drop(self, delivery: Delivery[QuestionMessage]) -> None:
         """Ack and delete a question that needs no answer (withdrawn)."""
@@ -361,6 +466,21 @@ class Queue:
             pipe.xack(self.names.questions, self.names.workers_group, delivery.entry_id)
             pipe.xdel(self.names.questions, delivery.entry_id)
             await pipe.execute()
+
+    async def advertise(self, worker: str, slots: int, ttl_s: float) -> None:
+        """Announce that ``worker`` answers ``slots`` questions at once, for the next ``ttl_s``."""
+        await self.redis.set(self.names.capacity_key(worker), str(slots), px=max(1, int(ttl_s * 1000)))
+
+    async def withdraw(self, worker: str) -> None:
+        """Forget ``worker``'s capacity (it stops)."""
+        await self.redis.delete(self.names.capacity_key(worker))
+
+    async def capacity(self) -> int:
+        """Questions the live workers answer at once: the sum of their announced slots (0 when none)."""
+        pattern = self.names.capacity_key("*")
+        keys = [key async for key in self.redis.scan_iter(match=pattern, count=500)]
+        values = await self.redis.mget(keys) if keys else []
+        return sum(int(value) for value in values if value and str(value).isdigit())
 
     # -- bot side: answers out -------------------------------------------------------------
 
