@@ -9,6 +9,10 @@ class InferenceError(Exception):
     """Base class of every error the inference package raises on purpose."""
 
 
+class HeartbeatConfigError(InferenceError):
+    """The worker's heartbeat cannot keep its claims with the configured claim time."""
+
+
 class ModelFileError(InferenceError):
     """Something is wrong with a model file; ``path`` says which."""
 

@@ -50,6 +50,7 @@ def load_engine(settings: InferenceSettings, storage: StorageSettings) -> tuple[
 
 async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url: str) -> int:
     """Run one worker until SIGINT/SIGTERM; an unfinished question stays pending for the next start."""
+    heartbeat_s = settings.heartbeat_interval(storage.queue_claim_idle_ms)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -62,14 +63,16 @@ async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url
         model_sha256=sha256,
         max_answer_tokens=settings.max_answer_tokens,
         temperature=settings.temperature,
-        heartbeat_s=settings.heartbeat_s,
+        heartbeat_s=heartbeat_s,
         max_sequences=settings.max_sequences,
         prefix_reuse=settings.prefix_reuse,
     )
+    worker = Worker(queue, engine, config)
+    log.info("worker.heartbeat", heartbeat_s=heartbeat_s, claim_idle_ms=storage.queue_claim_idle_ms)
     try:
-        await Worker(queue, engine, config).run(stop)
+        await worker.run(stop)
     finally:
         engine.close()
         await redis.aclose()
-        log.info("worker.stopped")
-    return 0
+        log.info("worker.stopped", answered=worker.answered, redis_outages=worker.redis.outages)
+    return 1 if worker.engine_failed else 0

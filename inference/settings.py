@@ -9,7 +9,11 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from inference.errors import HeartbeatConfigError
 from inference.modelfile import DEFAULT_FILENAME, DEFAULT_REPO, DEFAULT_SHA256
+
+MAX_HEARTBEAT_S = 10.0
+"""The derived heartbeat is never slower than this (a long claim time still renews often)."""
 
 
 def physical_cores() -> int:
@@ -45,7 +49,26 @@ class InferenceSettings(BaseSettings):
     max_sequences: int = Field(default=4, ge=1, le=64, description="questions answered at once (one batch)")
     prefix_reuse: bool = Field(default=True, description="evaluate the instruction prefix once, reuse its KV")
     memory_guard: bool = Field(default=True, description="refuse to start when model + KV cache do not fit")
-    heartbeat_s: float = Field(default=10.0, gt=0)
+    heartbeat_s: float | None = Field(
+        default=None, gt=0, description="seconds between claim renewals; default: a quarter of the claim time"
+    )
+
+    def heartbeat_interval(self, claim_idle_ms: int) -> float:
+        """Seconds between claim renewals: HEARTBEAT_S, or a quarter of QUEUE_CLAIM_IDLE_MS (at most 10).
+
+        A heartbeat slower than a third of the claim time would let another worker take questions
+        still being answered (after two late beats): such a configuration is refused.
+        """
+        claim_s = claim_idle_ms / 1000
+        if self.heartbeat_s is None:
+            return min(MAX_HEARTBEAT_S, claim_s / 4)
+        if self.heartbeat_s > claim_s / 3:
+            raise HeartbeatConfigError(
+                f"HEARTBEAT_S={self.heartbeat_s:g} is too slow for QUEUE_CLAIM_IDLE_MS={claim_idle_ms}: "
+                f"another worker would take questions still being answered; set HEARTBEAT_S to at most "
+                f"{claim_s / 3:g} or leave it unset (it then follows the claim time)"
+            )
+        return self.heartbeat_s
 
     def resolved_model_path(self, data_dir: Path) -> Path:
         """MODEL_PATH, or the default file's place in the data directory."""

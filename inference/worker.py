@@ -4,6 +4,17 @@ The model runs in one thread of its own (:meth:`BatchEngine.serve`): every step 
 for each question being answered, and a question read from the queue while others are generating
 joins at the next step. Each question is acked (in the same transaction as its answer) as soon as
 its own answer is written.
+
+Nothing here ends the worker but a stop or a dead engine:
+
+- Redis going away (and coming back) is an outage: one log line, reads and publishes retried with
+  capped backoff, finished answers kept in memory until they are published; heartbeats and
+  withdrawal checks that fail are simply tried again at the next tick.
+- A question whose generation raises is tried again (each try counts as a delivery) and then
+  dead-lettered, its user told; the worker goes on with the others.
+- A question whose claim another worker took over (after an outage longer than the claim time)
+  stops generating; an answer already finished is still published, at most once (the queue's
+  ``answered`` marker).
 """
 
 from __future__ import annotations
@@ -12,19 +23,26 @@ import asyncio
 import contextlib
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
 
 from inference.batch import BatchEngine, Outcome, Request
 from inference.engine import Engine, GenerationResult
-from inference.errors import PromptTooLongError
+from inference.errors import InferenceError, PromptTooLongError
+from inference.outage import UNAVAILABLE, Outage
 from inference.prompt import PROMPT_VERSION, build_prompt, preamble_prompt
 from storage.queue import AnswerMessage, Delivery, QuestionMessage, Queue
 
 log = structlog.get_logger("inference.worker")
 
 TOO_LONG_TEXT = "too long"
+READ_BLOCK_MS = 500
+TRIM_EVERY_S = 60.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,29 @@ class WorkerConfig:
     cancel_poll_s: float = 0.5
     max_sequences: int = 4
     prefix_reuse: bool = True
+    capacity_ttl_s: float = 15.0
+
+
+class EngineGoneError(InferenceError):
+    """The model thread ended while questions were waiting for it."""
+
+
+class _Stopped(Exception):
+    """The worker is stopping while Redis is away: give up and leave the question pending."""
+
+
+@dataclass
+class _InFlight:
+    """A question being answered: its delivery and the flags its generation watches."""
+
+    delivery: Delivery[QuestionMessage]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+    interrupted: threading.Event = field(default_factory=threading.Event)
+
+    def should_stop(self) -> bool:
+        """Whether generation should end early (withdrawn, taken over, shutting down)."""
+        return self.cancelled.is_set() or self.lost.is_set() or self.interrupted.is_set()
 
 
 class Worker:
@@ -53,26 +94,39 @@ class Worker:
         self.engine = engine
         self.config = config
         self.answered = 0
+        self.engine_failed = False
+        self.redis = Outage("redis")
         self._stop = asyncio.Event()
+        self._flight: dict[str, _InFlight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._futures: set[asyncio.Future[Outcome]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; an unfinished question stays pending for a restart."""
         self._stop = stop
-        await self.queue.ensure_groups()
+        await self._retrying(self.queue.ensure_groups)
         batch = await asyncio.to_thread(self._open_batch)
         halt = threading.Event()
         stepping = asyncio.create_task(asyncio.to_thread(batch.serve, halt))
+        stepping.add_done_callback(lambda task: self._engine_ended(task, halt))
+        keepalive = asyncio.create_task(self._keepalive(batch.max_sequences))
         log.info("worker.ready", worker=self.config.name, max_sequences=batch.max_sequences)
         try:
             await self._loop(batch, stop)
         finally:
+            for flight in self._flight.values():
+                flight.interrupted.set()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
             halt.set()
             batch.wake()
-            await stepping
+            await asyncio.gather(stepping, return_exceptions=True)
             if batch is not self.engine:
                 batch.close()
+            with contextlib.suppress(*UNAVAILABLE):
+                await self.queue.withdraw(self.config.name)
 
     def _open_batch(self) -> BatchEngine:
         """The batched engine, with the instruction prefix evaluated once (blocking)."""
@@ -84,77 +138,175 @@ class Worker:
             batch.set_prefix(preamble_prompt())
         return batch
 
-    def consumer(self, slot: int) -> str:
-        """The queue consumer name of a slot: the worker's name, then ``name#1``, ``name#2``...
+    def _engine_ended(self, task: asyncio.Task[None], halt: threading.Event) -> None:
+        """The model thread ended: unless asked to, the engine is broken and the worker stops."""
+        if halt.is_set():
+            return
+        error = task.exception() if not task.cancelled() else None
+        log.error("engine.failed", error=type(error).__name__ if error else "stopped")
+        self.engine_failed = True
+        for future in list(self._futures):
+            if not future.done():
+                future.set_result(EngineGoneError("the model thread ended"))
+        self._stop.set()
 
-        Each slot reads and acks under its own name, so a slot's unacked question (left by a
-        restart) comes back to that slot first, and questions in flight are never read again.
-        """
-        return self.config.name if slot == 0 else f"{self.config.name}#{slot}"
+    # -- reading -----------------------------------------------------------------------------------
 
     async def _loop(self, batch: BatchEngine, stop: asyncio.Event) -> None:
-        """Fill every free slot from the queue (one question per slot); one task per question."""
-        slots: dict[int, asyncio.Task[None]] = {}
+        """Fill every free slot from the queue; one task per question; ride out Redis outages."""
+        resumed = False
+        last_trim = time.monotonic()
         while not stop.is_set():
-            self._reap(slots)
-            free = [slot for slot in range(batch.max_sequences) if slot not in slots]
-            if not free:
-                await asyncio.wait(slots.values(), timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+            free = batch.max_sequences - len(self._tasks)
+            if free <= 0:
+                await asyncio.wait(self._tasks, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            found = False
-            for index, slot in enumerate(free):
-                wait_ms = 500 if index == len(free) - 1 and not found and not slots else 1
-                deliveries = await self.queue.read_questions(self.consumer(slot), count=1, block_ms=wait_ms)
-                if deliveries and not stop.is_set():
-                    found = True
-                    slots[slot] = asyncio.create_task(self.handle(deliveries[0], batch, self.consumer(slot)))
-                    self._tasks.add(slots[slot])
-            if not found and slots:
-                await asyncio.wait(slots.values(), timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-            await self.queue.trim()
-
-    def _reap(self, slots: dict[int, asyncio.Task[None]]) -> None:
-        """Free the slots of finished questions; re-raise the failure of one that failed."""
-        for slot, task in list(slots.items()):
-            if task.done():
-                del slots[slot]
-                self._tasks.discard(task)
-                task.result()
-
-    async def handle(
-        self, delivery: Delivery[QuestionMessage], batch: BatchEngine, consumer: str | None = None
-    ) -> None:
-        """Answer one question (read by ``consumer``, default the worker's name), unless withdrawn."""
-        question = delivery.message
-        with structlog.contextvars.bound_contextvars(question_id=question.question_id):
-            if await self.queue.is_cancelled(question.question_id):
-                await self.queue.drop(delivery)
-                log.info("question.dropped", reason="cancelled")
-                return
-            log.info("question.taken", deliveries=delivery.deliveries, chars=len(question.text))
-            taken_at = time.time()
-            cancelled, interrupted = threading.Event(), threading.Event()
-            watcher = asyncio.create_task(
-                self._watch(delivery, consumer or self.config.name, cancelled, interrupted)
-            )
             try:
-                result = await self._generate(batch, question, cancelled, interrupted)
-            finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-            if interrupted.is_set() and not cancelled.is_set():
-                log.info("question.left_pending", reason="shutdown")
-                return
-            await self._publish(delivery, result, taken_at)
+                if self.redis.down:
+                    await self._beat()  # renew our claims before anyone (even we) reclaims them
+                if resumed:
+                    deliveries = await self.queue.read_questions(
+                        self.config.name, count=free, block_ms=READ_BLOCK_MS, own_pending=False
+                    )
+                else:
+                    deliveries = await self.queue.resume(self.config.name, free)
+                    resumed = True
+                if time.monotonic() - last_trim > TRIM_EVERY_S:
+                    await self.queue.trim()
+                    last_trim = time.monotonic()
+                self.redis.recovered()
+            except UNAVAILABLE as exc:
+                await self.redis.pause(exc, stop)
+                continue
+            for delivery in deliveries:
+                self._start(delivery, batch)
 
-    async def _generate(
-        self,
-        batch: BatchEngine,
-        question: QuestionMessage,
-        cancelled: threading.Event,
-        interrupted: threading.Event,
-    ) -> GenerationResult | str:
+    def _start(self, delivery: Delivery[QuestionMessage], batch: BatchEngine) -> None:
+        """Answer ``delivery`` in a task of its own, unless it is already being answered here."""
+        if delivery.entry_id in self._flight or self._stop.is_set():
+            return  # our own claim, taken again after an outage: it is being answered
+        self._flight[delivery.entry_id] = _InFlight(delivery)
+        task = asyncio.create_task(self.handle(delivery, batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- keeping claims ----------------------------------------------------------------------------
+
+    async def _keepalive(self, slots: int) -> None:
+        """Renew the claims, notice withdrawals, announce the capacity; failures wait for the next tick."""
+        tick = min(self.config.cancel_poll_s, self.config.heartbeat_s)
+        last_beat = last_advert = float("-inf")
+        while True:
+            try:
+                now = time.monotonic()
+                if now - last_beat >= self.config.heartbeat_s:
+                    await self._beat()
+                    last_beat = now
+                await self._check_withdrawn()
+                if now - last_advert >= self.config.capacity_ttl_s / 3:
+                    await self.queue.advertise(self.config.name, slots, self.config.capacity_ttl_s)
+                    last_advert = now
+            except UNAVAILABLE as exc:
+                self.redis.failed(exc)
+            await asyncio.sleep(tick)
+
+    async def _beat(self) -> None:
+        """Renew the claim of every question in flight; stop generating the ones another worker took."""
+        flights = dict(self._flight)
+        lost = await self.queue.heartbeat(self.config.name, list(flights))
+        for entry_id in lost:
+            flight = flights.get(entry_id)
+            if flight is not None and not flight.lost.is_set():
+                flight.lost.set()
+                log.warning("question.claim_lost", question_id=flight.delivery.message.question_id)
+
+    async def _check_withdrawn(self) -> None:
+        """Flag the questions in flight that their users withdrew."""
+        for flight in list(self._flight.values()):
+            if await self.queue.is_cancelled(flight.delivery.message.question_id):
+                flight.cancelled.set()
+
+    async def _retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run a Redis operation until it succeeds; raises :class:`_Stopped` once the worker stops."""
+        while True:
+            try:
+                result = await operation()
+            except UNAVAILABLE as exc:
+                if self._stop.is_set():
+                    raise _Stopped from None
+                await self.redis.pause(exc, self._stop)
+                continue
+            self.redis.recovered()
+            return result
+
+    # -- answering ---------------------------------------------------------------------------------
+
+    async def handle(self, delivery: Delivery[QuestionMessage], batch: BatchEngine) -> None:
+        """Answer one question unless withdrawn; never raises (a failure leaves it pending)."""
+        flight = self._flight.setdefault(delivery.entry_id, _InFlight(delivery))
+        with structlog.contextvars.bound_contextvars(question_id=delivery.message.question_id):
+            try:
+                await self._answer_question(flight, batch)
+            except _Stopped:
+                log.info("question.left_pending", reason="shutdown")
+            except Exception as exc:  # a bug must not end the worker: the question is reclaimed later
+                log.error("question.failed", error=type(exc).__name__)
+            finally:
+                self._flight.pop(delivery.entry_id, None)
+
+    async def _answer_question(self, flight: _InFlight, batch: BatchEngine) -> None:
+        """Generate (trying again after a failure), then publish, drop or leave the question."""
+        question = flight.delivery.message
+        if await self._retrying(lambda: self.queue.is_cancelled(question.question_id)):
+            await self._retrying(lambda: self.queue.drop(flight.delivery))
+            log.info("question.dropped", reason="cancelled")
+            return
+        log.info("question.taken", deliveries=flight.delivery.deliveries, chars=len(question.text))
+        taken_at = time.time()
+        result = await self._generate_with_retries(flight, batch)
+        if result is None:
+            return
+        if isinstance(result, GenerationResult) and result.stop_reason == "cancelled":
+            await self._settle_stopped(flight)
+            return
+        await self._publish(flight.delivery, result, taken_at)
+
+    async def _generate_with_retries(
+        self, flight: _InFlight, batch: BatchEngine
+    ) -> GenerationResult | str | None:
+        """The question's result; after a failure it is tried again until delivered too often (None)."""
+        while True:
+            try:
+                return await self._generate(batch, flight)
+            except EngineGoneError:
+                log.info("question.left_pending", reason="engine_failed")
+                return None
+            except Exception as exc:  # any engine failure belongs to this question, not the worker
+                log.warning(
+                    "generation.failed", error=type(exc).__name__, deliveries=flight.delivery.deliveries
+                )
+            if flight.interrupted.is_set():
+                log.info("question.left_pending", reason="shutdown")
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), min(2.0, 0.25 * flight.delivery.deliveries))
+            again = await self._retrying(lambda: self.queue.redeliver(flight.delivery, self.config.name))
+            if again is None:
+                log.warning("question.given_up", deliveries=flight.delivery.deliveries + 1)
+                return None
+            flight.delivery = again
+
+    async def _settle_stopped(self, flight: _InFlight) -> None:
+        """A generation that ended early: withdrawn (drop it), taken over or shutting down (leave it)."""
+        if flight.cancelled.is_set():
+            await self._retrying(lambda: self.queue.drop(flight.delivery))
+            log.info("question.dropped", reason="cancelled")
+        elif flight.lost.is_set():
+            log.info("question.released", reason="claimed_elsewhere")
+        else:
+            log.info("question.left_pending", reason="shutdown")
+
+    async def _generate(self, batch: BatchEngine, flight: _InFlight) -> GenerationResult | str:
         """Submit the question to the model thread and wait; a refusal is returned as its reason."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
@@ -163,15 +315,22 @@ class Worker:
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, future, outcome)
 
+        question = flight.delivery.message
         request = Request(
             build_prompt(question.text, question.language),
             max_tokens=self.config.max_answer_tokens,
             temperature=self.config.temperature,
-            should_stop=lambda: cancelled.is_set() or interrupted.is_set(),
+            should_stop=flight.should_stop,
             reuse_prefix=self.config.prefix_reuse,
         )
-        batch.submit(request, deliver)
-        outcome = await future
+        if self.engine_failed:
+            raise EngineGoneError("the model thread ended")
+        self._futures.add(future)
+        try:
+            batch.submit(request, deliver)
+            outcome = await future
+        finally:
+            self._futures.discard(future)
         if isinstance(outcome, PromptTooLongError):
             log.warning("generation.refused", error=type(outcome).__name__)
             return TOO_LONG_TEXT
@@ -179,37 +338,15 @@ class Worker:
             raise outcome
         return outcome
 
-    async def _watch(
-        self,
-        delivery: Delivery[QuestionMessage],
-        consumer: str,
-        cancelled: threading.Event,
-        interrupted: threading.Event,
-    ) -> None:
-        """Keep the claim alive; notice a withdrawal or a shutdown while the model runs."""
-        last_beat = time.monotonic()
-        while not cancelled.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.config.cancel_poll_s)
-            if self._stop.is_set():
-                interrupted.set()
-                return
-            if await self.queue.is_cancelled(delivery.message.question_id):
-                cancelled.set()
-            if time.monotonic() - last_beat >= self.config.heartbeat_s:
-                await self.queue.heartbeat(consumer, [delivery.entry_id])
-                last_beat = time.monotonic()
-
     async def _publish(
         self, delivery: Delivery[QuestionMessage], result: GenerationResult | str, taken_at: float
     ) -> None:
-        """Write the answer and ack, or drop a withdrawn question."""
-        if isinstance(result, GenerationResult) and result.stop_reason == "cancelled":
-            await self.queue.drop(delivery)
-            log.info("question.dropped", reason="cancelled")
-            return
+        """Write the answer and ack, retrying while Redis is away (the answer waits in memory)."""
         answer = self._answer(delivery.message, result, taken_at)
-        await self.queue.finish(delivery, answer)
+        published = await self._retrying(lambda: self.queue.finish(delivery, answer))
+        if not published:
+            log.info("answer.skipped", reason="already_answered")
+            return
         self.answered += 1
         log.info(
             "answer.published",
@@ -217,6 +354,7 @@ class Worker:
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
             seconds=round(answer.finished_at - taken_at, 3),
+            published_after_s=round(time.time() - answer.finished_at, 3),
         )
 
     def _answer(self, q: QuestionMessage, result: GenerationResult | str, taken_at: float) -> AnswerMessage:

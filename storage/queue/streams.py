@@ -398,8 +398,8 @@ return lost
             (message.reply_stream if message is not None else None) or names.answers,
             names.answered_key(question_id or f"entry-{entry_id}"),
         ]
-        args = [names.workers_group, entry_id, self.maxlen, self.entry_ttl_s, reason, str(time.time())]
-        await script(keys=keys, args=[*args, question_id, notice])
+        args: list[str | int] = [names.workers_group, entry_id, self.maxlen, self.entry_ttl_s, reason]
+        await script(keys=keys, args=[*args, str(time.time()), question_id, notice])
 
     async def heartbeat(self, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Renew this consumer's claim on entries it still owns; returns the ones it lost.
@@ -451,7 +451,7 @@ return lost
             delivery.message.reply_stream or names.answers,
             names.answered_key(delivery.message.question_id),
         ]
-        args = [
+        args: list[str | int] = [
             names.workers_group,
             delivery.entry_id,
             answer.model_dump_json(),

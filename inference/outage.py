@@ -1,0 +1,61 @@
+"""Outages of a dependency (Redis): one log line when it goes, one when it is back, capped backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+
+import structlog
+from redis.exceptions import RedisError
+
+log = structlog.get_logger("inference.outage")
+
+UNAVAILABLE = (RedisError, OSError)
+"""The errors of an unreachable or restarting Redis (connection refused or reset, loading, timeout)."""
+
+
+class Outage:
+    """Tracks one dependency's outage across every task that uses it.
+
+    The first failure logs ``<name>.unavailable`` (the error's type only: no traceback, no
+    address); the first success after it logs ``<name>.recovered`` with the time it was down.
+    """
+
+    def __init__(self, name: str = "redis", *, first_s: float = 0.1, cap_s: float = 2.0) -> None:
+        self.name = name
+        self.first_s = first_s
+        self.cap_s = cap_s
+        self.outages = 0
+        self._since: float | None = None
+        self._failures = 0
+
+    @property
+    def down(self) -> bool:
+        """Whether the dependency failed since its last success."""
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failure; returns the delay before the next attempt (doubling, capped, jittered)."""
+        if self._since is None:
+            self._since = time.monotonic()
+            self.outages += 1
+            log.warning(f"{self.name}.unavailable", error=type(exc).__name__)
+        self._failures += 1
+        delay = min(self.cap_s, self.first_s * 2 ** min(self._failures - 1, 16))
+        return float(delay * random.uniform(0.75, 1.0))  # noqa: S311 (jitter, not a secret)
+
+    def recovered(self) -> None:
+        """Record a success; logs the end of an outage once."""
+        if self._since is None:
+            return
+        log.info(f"{self.name}.recovered", down_s=round(time.monotonic() - self._since, 2))
+        self._since = None
+        self._failures = 0
+
+    async def pause(self, exc: BaseException, stop: asyncio.Event) -> None:
+        """Record a failure and wait the backoff delay (less when ``stop`` is set meanwhile)."""
+        delay = self.failed(exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
