@@ -110,7 +110,11 @@ class Worker:
         stepping = asyncio.create_task(asyncio.to_thread(batch.serve, halt))
         stepping.add_done_callback(lambda task: self._engine_ended(task, halt))
         keepalive = asyncio.create_task(self._keepalive(batch.max_sequences))
-        log.info("worker.ready", worker=self.config.name, max_sequences=batch.max_sequences)
+        slots = batch.max_sequences
+        await self._retrying(
+            lambda: self.queue.advertise(self.config.name, slots, self.config.capacity_ttl_s)
+        )
+        log.info("worker.ready", worker=self.config.name, max_sequences=slots)
         try:
             await self._loop(batch, stop)
         finally:
@@ -292,7 +296,7 @@ class Worker:
                 await asyncio.wait_for(self._stop.wait(), min(2.0, 0.25 * flight.delivery.deliveries))
             again = await self._retrying(lambda: self.queue.redeliver(flight.delivery, self.config.name))
             if again is None:
-                log.warning("question.given_up", deliveries=flight.delivery.deliveries + 1)
+                log.warning("question.given_up", deliveries=flight.delivery.deliveries)
                 return None
             flight.delivery = again
 
@@ -343,7 +347,12 @@ class Worker:
     ) -> None:
         """Write the answer and ack, retrying while Redis is away (the answer waits in memory)."""
         answer = self._answer(delivery.message, result, taken_at)
-        published = await self._retrying(lambda: self.queue.finish(delivery, answer))
+        try:
+            published = await self.queue.finish(delivery, answer)
+        except UNAVAILABLE as exc:
+            self.redis.failed(exc)
+            log.info("answer.held", reason="redis_unavailable")  # kept here until Redis is back
+            published = await self._retrying(lambda: self.queue.finish(delivery, answer))
         if not published:
             log.info("answer.skipped", reason="already_answered")
             return
