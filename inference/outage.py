@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 
@@ -30,6 +29,7 @@ class Outage:
         self.outages = 0
         self._since: float | None = None
         self._failures = 0
+        self._back: asyncio.Event | None = None
 
     @property
     def down(self) -> bool:
@@ -53,9 +53,19 @@ class Outage:
         log.info(f"{self.name}.recovered", down_s=round(time.monotonic() - self._since, 2))
         self._since = None
         self._failures = 0
+        if self._back is not None:
+            self._back.set()
+            self._back = None
 
     async def pause(self, exc: BaseException, stop: asyncio.Event) -> None:
-        """Record a failure and wait the backoff delay (less when ``stop`` is set meanwhile)."""
+        """Record a failure and wait the backoff delay, or less: until ``stop`` or another task's success."""
         delay = self.failed(exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+        if self._back is None:
+            self._back = asyncio.Event()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._back.wait())]
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)

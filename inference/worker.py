@@ -76,6 +76,7 @@ class _InFlight:
     cancelled: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
     interrupted: threading.Event = field(default_factory=threading.Event)
+    generated: bool = False  # its answer is ready: a lost claim no longer matters (publish is idempotent)
 
     def should_stop(self) -> bool:
         """Whether generation should end early (withdrawn, taken over, shutting down)."""
@@ -210,6 +211,7 @@ class Worker:
                 if now - last_advert >= self.config.capacity_ttl_s / 3:
                     await self.queue.advertise(self.config.name, slots, self.config.capacity_ttl_s)
                     last_advert = now
+                self.redis.recovered()  # wakes the tasks waiting out the outage
             except UNAVAILABLE as exc:
                 self.redis.failed(exc)
             await asyncio.sleep(tick)
@@ -220,7 +222,7 @@ class Worker:
         lost = await self.queue.heartbeat(self.config.name, list(flights))
         for entry_id in lost:
             flight = flights.get(entry_id)
-            if flight is not None and not flight.lost.is_set():
+            if flight is not None and not flight.generated and not flight.lost.is_set():
                 flight.lost.set()
                 log.warning("question.claim_lost", question_id=flight.delivery.message.question_id)
 
@@ -268,6 +270,7 @@ class Worker:
         log.info("question.taken", deliveries=flight.delivery.deliveries, chars=len(question.text))
         taken_at = time.time()
         result = await self._generate_with_retries(flight, batch)
+        flight.generated = True
         if result is None:
             return
         if isinstance(result, GenerationResult) and result.stop_reason == "cancelled":

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from inference.batch import BatchEngine
+from inference.errors import HeartbeatConfigError
 from inference.prompt import build_prompt, preamble_prompt
+from inference.settings import InferenceSettings
 from inference.worker import TOO_LONG_TEXT, Worker, WorkerConfig
 from storage.queue import AnswerMessage, QuestionMessage, Queue
 
@@ -121,3 +123,21 @@ async def test_a_plain_engine_is_accepted_and_shares_its_weights(queue: Queue, t
         reference = engine.generate(build_prompt(QUESTIONS[1]), max_tokens=8, fresh=True)
     assert answers[question.question_id].text == reference.text
     assert preamble_prompt() in build_prompt(QUESTIONS[1])
+
+
+async def test_a_running_worker_announces_its_slots_for_a_limited_time(queue: Queue, running: Worker) -> None:
+    await queue.enqueue(_question(QUESTIONS[0], 1))
+    await _answers(queue, 1)  # the worker reads only once it has announced its slots
+    assert await queue.capacity() == 3  # the batch's sequences
+    ttl_ms = await queue.redis.pttl(queue.names.capacity_key("w-test"))
+    assert 0 < ttl_ms <= running.config.capacity_ttl_s * 1000  # a killed worker's slots expire
+
+
+def test_the_heartbeat_follows_the_claim_time_or_is_refused() -> None:
+    derived = InferenceSettings(heartbeat_s=None)
+    assert derived.heartbeat_interval(1_000) == 0.25
+    assert derived.heartbeat_interval(20_000) == 5.0
+    assert derived.heartbeat_interval(120_000) == 10.0  # never slower than the old fixed 10 s
+    assert InferenceSettings(heartbeat_s=0.3).heartbeat_interval(1_000) == 0.3
+    with pytest.raises(HeartbeatConfigError, match="HEARTBEAT_S=10 is too slow for QUEUE_CLAIM_IDLE_MS=1000"):
+        InferenceSettings(heartbeat_s=10).heartbeat_interval(1_000)
