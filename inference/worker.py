@@ -167,7 +167,8 @@ class Worker:
                 await asyncio.wait(self._tasks, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
                 continue
             try:
-                if self.redis.down:
+                if self.redis.down:  # back: streams may be new (no persistence), claims may look stale
+                    await self.queue.ensure_groups()
                     await self._beat()  # renew our claims before anyone (even we) reclaims them
                 if resumed:
                     deliveries = await self.queue.read_questions(
