@@ -34,6 +34,7 @@ from inference.engine import Engine, GenerationResult
 from inference.errors import InferenceError, PromptTooLongError
 from inference.outage import UNAVAILABLE, Outage
 from inference.prompt import PROMPT_VERSION, build_prompt, preamble_prompt
+from inference.solo import SoloGate
 from storage.queue import AnswerMessage, Delivery, QuestionMessage, Queue
 
 log = structlog.get_logger("inference.worker")
@@ -77,6 +78,7 @@ class _InFlight:
     lost: threading.Event = field(default_factory=threading.Event)
     interrupted: threading.Event = field(default_factory=threading.Event)
     generated: bool = False  # its answer is ready: a lost claim no longer matters (publish is idempotent)
+    failed: bool = False  # its generation failed here: it runs alone from now on
 
     def should_stop(self) -> bool:
         """Whether generation should end early (withdrawn, taken over, shutting down)."""
@@ -101,6 +103,7 @@ class Worker:
         self._flight: dict[str, _InFlight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._futures: set[asyncio.Future[Outcome]] = set()
+        self._gate = SoloGate()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; an unfinished question stays pending for a restart."""
@@ -293,6 +296,7 @@ class Worker:
                 log.warning(
                     "generation.failed", error=type(exc).__name__, deliveries=flight.delivery.deliveries
                 )
+                flight.failed = True
             if flight.interrupted.is_set():
                 log.info("question.left_pending", reason="shutdown")
                 return None
@@ -333,12 +337,16 @@ class Worker:
         )
         if self.engine_failed:
             raise EngineGoneError("the model thread ended")
-        self._futures.add(future)
-        try:
-            batch.submit(request, deliver)
-            outcome = await future
-        finally:
-            self._futures.discard(future)
+        solo = flight.failed or flight.delivery.deliveries > 1  # suspect: no batch-mates to take along
+        async with self._gate.enter(solo=solo):
+            if self.engine_failed:
+                raise EngineGoneError("the model thread ended")
+            self._futures.add(future)
+            try:
+                batch.submit(request, deliver)
+                outcome = await future
+            finally:
+                self._futures.discard(future)
         if isinstance(outcome, PromptTooLongError):
             log.warning("generation.refused", error=type(outcome).__name__)
             return TOO_LONG_TEXT
