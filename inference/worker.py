@@ -108,19 +108,24 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; an unfinished question stays pending for a restart."""
         self._stop = stop
-        await self._retrying(self.queue.ensure_groups)
+        try:
+            await self._retrying(self.queue.ensure_groups)
+        except _Stopped:
+            return
         batch = await asyncio.to_thread(self._open_batch)
         halt = threading.Event()
         stepping = asyncio.create_task(asyncio.to_thread(batch.serve, halt))
         stepping.add_done_callback(lambda task: self._engine_ended(task, halt))
-        keepalive = asyncio.create_task(self._keepalive(batch.max_sequences))
         slots = batch.max_sequences
-        await self._retrying(
-            lambda: self.queue.advertise(self.config.name, slots, self.config.capacity_ttl_s)
-        )
-        log.info("worker.ready", worker=self.config.name, max_sequences=slots)
+        keepalive = asyncio.create_task(self._keepalive(slots))
         try:
+            await self._retrying(
+                lambda: self.queue.advertise(self.config.name, slots, self.config.capacity_ttl_s)
+            )
+            log.info("worker.ready", worker=self.config.name, max_sequences=slots)
             await self._loop(batch, stop)
+        except _Stopped:
+            log.info("worker.stopping", reason="redis_unavailable")
         finally:
             for flight in self._flight.values():
                 flight.interrupted.set()

@@ -225,6 +225,24 @@ async def test_redis_killed_mid_answer_every_question_answered_once(
     )
 
 
+async def test_a_worker_stopped_while_redis_is_away_loses_nothing(
+    private_redis: PrivateRedis, client: Redis, queue: Queue, names: QueueNames, start_worker: Start
+) -> None:
+    worker = await start_worker(WORKER_NAME="w-stop")
+    questions = await _enqueue(queue, 6)
+    await _wait_lines(worker, '"question.taken"', 2)
+    await _kill_redis(private_redis, client)
+    await worker.wait_for_line('"redis.unavailable"')
+    assert await worker.stop(signal.SIGTERM, timeout=30) == 0  # stops although Redis is away
+    private_redis.start()
+    again = await start_worker(WORKER_NAME="w-stop")
+    await _wait_answers(client, names, len(questions))
+    _assert_exactly_once(await _answers(client, names), questions)
+    assert await client.xlen(names.dead) == 0
+    for process in (worker, again):
+        _assert_no_content(process, questions)
+
+
 @pytest.mark.parametrize("same_name", [True, False], ids=["same-name", "new-name"])
 async def test_worker_killed_mid_answer_answers_once_after_restart(
     client: Redis, queue: Queue, names: QueueNames, start_worker: Start, same_name: bool
