@@ -206,6 +206,8 @@ async def test_redis_killed_mid_answer_every_question_answered_once(
     late = _question(99)  # the worker still answers afterwards
     await queue.enqueue(late)
     await _wait_answers(client, names, len(questions) + 1)
+    assert worker.process.returncode is None  # still running: then stopped, so all its lines are read
+    assert await worker.stop(signal.SIGTERM) == 0
 
     answers = await _answers(client, names)
     counts = _assert_exactly_once(answers, [*questions, late])
@@ -214,7 +216,6 @@ async def test_redis_killed_mid_answer_every_question_answered_once(
     published = Counter(record["question_id"] for record in _events(worker, "answer.published"))
     assert published == counts  # generated and published once each, none regenerated
     assert len(_events(worker, "redis.unavailable")) == 1  # one line per outage
-    assert worker.process.returncode is None
     _assert_no_content(worker, [*questions, late])
     print(
         f"\nredis kill -9: questions={len(questions)} answered_before_kill={published_before} "
