@@ -35,6 +35,7 @@ def batch(tiny_model_path: Path) -> Iterator[BatchEngine]:
 @pytest.fixture
 async def running(queue: Queue, batch: BatchEngine) -> AsyncIterator[Worker]:
     """A worker task answering from the test queue, stopped afterwards."""
+    await queue.ensure_groups()  # as the bot does: the test reads answers before the worker has started
     worker = Worker(queue, batch, WorkerConfig("w-test", "0" * 64, max_answer_tokens=40))
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -111,6 +112,7 @@ async def test_a_question_longer_than_the_context_is_refused_and_the_worker_goes
 async def test_a_plain_engine_is_accepted_and_shares_its_weights(queue: Queue, tiny_model_path: Path) -> None:
     from inference.engine import Engine
 
+    await queue.ensure_groups()
     with Engine(tiny_model_path, n_ctx=2048, n_threads=1) as engine:
         worker = Worker(queue, engine, WorkerConfig("w-plain", None, max_answer_tokens=8, max_sequences=2))
         stop = asyncio.Event()
