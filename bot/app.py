@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 from telegram.constants import ChatAction
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
@@ -153,13 +154,21 @@ async def _initialize(app: AppType) -> None:
 
 
 async def _typing_tick(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Show "typing…" in chats whose question is still being answered (for a bounded time)."""
+    """Show "typing…" in the chats whose question is being answered now (for a bounded time).
+
+    Only the oldest waiting questions, as many as the workers answer at once, get it: a chat action
+    counts against Telegram's outgoing limit like a message, and would otherwise delay answers.
+    """
     res = resources.get(context.bot_data)
     now = time.monotonic()
     for chat_id, since in list(res.typing_chats.items()):
         if now - since > res.settings.typing_max_s:
             res.typing_chats.pop(chat_id, None)
-            continue
+    try:
+        slots = max(1, await res.queue.capacity())
+    except (RedisError, OSError):
+        return
+    for chat_id, _ in sorted(res.typing_chats.items(), key=lambda item: item[1])[:slots]:
         try:
             await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
         except TelegramError as exc:

@@ -49,12 +49,18 @@ async def warn_if_danger(
     return flag
 
 
-def acknowledgement(res: Resources, position: int, language: str) -> str:
-    """Place in the queue, with an estimated wait once recent answer times are known."""
-    wait = res.estimated_wait_s(position)
+def acknowledgement(res: Resources, position: int, slots: int, language: str) -> str:
+    """Place in the queue, with an estimated wait once recent answer times are known.
+
+    ``slots`` is how many questions the running workers answer at once: position 8 with 8 slots is
+    answered now, not after seven others.
+    """
+    wait = res.estimated_wait_s(position, slots)
     if wait is None:
         return t(texts.ACK, language).format(position=position)
-    return t(texts.ACK_WITH_WAIT, language).format(position=position, minutes=max(1, math.ceil(wait / 60)))
+    if wait < 60:
+        return t(texts.ACK_UNDER_MINUTE, language).format(position=position)
+    return t(texts.ACK_WITH_WAIT, language).format(position=position, minutes=math.ceil(wait / 60))
 
 
 async def queue_question(
@@ -101,7 +107,8 @@ async def _acknowledge(
     outgoing limit like messages. The typing job shows it while the answer is being written.
     """
     try:
-        await reply(bot, question, acknowledgement(res, position, language))
+        slots = await res.queue.capacity()
+        await reply(bot, question, acknowledgement(res, position, slots, language))
     except TelegramError as exc:
         log.warning("question.ack_failed", error=type(exc).__name__)
 

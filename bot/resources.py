@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,11 +43,16 @@ class Resources:
         """Rate counters, held group questions and feedback prompts (in Redis)."""
         return FieldState(self.queue.redis, self.queue.names.namespace)
 
-    def estimated_wait_s(self, position: int) -> float | None:
-        """Seconds until the answer at ``position``, from recent answer times (None without data)."""
+    def estimated_wait_s(self, position: int, slots: int = 1) -> float | None:
+        """Seconds until the answer at ``position``, from recent answer times (None without data).
+
+        Questions are answered ``slots`` at a time (all workers' MAX_SEQUENCES together), so the
+        question at ``position`` waits for ``ceil(position / slots) - 1`` rounds before its own.
+        """
         if not self.service_times:
             return None
-        return position * sum(self.service_times) / len(self.service_times)
+        rounds = math.ceil(position / max(1, slots))
+        return rounds * sum(self.service_times) / len(self.service_times)
 
 
 def get(bot_data: dict[Any, Any]) -> Resources:

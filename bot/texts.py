@@ -84,6 +84,10 @@ ACK_WITH_WAIT = (
     "Got it. Your question is number {position} in the queue; estimated wait about {minutes} min. "
     "I will reply here when the answer is ready."
 )
+ACK_UNDER_MINUTE = (
+    "Got it. Your question is number {position} in the queue; the answer should come in under a minute. "
+    "I will reply here when it is ready."
+)
 RED_FLAG = (
     "🚨 This may be an emergency. Do not wait for my answer: go to the nearest health facility now "
     "or call {emergency}. I will still answer your question."

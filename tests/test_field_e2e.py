@@ -21,7 +21,7 @@ from bot.app import build_application
 from bot.i18n import t
 from storage.field import Feedback, feedback_counts
 from storage.models import Question
-from storage.queue import AnswerMessage, queue_from_settings
+from storage.queue import AnswerMessage, QuestionMessage, queue_from_settings
 from storage.redis_server import connect
 from tests.support.stack import Stack, inprocess_worker
 from tests.support.telegram_stub import BOT_USERNAME, Call, running_application
@@ -185,6 +185,43 @@ async def test_one_pending_question_per_user_busy_queue_and_estimated_wait(stack
         ack = (await stub.wait_for("sendMessage", says("in the queue", BEN), since=before))[0]
     assert "number 1" in ack.params["text"] and "estimated wait about 3 min" in ack.params["text"]
     assert len(acks(stack)) == 2
+
+
+async def test_wait_estimate_counts_every_workers_slots_and_says_under_a_minute(stack: Stack) -> None:
+    """Answers take 40 s: 5th in line with one slot is five rounds; with 8 slots it is the first round."""
+    stub = stack.stub
+    redis = await connect(stack.redis_url)
+    queue = queue_from_settings(redis, stack.storage)
+    try:
+        async with bot(stack):
+            await consent(stack, ADA)
+            await consent(stack, BEN)
+            stub.push_message("first question", user_id=ADA)
+            await stub.wait_for("sendMessage", says("in the queue", ADA))
+            await answer_next(stack, "An answer.", took_s=40.0)
+            await stub.wait_for("sendMessage", says(texts.REMINDER, ADA))
+            for n in range(4):  # four questions ahead of Ben's
+                await queue.enqueue(_waiting(n))
+            before = len(stub.calls)
+            stub.push_message("one slot: five rounds", user_id=BEN)
+            one_slot = (await stub.wait_for("sendMessage", says("in the queue", BEN), since=before))[0]
+            await queue.advertise("w-a", 4, ttl_s=60)
+            await queue.advertise("w-b", 4, ttl_s=60)
+            before = len(stub.calls)
+            stub.push_message("eight slots: the first round", user_id=ADA)
+            eight = (await stub.wait_for("sendMessage", says("in the queue", ADA), since=before))[0]
+    finally:
+        await redis.aclose()
+    assert "number 5" in one_slot.params["text"] and "about 4 min" in one_slot.params["text"]
+    assert "number 6" in eight.params["text"] and "under a minute" in eight.params["text"]
+
+
+def _waiting(n: int) -> QuestionMessage:
+    """A question of someone else, waiting in the queue."""
+    return QuestionMessage(
+        question_id=f"waiting{n:04d}", chat_id=900 + n, message_id=1, user=f"someone-{n}",
+        text="waiting", enqueued_at=time.time(),
+    )  # fmt: skip
 
 
 # -- (4) groups ----------------------------------------------------------------------------------
