@@ -165,14 +165,27 @@ async def export_rows(session: AsyncSession, since: datetime, until: datetime) -
     ]
 
 
+# Cells a spreadsheet would read as a formula (OWASP "CSV injection"): =, +, -, @, tab, carriage return.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value: Any) -> Any:
-    """Empty cell for None; everything else as it is."""
-    return "" if value is None else value
+    """Empty cell for None; text that a spreadsheet would run as a formula gets a leading ``'``."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
 
 
 def write_csv(rows: Iterable[ExportRow], stream: IO[str]) -> None:
-    """Write ``rows`` as CSV with a header line (``EXPORT_FIELDS``)."""
-    writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS, extrasaction="ignore", lineterminator="\n")
+    """Write ``rows`` as CSV with a header line (``EXPORT_FIELDS``); formula-like text is neutralised.
+
+    A text cell starting with ``=``, ``+``, ``-``, ``@``, tab or CR is written with a single quote in
+    front, so a spreadsheet shows it as text instead of evaluating it. JSON lines keep the text as is.
+    Lines end in CRLF (RFC 4180), which also makes the writer quote any cell holding a lone CR.
+    """
+    writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS, extrasaction="ignore", lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({name: _csv_value(row.get(name)) for name in EXPORT_FIELDS})

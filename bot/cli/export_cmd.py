@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import os
 import sys
+import tempfile
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -47,13 +48,33 @@ async def _export(url: str, actor: str, since: datetime, until: datetime, fmt: s
         await engine.dispose()
 
 
+def _refuse_link(path: Path) -> None:
+    """Raise BotError when ``path`` is a symbolic link (the export is never written through one)."""
+    if path.is_symlink():
+        raise BotError(f"--out {path} is a symbolic link; give the path of a regular file instead")
+
+
 def _write_private(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` readable by its owner only (replacing it atomically)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(content)
-    os.replace(temporary, path)
+    """Write ``content`` to ``path`` readable by its owner only, replacing it atomically.
+
+    The temporary file is created by ``mkstemp`` next to ``path`` (random name, O_EXCL, mode 0600), so a
+    file or link planted there in advance is never opened; ``os.replace`` renames it over ``path`` and
+    does not follow a link there either.
+    """
+    _refuse_link(path)
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise BotError(f"cannot write --out {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise BotError(f"cannot write --out {path}: {exc.strerror}") from None
 
 
 def export(args: argparse.Namespace) -> int:
@@ -61,6 +82,8 @@ def export(args: argparse.Namespace) -> int:
     since, until = parse_moment(args.since, end_of_day=False), parse_moment(args.until, end_of_day=True)
     if until <= since:
         raise BotError("--until must be after --since")
+    if args.out:
+        _refuse_link(Path(args.out))  # before the export is built and audited
     url = database_url(StorageSettings())
     prepare_database(url)
     content, rows, digest = asyncio.run(_export(url, args.actor or default_actor(), since, until, args.fmt))
