@@ -21,6 +21,7 @@ from bot.errors import ConfigurationError
 from bot.ingest import IngestConfig, UpdateIngest
 from bot.jobs.retention import schedule_retention
 from bot.settings import BotSettings
+from storage.audit_anchor import AuditAnchor
 from storage.db import check_connection, make_engine, make_sessionmaker
 from storage.pseudonym import Pseudonymizer
 from storage.queue import queue_from_settings
@@ -47,11 +48,13 @@ def build_application(
         await check_connection(engine, database_url)
         redis = await connect(redis_url, attempts=5)
         key = storage.pseudonym_key.get_secret_value() if storage.pseudonym_key else None
+        pseudonyms = Pseudonymizer.load_or_create(storage.ensure_data_dir(), key)
+        anchor = AuditAnchor.from_pseudonyms(storage.ensure_data_dir(), pseudonyms)
         res = resources.Resources(
             settings=settings,
-            sessionmaker=make_sessionmaker(engine),
+            sessionmaker=anchor.attach(make_sessionmaker(engine)),
             queue=queue_from_settings(redis, storage),
-            pseudonyms=Pseudonymizer.load_or_create(storage.ensure_data_dir(), key),
+            pseudonyms=pseudonyms,
             consent=load_consent_text(settings.retention_days, settings.reviewers),
             updates=UpdateLog(redis, storage.queue_namespace),
         )

@@ -47,6 +47,17 @@ class AuditChainError(StorageError):
         self.row_id = row_id
 
 
+class AuditAnchorError(AuditChainError):
+    """The chain does not reach its anchor (rows deleted or rewritten), or the anchor file is bad.
+
+    ``row_id`` is the anchored row when the chain is at fault, 0 when the anchor file itself is.
+    """
+
+    def __init__(self, reason: str, row_id: int = 0) -> None:
+        StorageError.__init__(self, f"audit chain broken at row {row_id}: {reason}" if row_id else reason)
+        self.row_id = row_id
+
+
 class UnknownUserError(StorageError):
     """No user row exists for ``pseudonym``."""
 

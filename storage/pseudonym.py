@@ -52,6 +52,10 @@ class Pseudonymizer:
         """Return the pseudonym of a Telegram chat id."""
         return self._digest("chat", telegram_chat_id)
 
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` (e.g. "audit-anchor"), derived from the key; the key stays hidden."""
+        return hmac.new(self._key, f"derive:{purpose}".encode("ascii"), hashlib.sha256).digest()
+
     def _digest(self, domain: str, value: int) -> str:
         """HMAC-SHA256 hex of ``<domain>:<value>``."""
         message = f"{domain}:{int(value)}".encode("ascii")

@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli.common import database_url, prepare_database, shared_redis_url
+from storage.audit_anchor import AuditAnchor
 from storage.db import make_engine, make_sessionmaker
 from storage.errors import RedisUnavailableError
 from storage.settings import StorageSettings
@@ -41,8 +42,9 @@ def read_password(prompt: str = "Password: ") -> str:
 async def _in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run ``work`` in one committed transaction on ``url``."""
     engine = make_engine(url)
+    anchor = AuditAnchor.for_storage(StorageSettings())
     try:
-        async with make_sessionmaker(engine).begin() as session:
+        async with anchor.attach(make_sessionmaker(engine)).begin() as session:
             return await work(session)
     finally:
         await engine.dispose()
@@ -110,9 +112,8 @@ def serve(args: argparse.Namespace) -> int:
     url = _database()
     secret = load_or_create_secret(storage.ensure_data_dir(), os.environ.get("CONSOLE_SECRET_KEY"))
     engine = make_engine(url)
-    app = create_app(
-        make_sessionmaker(engine), secret_key=secret, https=args.https, health=_health_probe(storage)
-    )
+    sessions = AuditAnchor.for_storage(storage).attach(make_sessionmaker(engine))
+    app = create_app(sessions, secret_key=secret, https=args.https, health=_health_probe(storage))
     config = server_config(app, args.host, args.port, proxies)
     log.info("console.start", host=args.host, port=args.port, https=args.https, trusted_proxies=len(proxies))
     print(f"review console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.cli.common import database_url, prepare_database
 from bot.errors import BotError
+from storage.audit_anchor import AuditAnchor
 from storage.db import make_engine, make_sessionmaker
 from storage.research_export import audited_export
 from storage.settings import StorageSettings
@@ -38,11 +39,14 @@ def default_actor() -> str:
         return "cli:unknown"
 
 
-async def _export(url: str, actor: str, since: datetime, until: datetime, fmt: str) -> tuple[bytes, int, str]:
-    """Build the file and commit its audit event."""
+async def _export(
+    url: str, anchor: AuditAnchor, actor: str, window: tuple[datetime, datetime], fmt: str
+) -> tuple[bytes, int, str]:
+    """Build the file and commit its audit event (anchored)."""
+    since, until = window
     engine = make_engine(url)
     try:
-        async with make_sessionmaker(engine).begin() as session:
+        async with anchor.attach(make_sessionmaker(engine)).begin() as session:
             return await audited_export(session, actor=actor, since=since, until=until, fmt=fmt)
     finally:
         await engine.dispose()
@@ -84,9 +88,12 @@ def export(args: argparse.Namespace) -> int:
         raise BotError("--until must be after --since")
     if args.out:
         _refuse_link(Path(args.out))  # before the export is built and audited
-    url = database_url(StorageSettings())
+    storage = StorageSettings()
+    url = database_url(storage)
     prepare_database(url)
-    content, rows, digest = asyncio.run(_export(url, args.actor or default_actor(), since, until, args.fmt))
+    anchor = AuditAnchor.for_storage(storage)
+    actor = args.actor or default_actor()
+    content, rows, digest = asyncio.run(_export(url, anchor, actor, (since, until), args.fmt))
     if args.out:
         _write_private(Path(args.out), content)
     else:
