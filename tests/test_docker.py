@@ -11,10 +11,12 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER_DIR = ROOT / "docker"
@@ -23,10 +25,13 @@ DOCKERFILE = DOCKER_DIR / "Dockerfile"
 IGNORE_FILE = DOCKER_DIR / "Dockerfile.dockerignore"
 ENV_EXAMPLE = DOCKER_DIR / "env.example"
 
+APP_ROLE_SQL = DOCKER_DIR / "app-role.sql"
+
 SECRETS = {
     "TELEGRAM_BOT_TOKEN": "123456:dummy-token-for-tests",
     "PSEUDONYM_KEY": "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
     "POSTGRES_PASSWORD": "dummypassword",
+    "APP_DB_PASSWORD": "dummyapppassword",
 }
 OPTIONAL_SECRETS = ("HF_TOKEN",)
 BUILD_TOOLS = ("build-essential", "cmake", "gcc", "g++", "make", "git")
@@ -103,7 +108,8 @@ def test_compose_start_order(tmp_path: Path) -> None:
     bot_deps = services["bot"]["depends_on"]
     assert bot_deps["redis"]["condition"] == "service_healthy"
     assert bot_deps["postgres"]["condition"] == "service_healthy"
-    assert bot_deps["migrate"]["condition"] == "service_completed_successfully"
+    assert bot_deps["app-role"]["condition"] == "service_completed_successfully"  # after migrate
+    assert services["app-role"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("redis", "postgres", "bot", "worker"):
         assert services[name].get("healthcheck", {}).get("test"), name
@@ -141,12 +147,55 @@ def test_secrets_come_through(tmp_path: Path) -> None:
     assert bot_env["TELEGRAM_BOT_TOKEN"] == SECRETS["TELEGRAM_BOT_TOKEN"]
     assert bot_env["PSEUDONYM_KEY"] == worker_env["PSEUDONYM_KEY"] == SECRETS["PSEUDONYM_KEY"]
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == SECRETS["POSTGRES_PASSWORD"]
-    expected_url = f"postgresql://meditron:{SECRETS['POSTGRES_PASSWORD']}@postgres:5432/meditron"
-    for name in ("migrate", "bot", "worker"):
-        assert services[name]["environment"]["DATABASE_URL"] == expected_url
+    for name in ("bot", "worker"):
         assert services[name]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     # The worker never needs the bot token.
     assert "TELEGRAM_BOT_TOKEN" not in worker_env
+
+
+@needs_compose
+def test_only_the_migration_steps_use_the_owner_and_the_bot_logs_in_as_the_app_role(tmp_path: Path) -> None:
+    """migrate and app-role connect as the owner; the bot as APP_DB_USER; the worker has no database."""
+    services = _rendered(tmp_path)["services"]
+    owner, owner_password = "meditron", SECRETS["POSTGRES_PASSWORD"]
+    assert services["postgres"]["environment"]["POSTGRES_USER"] == owner
+    migrate_url = make_url(services["migrate"]["environment"]["DATABASE_URL"])
+    assert (migrate_url.username, migrate_url.password, migrate_url.host) == (
+        owner,
+        owner_password,
+        "postgres",
+    )
+    role = services["app-role"]
+    assert role["image"] == services["postgres"]["image"]
+    assert (role["environment"]["PGUSER"], role["environment"]["PGPASSWORD"]) == (owner, owner_password)
+    assert role["environment"]["APP_DB_PASSWORD"] == SECRETS["APP_DB_PASSWORD"]
+    mount = next(volume for volume in role["volumes"] if volume["target"] == "/app-role.sql")
+    assert Path(mount["source"]) == APP_ROLE_SQL and mount["read_only"] is True
+    assert role["command"][-2:] == ["-f", "/app-role.sql"] and "ON_ERROR_STOP=1" in role["command"]
+    assert role["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    bot = services["bot"]
+    bot_url = make_url(bot["environment"]["DATABASE_URL"])
+    assert (bot_url.username, bot_url.password) == (
+        role["environment"]["APP_DB_USER"],
+        SECRETS["APP_DB_PASSWORD"],
+    )
+    assert bot_url.username == "meditron_bot" != owner and owner_password not in str(bot["environment"])
+    assert bot["depends_on"]["app-role"]["condition"] == "service_completed_successfully"
+    worker_env = services["worker"]["environment"]
+    assert "DATABASE_URL" not in worker_env and owner_password not in str(worker_env)
+    users = {name: make_url(s["environment"]["DATABASE_URL"]).username
+             for name, s in services.items() if "DATABASE_URL" in s.get("environment", {})}  # fmt: skip
+    assert users == {"migrate": owner, "bot": "meditron_bot"}
+
+
+@needs_compose
+def test_app_db_user_can_be_renamed(tmp_path: Path) -> None:
+    """APP_DB_USER names the login in the bot's URL and in the role step alike."""
+    result = _compose(tmp_path, {**SECRETS, "APP_DB_USER": "field_bot"}, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert make_url(services["bot"]["environment"]["DATABASE_URL"]).username == "field_bot"
+    assert services["app-role"]["environment"]["APP_DB_USER"] == "field_bot"
 
 
 @needs_compose
@@ -231,3 +280,96 @@ def test_build_context_is_an_allow_list() -> None:
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert {"pyproject.toml", "bot", "inference", "storage", "migrations"} <= allowed
     assert not any(name.startswith((".env", ".venv", ".git", "tests", "docker")) for name in allowed)
+
+
+def _psql_env(url: str, app_user: str) -> dict[str, str]:
+    """libpq variables for the owner at ``url``, and the app-role step's two variables."""
+    parsed = make_url(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(
+        PGHOST=parsed.host or "127.0.0.1",
+        PGPORT=str(parsed.port or 5432),
+        PGUSER=parsed.username or "postgres",
+        PGDATABASE=str(parsed.database),
+        APP_DB_USER=app_user,
+        APP_DB_PASSWORD="app-" + uuid.uuid4().hex,
+    )
+    if parsed.password:
+        env["PGPASSWORD"] = str(parsed.password)
+    return env
+
+
+def _app_role_step(url: str, app_user: str) -> subprocess.CompletedProcess[str]:
+    """docker/app-role.sql run exactly as the compose `app-role` service runs it."""
+    command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(APP_ROLE_SQL)]
+    return subprocess.run(
+        command, env=_psql_env(url, app_user), capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def _as_app_user(url: str, app_user: str) -> tuple[str, list[str]]:
+    """As the login role: migrate (a no-op), record a question (the bot's writes); then try to tamper.
+
+    Returns the role's attributes line and the error of each tampering statement.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from storage.db import make_engine, make_sessionmaker
+    from storage.migrate import upgrade_async
+    from tests.test_consent_storage import seed
+
+    app_url = make_url(url).set(username=app_user, password=None).render_as_string(hide_password=False)
+    await upgrade_async(app_url)  # what `meditron-bot bot` does at start
+    engine = make_engine(app_url)
+    sessions, errors = make_sessionmaker(engine), []
+    try:
+        await seed(sessions, questions=1)  # users, consent, questions, answers, feedback, audit rows
+        async with sessions.begin() as session:
+            attributes = (await session.execute(text(
+                "SELECT u.rolsuper::text || u.rolcreaterole::text || u.rolcreatedb::text || "
+                "string_agg(g.rolname, ',') FROM pg_roles u JOIN pg_auth_members m ON m.member = u.oid "
+                "JOIN pg_roles g ON g.oid = m.roleid WHERE u.rolname = current_user "
+                "GROUP BY u.rolsuper, u.rolcreaterole, u.rolcreatedb"
+            ))).scalar_one()  # fmt: skip
+        for statement in ("UPDATE audit_events SET payload = '{}'", "DELETE FROM audit_events",
+                          "TRUNCATE audit_events", "DELETE FROM consent_events"):  # fmt: skip
+            try:
+                async with sessions.begin() as session:
+                    await session.execute(text(statement))
+            except DBAPIError as exc:
+                errors.append(str(exc.orig))
+    finally:
+        await engine.dispose()
+    return attributes, errors
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(shutil.which("psql") is None, reason="psql is not installed")
+async def test_the_app_login_made_like_compose_cannot_change_the_audit_log(fresh_postgres_url: str) -> None:
+    """Owner migrates; app-role.sql makes the login; as it the bot's writes work, tampering is refused."""
+    from sqlalchemy import text
+
+    from storage.db import make_engine
+    from storage.migrate import upgrade_async
+
+    app_user = f"test_app_{uuid.uuid4().hex[:12]}"
+    await upgrade_async(fresh_postgres_url)  # the `migrate` step, as the owner
+    try:
+        first, again = (
+            _app_role_step(fresh_postgres_url, app_user),
+            _app_role_step(fresh_postgres_url, app_user),
+        )
+        assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+        attributes, errors = await _as_app_user(fresh_postgres_url, app_user)
+        assert attributes == "falsefalsefalsemeditron_app"
+        assert len(errors) == 4 and all("permission denied" in error for error in errors), errors
+        owner = _app_role_step(fresh_postgres_url, make_url(fresh_postgres_url).username or "postgres")
+        assert owner.returncode != 0 and "must not be the database owner" in owner.stderr
+    finally:
+        engine = make_engine(fresh_postgres_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text(f'DROP ROLE IF EXISTS "{app_user}"'))
+        finally:
+            await engine.dispose()
