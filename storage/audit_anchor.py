@@ -130,7 +130,11 @@ class AuditAnchor:
         return Checkpoint(row_id, head_hash)
 
     def _write(self, checkpoint: Checkpoint) -> None:
-        """Replace the file atomically (a fresh 0600 file, fsynced, renamed over the old one)."""
+        """Replace the file atomically (a fresh 0600 file, fsynced, renamed over the old one).
+
+        The directory is not fsynced: should a crash undo the rename, the previous anchor is back,
+        which still verifies (it names an older row of the same chain).
+        """
         data = {
             "format": _FORMAT,
             "head_hash": checkpoint.head_hash,
@@ -148,7 +152,6 @@ class AuditAnchor:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        _fsync_directory(directory)
 
     def __repr__(self) -> str:
         """Describe the anchor without its keys."""
@@ -159,15 +162,6 @@ class AuditAnchor:
     def __reduce__(self) -> tuple[object, ...]:
         """Refuse pickling, which would copy the keys somewhere."""
         raise TypeError("AuditAnchor cannot be pickled")
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable."""
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def anchor_of(session: AsyncSession) -> AuditAnchor | None:

@@ -29,8 +29,9 @@ def describe(report: ChainReport) -> str:
     lines = [f"audit chain intact: {report.rows} rows ({report.keyed_rows} keyed with the audit key)"]
     if report.anchor is not None:
         lines.append(
-            f"anchored: row {report.anchor.row_id} (row {report.anchored_rows} of the chain) matches "
-            "the signed anchor file; rows up to it were neither deleted nor rewritten"
+            f"anchored: row {report.anchor.row_id} (row {report.anchored_rows} of the chain, hash "
+            f"{report.anchor.head_hash}) matches the signed anchor file: rows up to it were neither "
+            "deleted nor rewritten"
         )
     if report.unanchored_rows:
         lines.append(
