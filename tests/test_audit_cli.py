@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -21,14 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.audit_start import audit_bot_start
 from bot.settings import BotSettings
-from storage.audit_anchor import ANCHOR_FILE_NAME, AuditAnchor
+from storage.audit_anchor import ANCHOR_FILE_NAME, AuditAnchor, Checkpoint
 from storage.db import make_engine, make_sessionmaker
+from storage.errors import AuditAnchorError
 from storage.models import AuditEvent, User
 from storage.pseudonym import Pseudonymizer
-from storage.repository.audit import GENESIS_HASH, row_hash, verify_chain
+from storage.repository.audit import GENESIS_HASH, row_hash, verify_audit, verify_chain
 from storage.settings import StorageSettings
 from storage.startup_audit import audit_startup, settings_snapshot
+from tests.support.stack import PSEUDONYM_KEY as STACK_KEY
+from tests.support.stack import Stack
 from tests.test_consent_storage import seed
+from tests.test_e2e import _consent
 
 Sessions = async_sessionmaker[AsyncSession]
 PSEUDONYM_KEY = "p" * 64
@@ -304,3 +309,22 @@ async def test_export_command_keys_and_anchors_its_audit_row(
     keyed = row_hash(newest.prev_hash, newest.created_at, newest.event, newest.subject, newest.payload,
                      cli_anchor(tmp_path).chain_key)  # fmt: skip
     assert newest.hash == keyed
+
+
+async def test_the_running_bot_keys_and_anchors_what_it_audits(
+    stack: Stack, running_bot: Any, sessionmaker: Sessions
+) -> None:
+    """Consent given through the real bot: keyed rows, the anchor at the newest; then truncation shows."""
+    anchor = AuditAnchor.from_pseudonyms(stack.storage.data_dir, Pseudonymizer.from_key(STACK_KEY.encode()))
+    await _consent(stack, "both", user=7_310_045_530)
+    rows = await _rows(sessionmaker)
+    consent_rows = [row for row in rows if row.event.startswith("consent")]
+    assert consent_rows and anchor.read() == Checkpoint(rows[-1].id, rows[-1].hash)
+    checking = anchor.attach(make_sessionmaker(sessionmaker.kw["bind"]))
+    async with checking.begin() as session:
+        report = await verify_audit(session)
+    assert report.keyed_rows == report.rows == report.anchored_rows == len(rows)
+    await _sql(sessionmaker, "DELETE FROM audit_events WHERE id = :i", i=rows[-1].id)
+    with pytest.raises(AuditAnchorError, match="newest rows were deleted"):
+        async with checking.begin() as session:
+            await verify_audit(session)
