@@ -10,5 +10,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     audit = sub.add_parser("audit", help="check the tamper-evident audit log")
     actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     actions.add_parser(
-        "verify", help="walk the hash chain: exit 0 with the row count, exit 1 naming the first broken row"
+        "verify",
+        help="walk the keyed hash chain up to its signed anchor (DATA_DIR/audit.anchor): exit 0 saying "
+        "what was checked, exit 1 naming the first broken row, truncation, or a missing or edited anchor",
     ).set_defaults(handler="audit_cmd:verify")

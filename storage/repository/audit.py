@@ -197,7 +197,8 @@ class _Walk:
         if self.key is not None and row_hash(*fields, self.key) == row.hash:
             return True
         if row_hash(*fields) != row.hash:
-            raise AuditChainError(row.id, "content does not match its hash (the row was changed)")
+            hint = "" if self.key is not None else "; or it is keyed and this check has no audit key"
+            raise AuditChainError(row.id, f"content does not match its hash (the row was changed{hint})")
         if self.keyed_rows:
             raise AuditChainError(
                 row.id, "unkeyed hash after keyed rows (rewritten without the key, or written without it)"
