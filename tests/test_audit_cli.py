@@ -30,7 +30,6 @@ from storage.pseudonym import Pseudonymizer
 from storage.repository.audit import GENESIS_HASH, row_hash, verify_audit, verify_chain
 from storage.settings import StorageSettings
 from storage.startup_audit import audit_startup, settings_snapshot
-from tests.support.stack import PSEUDONYM_KEY as STACK_KEY
 from tests.support.stack import Stack
 from tests.test_consent_storage import seed
 from tests.test_e2e import _consent
@@ -315,7 +314,7 @@ async def test_the_running_bot_keys_and_anchors_what_it_audits(
     stack: Stack, running_bot: Any, sessionmaker: Sessions
 ) -> None:
     """Consent given through the real bot: keyed rows, the anchor at the newest; then truncation shows."""
-    anchor = AuditAnchor.from_pseudonyms(stack.storage.data_dir, Pseudonymizer.from_key(STACK_KEY.encode()))
+    anchor = stack.audit_anchor()
     await _consent(stack, "both", user=7_310_045_530)
     rows = await _rows(sessionmaker)
     consent_rows = [row for row in rows if row.event.startswith("consent")]

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import texts
 from bot.consent import consent_for
 from bot.i18n import t
-from storage.audit_anchor import AuditAnchor
 from storage.erasure import tombstones
 from storage.models import AuditEvent, ConsentEvent, Question, User
 from storage.pseudonym import Pseudonymizer
@@ -63,10 +62,7 @@ async def test_consent_withdraw_and_forget(stack: Stack, running_bot: Any, sessi
     await stack.stub.wait_for(
         "sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == USER, since=before
     )
-    # The bot keys its audit rows with a key derived from the pseudonym key: verify as it does.
-    AuditAnchor.from_pseudonyms(
-        stack.storage.data_dir, Pseudonymizer.from_key(PSEUDONYM_KEY.encode())
-    ).attach(sessionmaker)
+    stack.audit_anchor().attach(sessionmaker)  # the bot's rows are keyed: verify as the bot does
     async with sessionmaker.begin() as session:
         assert await get_user(session, _pseudonym()) is None  # a message without a consent choice: no row
         events = list((await session.execute(select(ConsentEvent.scope, ConsentEvent.new_value))).all())

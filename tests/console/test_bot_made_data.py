@@ -53,6 +53,7 @@ async def _pages(sessionmaker: async_sessionmaker[AsyncSession], *paths: str) ->
 async def test_the_console_shows_the_danger_sign_the_bot_recorded(
     stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession], accounts: None
 ) -> None:
+    stack.audit_anchor().attach(sessionmaker)  # verify and serve with the bot's audit key, as deployed
     await consent(stack, ADA)
     await consent(stack, BEN)
     before = len(stack.stub.calls)

@@ -19,6 +19,8 @@ from bot.app import build_application
 from bot.settings import BotSettings
 from inference.engine import Engine
 from inference.worker import Worker, WorkerConfig
+from storage.audit_anchor import AuditAnchor
+from storage.pseudonym import Pseudonymizer
 from storage.queue import QueueNames, queue_from_settings
 from storage.redis_server import connect
 from storage.settings import StorageSettings
@@ -37,6 +39,11 @@ class Stack:
     redis_url: str
     db_url: str
     model_path: Path
+
+    def audit_anchor(self) -> AuditAnchor:
+        """The bot's audit anchor and chain key: attach it to a sessionmaker to verify or write as the bot."""
+        pseudonyms = Pseudonymizer.from_key(PSEUDONYM_KEY.encode())
+        return AuditAnchor.from_pseudonyms(self.storage.data_dir, pseudonyms)
 
     def worker_env(self, **extra: str) -> dict[str, str]:
         """Environment of a worker process on this stack."""
