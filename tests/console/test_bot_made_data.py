@@ -51,9 +51,11 @@ async def _pages(sessionmaker: async_sessionmaker[AsyncSession], *paths: str) ->
 
 
 async def test_the_console_shows_the_danger_sign_the_bot_recorded(
-    stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession], accounts: None
+    sessionmaker: async_sessionmaker[AsyncSession], accounts: None, stack: Stack, running_bot: Any
 ) -> None:
-    stack.audit_anchor().attach(sessionmaker)  # verify and serve with the bot's audit key, as deployed
+    # Accounts first (plain rows, as before keying), then the bot's keyed rows; the console and the
+    # check below use the bot's audit key, as deployed (a key-less writer after keyed rows is flagged).
+    stack.audit_anchor().attach(sessionmaker)
     await consent(stack, ADA)
     await consent(stack, BEN)
     before = len(stack.stub.calls)
