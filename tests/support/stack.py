@@ -107,7 +107,10 @@ async def inprocess_worker(
     engine = await asyncio.to_thread(Engine, stack.model_path, n_ctx=2048, n_threads=2)
     redis = await connect(stack.redis_url)
     worker = Worker(
-        queue_from_settings(redis, stack.storage), engine, WorkerConfig(name, "0" * 64, max_tokens)
+        queue_from_settings(redis, stack.storage),
+        engine,
+        # As `serve` does: the heartbeat follows the claim time (a quarter of it).
+        WorkerConfig(name, "0" * 64, max_tokens, heartbeat_s=stack.storage.queue_claim_idle_ms / 4000),
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
