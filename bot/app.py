@@ -19,6 +19,7 @@ from bot.consent import load_consent_text
 from bot.delivery import AnswerDelivery
 from bot.errors import ConfigurationError
 from bot.ingest import IngestConfig, UpdateIngest
+from bot.jobs.hygiene import start_hygiene
 from bot.jobs.retention import schedule_retention
 from bot.settings import BotSettings
 from storage.audit_anchor import AuditAnchor
@@ -80,6 +81,7 @@ def build_application(
             interval = settings.monitor_interval_s
             app.job_queue.run_repeating(monitor.check, interval=interval, first=interval)
         schedule_retention(app.job_queue, res.sessionmaker, settings.retention_days)
+        app.bot_data["hygiene"] = await start_hygiene(app.job_queue, redis, engine, settings, storage)
         await audit_bot_start(res.sessionmaker, settings, storage)
         log.info("bot.ready")
 

@@ -44,6 +44,9 @@ class BotSettings(BaseSettings):
     worker_down_s: float = Field(default=30.0, gt=0, description="no worker read the queue this long: alert")
     stall_alert_s: float = Field(default=600.0, gt=0, description="oldest question older: worker down?")
     default_language: str = "en"
+    # Disk hygiene: erased text and raw ids leave the files (append-only file, SQLite WAL).
+    hygiene_interval_s: float = Field(default=30.0, ge=1, le=50, description="at most this often")
+    redis_aof_rewrite: bool = Field(default=False, description="also rewrite an external Redis's file")
 
     @property
     def restricted(self) -> bool:

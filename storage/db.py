@@ -4,11 +4,19 @@ SQLite transactions start with ``BEGIN IMMEDIATE``: a transaction takes the writ
 begins, so two writers can never both read the same state (e.g. the last audit hash) and then
 both write. WAL mode keeps readers outside transactions unblocked; the busy timeout makes a second
 process wait for the lock instead of failing.
+
+Erased text must leave the files too: ``secure_delete`` zeroes freed space in the main file, and
+:func:`checkpoint_wal` copies the write-ahead log into it and truncates the log to zero bytes. The
+database file and its ``-wal`` and ``-shm`` files are readable by their owner only (SQLite gives the
+other two the main file's mode).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storage.errors import DatabaseUnavailableError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 _ASYNC_DRIVERS = {
     "postgres": "postgresql+asyncpg",
     "postgresql": "postgresql+asyncpg",
@@ -68,21 +77,89 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    """Take over BEGIN from the driver and set WAL, foreign keys and the busy timeout."""
+    """Take over BEGIN from the driver; set secure delete, WAL, foreign keys and the busy timeout.
+
+    The database's files lose any group and other permissions before the first read creates the
+    ``-wal`` and ``-shm`` files (which SQLite gives the main file's mode).
+    """
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
+        cursor.execute("PRAGMA database_list")
+        for _seq, name, filename in cursor.fetchall():
+            if name == "main" and filename:
+                restrict_sqlite_files(Path(filename))
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA secure_delete = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
 
 
+def restrict_sqlite_files(database: Path) -> None:
+    """Remove group and other permissions from the database file and its side files that exist."""
+    for suffix in SQLITE_SIDE_FILES:
+        path = database.with_name(database.name + suffix)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(path, mode & 0o700)
+        except FileNotFoundError:
+            continue
+
+
 def _sqlite_on_begin(connection: Connection) -> None:
     """Start every SQLite transaction holding the write lock (BEGIN IMMEDIATE)."""
     if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass(frozen=True)
+class WalCheckpoint:
+    """The result of ``PRAGMA wal_checkpoint(TRUNCATE)``: ``busy`` means it could not finish."""
+
+    busy: bool
+    frames: int
+    wal_bytes_before: int
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file of a SQLite URL (None for other databases, in-memory and ``file:`` URIs)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+async def checkpoint_wal(engine: AsyncEngine) -> WalCheckpoint | None:
+    """Copy a non-empty SQLite write-ahead log into the database file and truncate it to zero bytes.
+
+    Returns None when there was nothing to do (not SQLite, or the ``-wal`` file is absent or empty).
+    Readers still inside a transaction make it wait (busy timeout); ``busy`` says it gave up.
+    """
+    path = sqlite_path(engine.url)
+    before = _wal_size(path) if path is not None else 0
+    if not before:
+        return None
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        row = (await autocommit.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+    return WalCheckpoint(busy=bool(row[0]), frames=int(row[1]), wal_bytes_before=before)
+
+
+def _wal_size(database: Path) -> int:
+    """Bytes in the database's ``-wal`` file (0 when there is none)."""
+    try:
+        return database.with_name(database.name + "-wal").stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -104,16 +181,10 @@ async def check_connection(engine: AsyncEngine, url: str, timeout: float = 10.0)
 
 def _sqlite_path_problem(url: str) -> str | None:
     """Say why a SQLite file URL cannot be opened (missing directory), or return None."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
+    database = sqlite_path(url)
+    if database is None:
         return None
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return None
-    if database.startswith("file:"):
-        return None
-    directory = Path(database).parent
+    directory = database.parent
     if not directory.is_dir():
         return f"directory {directory} does not exist"
     return None

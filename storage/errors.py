@@ -72,3 +72,10 @@ class UnknownQuestionError(StorageError):
     def __init__(self, question_id: str) -> None:
         super().__init__(f"no question with id {question_id}")
         self.question_id = question_id
+
+
+class AofRewriteError(StorageError):
+    """Redis could not rewrite its append-only file (refused, failed or too slow)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Redis did not rewrite its append-only file: {reason}")

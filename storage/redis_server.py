@@ -63,6 +63,13 @@ class PrivateRedis:
             "--dir", str(self.directory),
             "--appendonly", "yes",
             "--save", "",
+            # Erased entries leave memory and files (see bot/jobs/hygiene.py): a stream node holds one
+            # entry, so XDEL frees it (a node of many keeps deleted entries' bytes, also in DUMP and
+            # the rewritten file); values are stored uncompressed, so a byte scan of the files can check
+            # it; the slow log, which keeps command arguments, is off.
+            "--stream-node-max-entries", "1",
+            "--rdbcompression", "no",
+            "--slowlog-log-slower-than", "-1",
             "--daemonize", "no",
             "--loglevel", "warning",
             "--logfile", str(self.directory / "redis.log"),

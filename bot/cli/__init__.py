@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -24,6 +25,7 @@ def _handler(name: str) -> Callable[..., int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    os.umask(0o077)  # every file and folder this process and its children create: owner only
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     try:
