@@ -241,11 +241,12 @@ async def test_delivered_answer_leaves_nothing_without_research_consent(
 async def test_private_redis_forgets_a_deleted_stream_entry_on_rewrite(private_redis: PrivateRedis) -> None:
     """With the private server's settings a deleted entry leaves memory (DUMP) and the rewritten file."""
     gone, stays = _marker().encode(), _marker().encode()
+    padding = b" and the dose, the dose, the dose" * 4  # compressible, as answers often are
     aof = private_redis.directory / "appendonly.aof"
     redis = Redis.from_url(private_redis.url)
     try:
-        first = await redis.xadd("s", {"m": gone})
-        await redis.xadd("s", {"m": stays})
+        first = await redis.xadd("s", {"m": gone + padding})
+        await redis.xadd("s", {"m": stays + padding})
         assert await rewrite_aof(redis) is True
         assert gone in aof.read_bytes() and stays in aof.read_bytes()  # uncompressed: a scan sees it
         assert await rewrite_aof(redis) is False  # nothing written since: no rewrite
