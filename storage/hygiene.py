@@ -2,7 +2,7 @@
 
 Redis appends every command to its append-only file, so a deleted stream entry or key (question
 text, answer text, a raw chat id) stays on disk until the file is rewritten from memory.
-:func:`rewrite_aof` rewrites it when it has grown since the last rewrite. SQLite's side is
+:func:`rewrite_aof` rewrites it when anything changed since the last rewrite. SQLite's side is
 :func:`storage.db.checkpoint_wal`.
 """
 
@@ -12,6 +12,7 @@ import asyncio
 import os
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,25 +39,56 @@ def _is_under(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
-async def rewrite_aof(redis: Redis, timeout: float = 60.0) -> bool:
-    """Rewrite the append-only file if it grew since its last rewrite; True when it was rewritten.
+@dataclass(frozen=True)
+class WriteMark:
+    """How far a Redis server's writes had gone: every change to the data set increments one of these.
 
-    Growth means some command ran since, and any of them may have deleted or replaced a value whose
-    bytes the file still holds; the rewrite keeps only what is in memory. Nothing is done when
-    persistence is off or a rewrite is already running (the next call checks again). Waits for the
-    rewrite to finish; AofRewriteError when it failed, was refused or took longer than ``timeout``.
+    ``changes`` counts commands that changed data (since the last RDB save), ``expired`` and
+    ``evicted`` the keys Redis deleted by itself; ``run_id`` changes when the server restarts.
+    """
+
+    run_id: str
+    changes: int
+    expired: int
+    evicted: int
+
+
+async def write_mark(redis: Redis) -> WriteMark:
+    """The server's current write mark."""
+    server = await redis.info("server")
+    persistence = await redis.info("persistence")
+    stats = await redis.info("stats")
+    return WriteMark(
+        run_id=str(server.get("run_id", "")),
+        changes=int(persistence.get("rdb_changes_since_last_save", 0)),
+        expired=int(stats.get("expired_keys", 0)),
+        evicted=int(stats.get("evicted_keys", 0)),
+    )
+
+
+async def rewrite_aof(redis: Redis, since: WriteMark | None, timeout: float = 60.0) -> WriteMark | None:
+    """Rewrite the append-only file unless nothing changed since ``since``; the new mark, or None.
+
+    ``since`` is the mark returned by the previous rewrite (None: rewrite anyway, e.g. at start, as
+    the file may hold what was deleted before a restart). Any change since may have deleted or
+    replaced a value whose bytes the file still holds; the rewrite keeps only what is in memory.
+    The mark is taken just before the rewrite forks, so a change made while it runs (whose deleted
+    value may be in the rewritten file) differs from it and brings another rewrite next time.
+    Nothing is done (None) when persistence is off or a rewrite is already running. Waits for the
+    rewrite; AofRewriteError when it failed, was refused or took longer than ``timeout``.
     """
     info = await redis.info("persistence")
     if not int(info.get("aof_enabled", 0)) or _rewriting(info):
-        return False
-    if int(info.get("aof_current_size", 0)) <= int(info.get("aof_base_size", 0)):
-        return False
+        return None
+    mark = await write_mark(redis)
+    if mark == since:
+        return None
     try:
         await redis.bgrewriteaof()  # type: ignore[no-untyped-call]
     except ResponseError as exc:
         raise AofRewriteError(str(exc).splitlines()[0]) from None
     await _wait_rewritten(redis, timeout)
-    return True
+    return mark
 
 
 def _rewriting(info: dict[str, Any]) -> bool:
