@@ -41,10 +41,10 @@ def _is_under(path: Path, root: Path) -> bool:
 
 @dataclass(frozen=True)
 class WriteMark:
-    """How far a Redis server's writes had gone: every change to the data set increments one of these.
+    """How far a Redis server's writes had gone: whatever appends to the append-only file moves it.
 
-    ``changes`` counts commands that changed data (since the last RDB save), ``expired`` and
-    ``evicted`` the keys Redis deleted by itself; ``run_id`` changes when the server restarts.
+    ``changes`` counts commands that changed data (and some reads, e.g. of a consumer's pending
+    entries), ``expired`` and ``evicted`` the keys Redis deleted by itself; ``run_id`` is the server's.
     """
 
     run_id: str
@@ -52,43 +52,57 @@ class WriteMark:
     expired: int
     evicted: int
 
+    @classmethod
+    def of(cls, server: dict[str, Any], persistence: dict[str, Any], stats: dict[str, Any]) -> WriteMark:
+        """The mark in the INFO sections server, persistence and stats."""
+        return cls(
+            run_id=str(server.get("run_id", "")),
+            changes=int(persistence.get("rdb_changes_since_last_save", 0)),
+            expired=int(stats.get("expired_keys", 0)),
+            evicted=int(stats.get("evicted_keys", 0)),
+        )
+
 
 async def write_mark(redis: Redis) -> WriteMark:
     """The server's current write mark."""
-    server = await redis.info("server")
-    persistence = await redis.info("persistence")
-    stats = await redis.info("stats")
-    return WriteMark(
-        run_id=str(server.get("run_id", "")),
-        changes=int(persistence.get("rdb_changes_since_last_save", 0)),
-        expired=int(stats.get("expired_keys", 0)),
-        evicted=int(stats.get("evicted_keys", 0)),
+    return WriteMark.of(
+        await redis.info("server"), await redis.info("persistence"), await redis.info("stats")
     )
 
 
-async def rewrite_aof(redis: Redis, since: WriteMark | None, timeout: float = 60.0) -> WriteMark | None:
-    """Rewrite the append-only file unless nothing changed since ``since``; the new mark, or None.
+@dataclass(frozen=True)
+class AofRewrite:
+    """A finished rewrite. ``overlapped``: data changed while it ran, and Redis put those commands
+    into the new file, so it may hold a value deleted meanwhile: rewrite again (``force``)."""
 
-    ``since`` is the mark returned by the previous rewrite (None: rewrite anyway, e.g. at start, as
-    the file may hold what was deleted before a restart). Any change since may have deleted or
-    replaced a value whose bytes the file still holds; the rewrite keeps only what is in memory.
-    The mark is taken just before the rewrite forks, so a change made while it runs (whose deleted
-    value may be in the rewritten file) differs from it and brings another rewrite next time.
-    Nothing is done (None) when persistence is off or a rewrite is already running. Waits for the
-    rewrite; AofRewriteError when it failed, was refused or took longer than ``timeout``.
+    overlapped: bool
+
+
+async def rewrite_aof(redis: Redis, *, force: bool = False, timeout: float = 60.0) -> AofRewrite | None:
+    """Rewrite the append-only file if it grew since its last rewrite (or ``force``); None if not.
+
+    Growth means a command was appended, and it may have deleted or replaced a value whose bytes the
+    file still holds; the rewrite keeps only what is in memory. Force it at start (the file may
+    hold what was deleted before a restart: Redis counts a loaded file as rewritten) and after an
+    overlapped rewrite. Nothing is done when persistence is off or a rewrite is already running.
+    Waits for the rewrite; AofRewriteError when it failed, was refused or took over ``timeout`` s.
     """
     info = await redis.info("persistence")
     if not int(info.get("aof_enabled", 0)) or _rewriting(info):
         return None
-    mark = await write_mark(redis)
-    if mark == since:
+    if not force and int(info.get("aof_current_size", 0)) <= int(info.get("aof_base_size", 0)):
         return None
     try:
-        await redis.bgrewriteaof()  # type: ignore[no-untyped-call]
+        async with redis.pipeline(transaction=True) as pipe:  # the mark and the fork at one instant
+            pipe.info("server")
+            pipe.info("persistence")
+            pipe.info("stats")
+            pipe.bgrewriteaof()  # type: ignore[no-untyped-call]
+            server, persistence, stats, _ = await pipe.execute()
     except ResponseError as exc:
         raise AofRewriteError(str(exc).splitlines()[0]) from None
     await _wait_rewritten(redis, timeout)
-    return mark
+    return AofRewrite(overlapped=await write_mark(redis) != WriteMark.of(server, persistence, stats))
 
 
 def _rewriting(info: dict[str, Any]) -> bool:

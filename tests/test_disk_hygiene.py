@@ -247,13 +247,12 @@ async def test_private_redis_forgets_a_deleted_stream_entry_on_rewrite(private_r
     try:
         first = await redis.xadd("s", {"m": gone + padding})
         await redis.xadd("s", {"m": stays + padding})
-        mark = await rewrite_aof(redis, None)
-        assert mark is not None
+        assert await rewrite_aof(redis, force=True) is not None
         assert gone in aof.read_bytes() and stays in aof.read_bytes()  # uncompressed: a scan sees it
-        assert await rewrite_aof(redis, mark) is None  # nothing written since: no rewrite
+        assert await rewrite_aof(redis) is None  # nothing written since: no rewrite
         await redis.xdel("s", first)
         assert gone in aof.read_bytes()  # the XDEL alone leaves the text in the file
-        assert await rewrite_aof(redis, mark) is not None
+        assert await rewrite_aof(redis) is not None
         assert gone not in aof.read_bytes() and stays in aof.read_bytes()
         assert gone not in (await redis.dump("s") or b"")
     finally:
@@ -261,22 +260,26 @@ async def test_private_redis_forgets_a_deleted_stream_entry_on_rewrite(private_r
 
 
 async def test_a_deletion_during_a_rewrite_brings_another_rewrite(private_redis: PrivateRedis) -> None:
-    """The rewritten file holds what was alive when the rewrite began: a deletion meanwhile counts."""
+    """The rewritten file holds what was alive when the rewrite began: a deletion meanwhile is seen."""
     gone = _marker().encode()
     aof = private_redis.directory / "appendonly.aof"
     redis = Redis.from_url(private_redis.url)
     try:
         entry = await redis.xadd("s", {"m": gone})
+        quiet = await rewrite_aof(redis, force=True)
+        assert quiet is not None and not quiet.overlapped
         await redis.config_set("rdb-key-save-delay", 300_000)  # 0.3 s per key: a rewrite we can enter
-        rewrite = asyncio.create_task(rewrite_aof(redis, None))
+        rewrite = asyncio.create_task(rewrite_aof(redis, force=True))
         async with asyncio.timeout(10):
             while not (await redis.info("persistence"))["aof_rewrite_in_progress"]:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         await redis.xdel("s", entry)
-        mark = await rewrite
+        result = await rewrite
         await redis.config_set("rdb-key-save-delay", 0)
-        assert mark is not None and gone in aof.read_bytes()  # the file began before the deletion
-        assert await rewrite_aof(redis, mark) is not None  # the deletion changed the mark
+        assert result is not None and result.overlapped
+        assert gone in aof.read_bytes()  # the file began before the deletion
+        assert await rewrite_aof(redis) is None  # and Redis counts the deletion as rewritten
+        assert await rewrite_aof(redis, force=result.overlapped) is not None
         assert gone not in aof.read_bytes()
     finally:
         await redis.aclose()

@@ -2,11 +2,12 @@
 
 Deleting a stream entry or a key removes it from Redis's memory, and erasing a text sets a column
 to NULL, but the bytes stay in Redis's append-only file and in SQLite's write-ahead log. Every
-HYGIENE_INTERVAL_S seconds this job rewrites the append-only file, once at start and then whenever
-anything changed since the last rewrite began (for the private Redis of ``run``, any Redis whose
-files are under DATA_DIR, or an external one with REDIS_AOF_REWRITE), and checkpoints a non-empty
-SQLite WAL into the database file, truncating it. Being periodic, it covers every writer alike:
-erasure, retention, delivered answers, the stream of raw updates, other processes on the database.
+HYGIENE_INTERVAL_S seconds this job rewrites the append-only file (of the private Redis of ``run``,
+any Redis whose files are under DATA_DIR, or an external one with REDIS_AOF_REWRITE): once at start,
+then whenever it grew since the last rewrite, and again after a rewrite that data changed during.
+It also checkpoints a non-empty SQLite WAL into the database file and truncates it. Being periodic,
+it covers every writer alike: erasure, retention, delivered answers, the stream of raw updates,
+other processes on the same database. An idle bot writes nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from telegram.ext import ContextTypes, Job, JobQueue
 from bot.settings import BotSettings
 from storage.db import checkpoint_wal
 from storage.errors import AofRewriteError
-from storage.hygiene import WriteMark, keeps_files_in, restrict_tree, rewrite_aof
+from storage.hygiene import keeps_files_in, restrict_tree, rewrite_aof
 from storage.settings import StorageSettings
 
 log = structlog.get_logger("bot.hygiene")
@@ -44,7 +45,7 @@ class Hygiene:
     engine: AsyncEngine
     rewrite_aof: bool
     runs: int = 0
-    _mark: WriteMark | None = None  # where Redis's writes stood when the last rewrite began
+    _force: bool = True  # rewrite even without growth: at start, and after an overlapped rewrite
     _ran: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
 
     async def run_once(self) -> None:
@@ -66,14 +67,14 @@ class Hygiene:
         if not self.rewrite_aof:
             return False
         try:
-            mark = await rewrite_aof(self.redis, self._mark)
+            result = await rewrite_aof(self.redis, force=self._force)
         except (RedisError, OSError, AofRewriteError) as exc:
             reason = str(exc) if isinstance(exc, AofRewriteError) else None
             log.warning("hygiene.aof_failed", error=type(exc).__name__, reason=reason)
             return False
-        if mark is None:
+        if result is None:
             return False
-        self._mark = mark
+        self._force = result.overlapped
         return True
 
     async def _checkpoint(self) -> bool:
