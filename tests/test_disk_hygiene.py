@@ -15,6 +15,7 @@ import os
 import signal
 import stat
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
@@ -27,12 +28,14 @@ from sqlalchemy import select
 
 from bot import texts
 from bot.app import build_application
+from bot.fieldstate import FieldState
 from bot.jobs.hygiene import Hygiene
 from bot.settings import BotSettings
 from storage.db import checkpoint_wal, default_sqlite_url, make_engine
 from storage.hygiene import rewrite_aof
 from storage.migrate import upgrade_async
 from storage.models import Answer
+from storage.queue import QuestionMessage, QueueNames
 from storage.redis_server import PrivateRedis
 from storage.settings import StorageSettings
 from tests.support.stack import PSEUDONYM_KEY, LoggedProcess, Stack, inprocess_worker
@@ -306,6 +309,27 @@ async def test_sqlite_checkpoint_empties_the_wal_and_files_are_owner_only(tmp_pa
         assert await checkpoint_wal(engine) is None  # empty: nothing to do
     finally:
         await engine.dispose()
+
+
+async def test_a_held_question_put_back_keeps_its_expiry(
+    redis_client: Redis, queue_names: QueueNames
+) -> None:
+    """A held group question (text, raw chat id) that another question's timer finds keeps the
+    expiry it had (it once came back with a fresh hour)."""
+    state = FieldState(redis_client, queue_names.namespace)
+
+    def held(question_id: str) -> QuestionMessage:
+        return QuestionMessage(
+            question_id=question_id, chat_id=-100_777, message_id=5, user="pseudonym-a", text="dose?",
+            chat_type="supergroup", enqueued_at=time.time(),
+        )  # fmt: skip
+
+    await state.hold(held("older-question"), ttl_s=60)
+    await state.hold(held("newer-question"), ttl_s=60)  # replaces the older one
+    assert await state.take_held("pseudonym-a", "older-question") is None  # the older one's timer
+    assert 0 < await redis_client.ttl(f"{queue_names.namespace}:field:held:pseudonym-a") <= 120
+    newer = await state.take_held("pseudonym-a", "newer-question")
+    assert newer is not None and newer.question_id == "newer-question"
 
 
 # -- (3) ``meditron-bot run`` in a DATA_DIR that is 0755 --------------------------------------------
