@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storage.errors import DatabaseUnavailableError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CHECKPOINT_BUSY_TIMEOUT_MS = 2_000
 SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 _ASYNC_DRIVERS = {
     "postgres": "postgresql+asyncpg",
@@ -142,7 +143,8 @@ async def checkpoint_wal(engine: AsyncEngine) -> WalCheckpoint | None:
     """Copy a non-empty SQLite write-ahead log into the database file and truncate it to zero bytes.
 
     Returns None when there was nothing to do (not SQLite, or the ``-wal`` file is absent or empty).
-    Readers still inside a transaction make it wait (busy timeout); ``busy`` says it gave up.
+    Readers still inside a transaction make it wait, at most CHECKPOINT_BUSY_TIMEOUT_MS; ``busy``
+    says it gave up.
     """
     path = sqlite_path(engine.url)
     before = _wal_size(path) if path is not None else 0
@@ -150,7 +152,12 @@ async def checkpoint_wal(engine: AsyncEngine) -> WalCheckpoint | None:
         return None
     async with engine.connect() as connection:
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        row = (await autocommit.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+        # While it waits for readers, new writers wait too: give up soon (the next run tries again).
+        await autocommit.exec_driver_sql(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_TIMEOUT_MS}")
+        try:
+            row = (await autocommit.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+        finally:
+            await autocommit.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
     return WalCheckpoint(busy=bool(row[0]), frames=int(row[1]), wal_bytes_before=before)
 
 

@@ -31,7 +31,7 @@ from bot.app import build_application
 from bot.fieldstate import FieldState
 from bot.jobs.hygiene import Hygiene
 from bot.settings import BotSettings
-from storage.db import checkpoint_wal, default_sqlite_url, make_engine
+from storage.db import WalCheckpoint, checkpoint_wal, default_sqlite_url, make_engine
 from storage.hygiene import rewrite_aof
 from storage.migrate import upgrade_async
 from storage.models import Answer
@@ -307,6 +307,28 @@ async def test_sqlite_checkpoint_empties_the_wal_and_files_are_owner_only(tmp_pa
         assert result is not None and not result.busy
         assert (tmp_path / "meditron.db-wal").stat().st_size == 0
         assert await checkpoint_wal(engine) is None  # empty: nothing to do
+    finally:
+        await engine.dispose()
+
+
+async def test_checkpoint_gives_up_soon_while_a_reader_holds_an_old_snapshot(tmp_path: Path) -> None:
+    """A reader inside a transaction keeps the WAL: the checkpoint says busy after ~2 s, not 30."""
+    url = default_sqlite_url(tmp_path)
+    await upgrade_async(url)
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as reader:
+            raw = await reader.execution_options(isolation_level="AUTOCOMMIT")
+            await raw.exec_driver_sql("BEGIN")
+            await raw.exec_driver_sql("SELECT count(*) FROM users")  # a snapshot before the write
+            async with engine.begin() as writer:
+                await writer.exec_driver_sql("PRAGMA user_version = 3")
+            started = time.monotonic()
+            result = await checkpoint_wal(engine)
+            waited = time.monotonic() - started
+            await raw.exec_driver_sql("COMMIT")
+        assert result is not None and result.busy and waited < 10, (result, waited)
+        assert (await checkpoint_wal(engine)) == WalCheckpoint(False, 0, result.wal_bytes_before)
     finally:
         await engine.dispose()
 
