@@ -63,6 +63,11 @@ class WriteMark:
         )
 
 
+async def server_run_id(redis: Redis) -> str:
+    """The server's run id (a new one after every restart)."""
+    return str((await redis.info("server")).get("run_id", ""))
+
+
 async def write_mark(redis: Redis) -> WriteMark:
     """The server's current write mark."""
     return WriteMark.of(

@@ -288,6 +288,30 @@ async def test_a_deletion_during_a_rewrite_brings_another_rewrite(private_redis:
         await redis.aclose()
 
 
+async def test_after_a_redis_restart_the_loaded_file_is_rewritten(private_redis: PrivateRedis) -> None:
+    """Redis counts the file it loads as rewritten; the job rewrites it anyway when the server is new."""
+    gone = _marker().encode()
+    aof = private_redis.directory / "appendonly.aof"
+    engine = make_engine(default_sqlite_url(private_redis.directory.parent))
+    redis = Redis.from_url(private_redis.url)
+    try:
+        hygiene = Hygiene(redis, engine, rewrite_aof=True)
+        await hygiene.run_once()  # the first rewrite of this server
+        await redis.xdel("s", await redis.xadd("s", {"m": gone}))
+        await redis.aclose()
+        private_redis.stop()
+        private_redis.start()  # loads the file, deleted entry's XADD included
+        redis = Redis.from_url(private_redis.url)
+        hygiene.redis = redis
+        assert gone in aof.read_bytes()
+        assert await rewrite_aof(redis) is None  # no growth since the load
+        await hygiene.run_once()
+        assert gone not in aof.read_bytes()
+    finally:
+        await redis.aclose()
+        await engine.dispose()
+
+
 async def test_sqlite_checkpoint_empties_the_wal_and_files_are_owner_only(tmp_path: Path) -> None:
     """An older, world-readable database file: connecting makes it and its WAL files owner-only."""
     database = tmp_path / "meditron.db"

@@ -3,8 +3,9 @@
 Deleting a stream entry or a key removes it from Redis's memory, and erasing a text sets a column
 to NULL, but the bytes stay in Redis's append-only file and in SQLite's write-ahead log. Every
 HYGIENE_INTERVAL_S seconds this job rewrites the append-only file (of the private Redis of ``run``,
-any Redis whose files are under DATA_DIR, or an external one with REDIS_AOF_REWRITE): once at start,
-then whenever it grew since the last rewrite, and again after a rewrite that data changed during.
+any Redis whose files are under DATA_DIR, or an external one with REDIS_AOF_REWRITE): at start and
+after Redis restarted (a loaded file counts as rewritten), whenever it grew since the last rewrite,
+and again after a rewrite that data changed during.
 It also checkpoints a non-empty SQLite WAL into the database file and truncates it. Being periodic,
 it covers every writer alike: erasure, retention, delivered answers, the stream of raw updates,
 other processes on the same database. An idle bot writes nothing.
@@ -28,7 +29,7 @@ from telegram.ext import ContextTypes, Job, JobQueue
 from bot.settings import BotSettings
 from storage.db import checkpoint_wal
 from storage.errors import AofRewriteError
-from storage.hygiene import keeps_files_in, restrict_tree, rewrite_aof
+from storage.hygiene import keeps_files_in, restrict_tree, rewrite_aof, server_run_id
 from storage.settings import StorageSettings
 
 log = structlog.get_logger("bot.hygiene")
@@ -45,7 +46,8 @@ class Hygiene:
     engine: AsyncEngine
     rewrite_aof: bool
     runs: int = 0
-    _force: bool = True  # rewrite even without growth: at start, and after an overlapped rewrite
+    _force: bool = False  # rewrite even without growth: after a rewrite that data changed during
+    _server: str | None = None  # run id of the Redis server last rewritten (another: rewrite)
     _ran: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
 
     async def run_once(self) -> None:
@@ -67,14 +69,15 @@ class Hygiene:
         if not self.rewrite_aof:
             return False
         try:
-            result = await rewrite_aof(self.redis, force=self._force)
+            server = await server_run_id(self.redis)  # new at start, and after Redis restarted
+            result = await rewrite_aof(self.redis, force=self._force or server != self._server)
         except (RedisError, OSError, AofRewriteError) as exc:
             reason = str(exc) if isinstance(exc, AofRewriteError) else None
             log.warning("hygiene.aof_failed", error=type(exc).__name__, reason=reason)
             return False
         if result is None:
             return False
-        self._force = result.overlapped
+        self._force, self._server = result.overlapped, server
         return True
 
     async def _checkpoint(self) -> bool:
