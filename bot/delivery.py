@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
@@ -17,7 +18,7 @@ from bot.i18n import t
 from bot.keyboards import feedback_keyboard
 from bot.resources import Resources
 from bot.splitting import split_message
-from storage.models import Question
+from storage.models import Answer, Question
 from storage.queue import AnswerMessage, Delivery
 from storage.repository.questions import record_answer, set_question_status
 from storage.startup_audit import audit_startup
@@ -165,6 +166,8 @@ class AnswerDelivery:
         """Store the answer (text only with research consent) and log the latency split."""
         now = datetime.now(UTC)
         async with self.res.sessionmaker.begin() as session:
+            if await session.scalar(select(Answer.id).where(Answer.question_id == answer.question_id)):
+                return  # recorded before Redis lost the "recorded" marker (committed, then Redis went away)
             await record_answer(
                 session, question_id=answer.question_id, text=answer.text, status=answer.status,
                 model_sha256=answer.model_sha256, prompt_version=answer.prompt_version,

@@ -101,15 +101,21 @@ def _question(update: Update, message: Message, res: Resources, text: str, langu
     assert update.effective_user is not None
     now = time.time()
     return QuestionMessage(
-        question_id=question_id_for(update, message), chat_id=message.chat.id, message_id=message.message_id,
+        question_id=question_id_for(update, message, res.pseudonyms.chat(message.chat.id)), chat_id=message.chat.id, message_id=message.message_id,
         user=res.pseudonyms.user(update.effective_user.id), chat_type=message.chat.type,
         language=language, text=text, received_at=now, enqueued_at=now, update_id=update.update_id,
     )  # fmt: skip
 
 
-def question_id_for(update: Update, message: Message) -> str:
-    """The same id each time this update is handled (handled again after a crash: asked once)."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"tg-update:{update.update_id}:{message.message_id}").hex
+def question_id_for(update: Update, message: Message, chat_pseudonym: str) -> str:
+    """The same id each time this update is handled (handled again after a crash: asked once).
+
+    Telegram may start update ids afresh after a week without updates, so the chat (as its pseudonym),
+    message and time are in it too.
+    """
+    when = int(message.date.timestamp())
+    key = f"tg-update:{update.update_id}:{chat_pseudonym}:{message.message_id}:{when}"
+    return uuid.uuid5(uuid.NAMESPACE_URL, key).hex
 
 
 async def _acceptable(message: Message, text: str, res: Resources, language: str) -> bool:
