@@ -99,9 +99,10 @@ async def _consent_first(
 def _question(update: Update, message: Message, res: Resources, text: str, language: str) -> QuestionMessage:
     """The queue message for this Telegram message (research flag set when it is recorded)."""
     assert update.effective_user is not None
-    now = time.time()
+    now, chat = time.time(), res.pseudonyms.chat(message.chat.id)
     return QuestionMessage(
-        question_id=question_id_for(update, message, res.pseudonyms.chat(message.chat.id)), chat_id=message.chat.id, message_id=message.message_id,
+        question_id=question_id_for(update, message, chat), chat_id=message.chat.id,
+        message_id=message.message_id,
         user=res.pseudonyms.user(update.effective_user.id), chat_type=message.chat.type,
         language=language, text=text, received_at=now, enqueued_at=now, update_id=update.update_id,
     )  # fmt: skip
