@@ -37,6 +37,7 @@ from typing import Any
 from inference.engine import (
     Engine,
     GenerationResult,
+    ModelLease,
     StopReason,
     default_threads,
     log_state_first_error,
@@ -170,7 +171,7 @@ class BatchEngine:
         use_mmap: bool = True,
         max_sequences: int = 4,
         reserve_answer: bool = True,
-        _shared_model: Any = None,
+        _lease: ModelLease | None = None,
     ) -> None:
         """Load ``model_path`` (or use an already loaded model) and create the batched context.
 
@@ -183,10 +184,10 @@ class BatchEngine:
         self.max_sequences = max_sequences
         self.n_batch = n_batch
         self.reserve_answer = reserve_answer
-        self._owns_model = _shared_model is None
-        if self._owns_model:
+        self._lease = _lease
+        if _lease is None:
             validate_gguf(self.model_path)
-        self._model: Any = _shared_model or _load_model(self.model_path, use_mmap)
+        self._model: Any = _load_model(self.model_path, use_mmap) if _lease is None else _lease.model
         self._ctx: Any = self._create_context(n_ctx, n_threads or default_threads(), n_batch)
         self._init_state()
 
@@ -194,16 +195,26 @@ class BatchEngine:
     def sharing(
         cls, engine: Engine, *, max_sequences: int = 4, n_batch: int = 512, reserve_answer: bool = True
     ) -> BatchEngine:
-        """A batched context on the model ``engine`` already loaded (no second copy of the weights)."""
-        return cls(
-            engine.model_path,
-            n_ctx=engine.n_ctx,
-            n_threads=engine.n_threads,
-            n_batch=n_batch,
-            max_sequences=max_sequences,
-            reserve_answer=reserve_answer,
-            _shared_model=engine.model_handle,
-        )
+        """A batched context on the model ``engine`` already loaded (no second copy of the weights).
+
+        The batched engine holds a lease on the model (see :meth:`Engine.lease_model`), so closing
+        ``engine`` first, even while this context is being created, leaves the weights in memory
+        until this one is closed too. InferenceError if ``engine`` is closed.
+        """
+        lease = engine.lease_model()
+        try:
+            return cls(
+                engine.model_path,
+                n_ctx=engine.n_ctx,
+                n_threads=engine.n_threads,
+                n_batch=n_batch,
+                max_sequences=max_sequences,
+                reserve_answer=reserve_answer,
+                _lease=lease,
+            )
+        except BaseException:
+            lease.release()
+            raise
 
     def _create_context(self, n_ctx: int, n_threads: int, n_batch: int) -> Any:
         """The llama.cpp context; InferenceError if it cannot be created."""
@@ -212,8 +223,7 @@ class BatchEngine:
         params = _context_params(n_ctx, n_threads, n_batch, self.max_sequences)
         ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not ctx:
-            if self._owns_model:
-                llama_cpp.llama_model_free(self._model)
+            self._free_model()
             raise InferenceError(
                 f"{self.model_path}: llama.cpp could not create a {n_ctx}-token context: "
                 f"{log_state_first_error() or 'unknown error'}"
@@ -631,7 +641,7 @@ class BatchEngine:
     # -- lifetime --------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Free the context (and the model when this engine loaded it)."""
+        """Free the context, then the model this engine loaded (or release its lease on a shared one)."""
         import llama_cpp
 
         with self._step_lock:
@@ -646,9 +656,17 @@ class BatchEngine:
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
-            if self._owns_model:
-                llama_cpp.llama_model_free(self._model)
-            self._model = None
+            self._free_model()
+
+    def _free_model(self) -> None:
+        """Free the model this engine loaded, or give a shared one back (after its context is freed)."""
+        import llama_cpp
+
+        if self._lease is not None:
+            self._lease.release()
+        elif self._model is not None:
+            llama_cpp.llama_model_free(self._model)
+        self._model = None
 
     def __enter__(self) -> BatchEngine:
         """Use as a context manager that closes the engine."""

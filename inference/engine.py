@@ -136,8 +136,30 @@ def route_llama_logs() -> None:
     llama_cpp.llama_log_set(_log_state["callback"], ctypes.c_void_p(0))
 
 
+class ModelLease:
+    """The loaded llama_model of an :class:`Engine`, lent to another context on the same weights.
+
+    While a lease is held the engine keeps the model in memory, even once it is closed; call
+    :meth:`release` (idempotent) after freeing the context that uses :attr:`model`.
+    """
+
+    def __init__(self, model: Any, release: Callable[[], None]) -> None:
+        self.model = model
+        self._release: Callable[[], None] | None = release
+
+    def release(self) -> None:
+        """Give the model back; the engine frees it if it is closed and this was the last lease."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
 class Engine:
-    """A loaded GGUF model with one context; ``generate`` is blocking and serialised."""
+    """A loaded GGUF model with one context; ``generate`` is blocking and serialised.
+
+    Other contexts may share the weights through :meth:`lease_model`: the model is freed only once
+    the engine is closed and every lease is released, whatever the order.
+    """
 
     def __init__(
         self,
@@ -154,6 +176,8 @@ class Engine:
         self.architecture = validate_gguf(self.model_path)
         self._lock = threading.Lock()
         self.n_threads = n_threads or default_threads()
+        self._closed = False
+        self._leases = 0
         self._llama: Any = self._load(n_ctx, self.n_threads, n_batch, use_mmap, seed)
 
     def _load(self, n_ctx: int, n_threads: int, n_batch: int, use_mmap: bool, seed: int) -> Any:
@@ -200,13 +224,36 @@ class Engine:
         return self._n_ctx
 
     @property
-    def model_handle(self) -> Any:
-        """The loaded llama_model pointer (to share the weights with a batched context)."""
-        return self._model().model
+    def model_loaded(self) -> bool:
+        """Whether the weights are still in memory (after :meth:`close`, until the last lease goes)."""
+        return self._llama is not None
+
+    def lease_model(self) -> ModelLease:
+        """Lend the loaded llama_model to another context (see ``BatchEngine.sharing``).
+
+        The model stays loaded until the lease is released, even if the engine is closed meanwhile.
+        Raises InferenceError if the engine is closed.
+        """
+        with self._lock:
+            model = self._model().model
+            self._leases += 1
+        return ModelLease(model, self._end_lease)
+
+    def _end_lease(self) -> None:
+        """One lease fewer; free the model if it was the last one of a closed engine."""
+        with self._lock:
+            self._leases -= 1
+            self._free_if_unused()
+
+    def _free_if_unused(self) -> None:
+        """Free the Llama object once the engine is closed and no lease holds its model (lock held)."""
+        if self._closed and self._leases == 0 and self._llama is not None:
+            self._llama.close()
+            self._llama = None
 
     def _model(self) -> Any:
         """The Llama object; raises if the engine was closed."""
-        if self._llama is None:
+        if self._closed or self._llama is None:
             raise InferenceError(f"{self.model_path}: engine is closed")
         return self._llama
 
@@ -294,11 +341,14 @@ class Engine:
         )
 
     def close(self) -> None:
-        """Free the model and context; the engine cannot be used afterwards."""
+        """Close the engine (it cannot be used afterwards) and free its model and context.
+
+        While a :meth:`lease_model` lease is held (a batched context on these weights), the model
+        is freed only when the last lease is released.
+        """
         with self._lock:
-            if self._llama is not None:
-                self._llama.close()
-                self._llama = None
+            self._closed = True
+            self._free_if_unused()
 
     def __enter__(self) -> Engine:
         """Use as a context manager that closes the engine."""

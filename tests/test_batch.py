@@ -186,6 +186,24 @@ def test_closed_engine_refuses_work(plain: Engine) -> None:
         engine.step()
 
 
+def test_closing_the_plain_engine_first_keeps_the_shared_weights_until_the_batch_closes(
+    tiny_model_path: Path,
+) -> None:
+    engine = Engine(tiny_model_path, n_ctx=2048, n_threads=1)
+    prompt = build_prompt(QUESTIONS[1])
+    expected = engine.generate(prompt, max_tokens=8, fresh=True).tokens
+    batch = BatchEngine.sharing(engine, max_sequences=1)
+    engine.close()  # the order of a test that fails, or a shutdown: the owner goes first
+    with pytest.raises(InferenceError, match="closed"):
+        engine.generate(prompt, max_tokens=8)
+    assert engine.model_loaded  # the batched context still uses the weights
+    assert batch.generate(prompt, max_tokens=8).tokens == expected
+    batch.close()
+    assert not engine.model_loaded  # freed with the last context on them
+    with pytest.raises(InferenceError, match="closed"):
+        BatchEngine.sharing(engine)
+
+
 # -- long prompts, the context limit, a full KV cache, decode failures ----------------------------
 
 SMALL_BATCH = 32

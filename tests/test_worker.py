@@ -113,15 +113,17 @@ async def test_a_plain_engine_is_accepted_and_shares_its_weights(queue: Queue, t
     from inference.engine import Engine
 
     await queue.ensure_groups()
+    question = _question(QUESTIONS[1], 1)
     with Engine(tiny_model_path, n_ctx=2048, n_threads=1) as engine:
         worker = Worker(queue, engine, WorkerConfig("w-plain", None, max_answer_tokens=8, max_sequences=2))
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
-        question = _question(QUESTIONS[1], 1)
-        await queue.enqueue(question)
-        answers = await _answers(queue, 1)
-        stop.set()
-        await task
+        try:
+            await queue.enqueue(question)
+            answers = await _answers(queue, 1)
+        finally:  # the worker (and its batched context) ends before the engine closes, even on failure
+            stop.set()
+            await task
         reference = engine.generate(build_prompt(QUESTIONS[1]), max_tokens=8, fresh=True)
     assert answers[question.question_id].text == reference.text
     assert preamble_prompt() in build_prompt(QUESTIONS[1])

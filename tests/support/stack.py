@@ -118,9 +118,11 @@ async def inprocess_worker(
         yield worker
     finally:
         stop.set()
-        await task
-        engine.close()
-        await redis.aclose()
+        try:
+            await task
+        finally:  # safe in any order: the worker's batched context holds a lease on the weights
+            engine.close()
+            await redis.aclose()
 
 
 class LoggedProcess:
