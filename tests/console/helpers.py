@@ -1,4 +1,4 @@
-"""Helpers of the review-console tests: seeding through the bot's repositories, logging in, audit reads."""
+"""Helpers of the review-console tests: what was seeded, logging in, audit reads."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import hashlib
 import re
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
 
 import httpx
 import uvicorn
@@ -18,102 +17,25 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from bot.console.serving import server_config
-from storage.field import record_feedback, record_reason
 from storage.models import AuditEvent
-from storage.repository.consent import record_consent
-from storage.repository.questions import record_answer, record_question
-from storage.repository.users import get_or_create_user
 
 SECRET = "k" * 48
 REVIEWER = ("rita", "reviewer-password-1")
 ADMIN = ("adam", "admin-password-123")
-BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @dataclass(frozen=True)
 class Seeded:
-    """What ``seed`` wrote: the research question ids (oldest first) and a non-research one."""
+    """What the real bot made (tests/console/seeding.py): research question ids (oldest first, the
+    newest asked in a French group), the question of a user who declined research, the researcher's
+    pseudonym, the research answers by question id and the model's sha256."""
 
     research_ids: list[str]
     private_id: str
     pseudonym: str
-
-
-async def _consent(session: AsyncSession, pseudonym: str, language: str, research: bool) -> None:
-    """A user with service consent and research granted or declined."""
-    user = await get_or_create_user(session, pseudonym, language)
-    common = {"text_version": "v1", "text_sha256": "a" * 64, "language": language, "source": "button"}
-    await record_consent(session, user, scope="service", new_value="granted", **common)
-    await record_consent(
-        session, user, scope="research", new_value="granted" if research else "declined", **common
-    )
-
-
-async def add_conversation(
-    session: AsyncSession,
-    *,
-    question_id: str,
-    pseudonym: str,
-    text: str,
-    research: bool = True,
-    language: str = "en",
-    chat_type: str = "private",
-    received_at: datetime = BASE,
-) -> None:
-    """One question and its answer through the bot's own repository functions."""
-    user = await get_or_create_user(session, pseudonym, language)
-    await record_question(
-        session,
-        question_id=question_id,
-        user=user,
-        chat_pseudonym="c" * 64,
-        chat_type=chat_type,
-        language=language,
-        text=text,
-        research=research,
-        received_at=received_at,
-    )
-    await record_answer(
-        session,
-        question_id=question_id,
-        text=f"Answer to: {text}",
-        status="ok",
-        model_sha256="e27bcb7b21b4a6bc728533ca0352ae9d003578b4c08ce0c4973b5f21a8a851b3",
-        prompt_version="p1",
-        prompt_tokens=300,
-        completion_tokens=40,
-        taken_at=received_at + timedelta(seconds=2),
-        first_token_at=received_at + timedelta(seconds=3),
-        finished_at=received_at + timedelta(seconds=8),
-        sent_at=received_at + timedelta(seconds=8, milliseconds=200),
-        worker="w1",
-        stop_reason="eos",
-    )
-
-
-async def seed(factory: async_sessionmaker[AsyncSession], research_count: int = 3) -> Seeded:
-    """Research conversations in English private chats plus a French group one, and a non-research one."""
-    researcher, private = "1" * 64, "2" * 64
-    ids = [f"q{index:04d}research" for index in range(research_count)]
-    async with factory.begin() as session:
-        await _consent(session, researcher, "en", research=True)
-        await _consent(session, private, "fr", research=False)
-        for index, question_id in enumerate(ids):
-            french = index == research_count - 1
-            await add_conversation(
-                session,
-                question_id=question_id,
-                pseudonym=researcher,
-                text=f"How to treat fever number {index}?",
-                language="fr" if french else "en",
-                chat_type="group" if french else "private",
-                received_at=BASE + timedelta(hours=index),
-            )
-        await add_conversation(
-            session, question_id="q9999private", pseudonym=private, text="secret", research=False
-        )
-    return Seeded(ids, "q9999private", researcher)
+    answers: dict[str, str] = field(default_factory=dict)
+    model_sha256: str = ""
 
 
 def client_for(app: Starlette, base_url: str = "http://console.test") -> httpx.AsyncClient:
@@ -151,15 +73,6 @@ async def audit_count(factory: async_sessionmaker[AsyncSession]) -> int:
 def sha256(content: bytes) -> str:
     """Hex sha256 of ``content``."""
     return hashlib.sha256(content).hexdigest()
-
-
-async def add_feedback(factory: async_sessionmaker[AsyncSession], seeded: Seeded) -> None:
-    """👎 with a reason on the first question, 👍 on the second (red flags come from the real bot)."""
-    first, second = seeded.research_ids[0], seeded.research_ids[1]
-    async with factory.begin() as session:
-        await record_feedback(session, first, "down")
-        await record_reason(session, first, "too vague")
-        await record_feedback(session, second, "up")
 
 
 @contextlib.asynccontextmanager

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.console.helpers import REVIEWER, seed
+from tests.console.helpers import REVIEWER, Seeded
+from tests.support.stack import PSEUDONYM_KEY
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -60,6 +60,7 @@ def _free_port() -> int:
 def _cli_env(tmp_path: Path, database_url: str) -> dict[str, str]:
     """The environment a user would have: a data directory and the database."""
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": database_url}
+    env["PSEUDONYM_KEY"] = PSEUDONYM_KEY  # the bot's key: it keys and anchors the audit chain
     env.pop("CONSOLE_SECRET_KEY", None)
     return env
 
@@ -88,12 +89,9 @@ async def _wait_until_listening(process: asyncio.subprocess.Process) -> None:
 
 
 @pytest.fixture
-async def console_url(
-    migrated_db_url: str, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
-) -> AsyncIterator[str]:
-    """`meditron-bot admin` on a free port, with a reviewer made by `admin add-user` and seeded data."""
+async def console_url(migrated_db_url: str, seeded: Seeded, tmp_path: Path) -> AsyncIterator[str]:
+    """`meditron-bot admin` on a free port, with a reviewer made by `admin add-user`, on the bot's data."""
     _require_browser()
-    await seed(sessionmaker)
     env = _cli_env(tmp_path, migrated_db_url)
     status, stderr = await _run_cli(
         ["admin", "add-user", REVIEWER[0], "--role", "reviewer"], env, REVIEWER[1]
@@ -122,7 +120,7 @@ def _keep(shots: list[Path]) -> None:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_a_reviewer_logs_in_reads_a_conversation_and_sees_the_audit_status(
-    console_url: str, tmp_path: Path
+    console_url: str, seeded: Seeded, tmp_path: Path
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -154,9 +152,10 @@ async def test_a_reviewer_logs_in_reads_a_conversation_and_sees_the_audit_status
         await shot("conversations")
 
         await page.click("text=How to treat fever number 1?")
-        await page.wait_for_url("**/conversations/q0001research")
+        question_id = seeded.research_ids[1]
+        await page.wait_for_url(f"**/conversations/{question_id}")
         assert await page.inner_text("#question-text") == "How to treat fever number 1?"
-        assert await page.inner_text("#answer-text") == "Answer to: How to treat fever number 1?"
+        assert (await page.inner_text("#answer-text")).strip() == seeded.answers[question_id].strip()
         await shot("conversation")
 
         await page.click("nav >> text=Audit log")
@@ -172,7 +171,7 @@ async def test_a_reviewer_logs_in_reads_a_conversation_and_sees_the_audit_status
         await shot("stats")
 
         await page.set_viewport_size({"width": 390, "height": 844})
-        await page.goto(f"{console_url}/conversations/q0000research")
+        await page.goto(f"{console_url}/conversations/{seeded.research_ids[0]}")
         assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
         await shot("phone-conversation")
         await context.close()

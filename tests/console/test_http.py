@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from markupsafe import escape
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -26,15 +28,15 @@ from tests.console.helpers import (
     REVIEWER,
     SECRET,
     Seeded,
-    add_feedback,
     audit_count,
     audit_rows,
     client_for,
     csrf_of,
     login,
-    seed,
     sha256,
 )
+from tests.console.seeding import FEEDBACK_REASON, produce, question_text
+from tests.support.stack import Stack
 
 PROTECTED = ["/", "/conversations", "/conversations/q0000research", "/audit", "/consent", "/stats"]
 ADMIN_ONLY = ["/export", "/accounts"]
@@ -177,14 +179,12 @@ async def test_login_attempts_are_rate_limited_per_client(
 async def test_reading_a_conversation_adds_an_audit_event(
     reviewer: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
 ) -> None:
-    question_id = seeded.research_ids[0]
+    question_id = seeded.research_ids[1]  # 👍 without a reason: only the question and answer are read
     before = await audit_count(sessionmaker)
     page = await reviewer.get(f"/conversations/{question_id}")
     assert page.status_code == 200
-    assert (
-        "How to treat fever number 0?" in page.text and "Answer to: How to treat fever number 0?" in page.text
-    )
-    assert "e27bcb7b21b4a6bc728533ca0352ae9d003578b4c08ce0c4973b5f21a8a851b3" in page.text
+    assert question_text(1) in page.text and str(escape(seeded.answers[question_id])) in page.text
+    assert len(seeded.model_sha256) == 64 and seeded.model_sha256 in page.text
     reads = await audit_rows(sessionmaker, "review.read")
     assert [row.subject for row in reads] == [question_id]
     assert json.loads(reads[0].payload) == {
@@ -226,17 +226,15 @@ async def test_conversation_filters(reviewer: httpx.AsyncClient, seeded: Seeded)
     assert french_group in by_language and seeded.research_ids[0] not in by_language
     by_chat = (await reviewer.get("/conversations?chat=private")).text
     assert french_group not in by_chat and seeded.research_ids[0] in by_chat
-    by_date = (await reviewer.get("/conversations?from=2026-11-21")).text
+    today = utcnow().date()  # the bot stamped its questions now (a run across midnight UTC may fail)
+    by_date = (await reviewer.get(f"/conversations?from={today + timedelta(days=1)}")).text
     assert "0 conversations" in by_date
-    in_range = (await reviewer.get("/conversations?from=2026-11-20&to=2026-11-20")).text
+    in_range = (await reviewer.get(f"/conversations?from={today}&to={today}")).text
     assert "3 conversations" in in_range
 
 
-async def test_feedback_filters(
-    reviewer: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
-) -> None:
-    await add_feedback(sessionmaker, seeded)
-    first, second, third = seeded.research_ids
+async def test_feedback_filters(reviewer: httpx.AsyncClient, seeded: Seeded) -> None:
+    first, second, third = seeded.research_ids  # the researcher pressed 👎 on the first, 👍 on the second
 
     async def shown(query: str) -> set[str]:
         text = (await reviewer.get(f"/conversations?{query}")).text
@@ -252,17 +250,16 @@ async def test_feedback_filters(
 async def test_the_conversation_page_shows_feedback_and_audits_the_reason(
     reviewer: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
 ) -> None:
-    await add_feedback(sessionmaker, seeded)
     page = (await reviewer.get(f"/conversations/{seeded.research_ids[0]}")).text
-    assert "not helpful too vague" in page and "none recorded" in page
+    assert f"not helpful {FEEDBACK_REASON}" in page and "none recorded" in page
     (read,) = await audit_rows(sessionmaker, "review.read")
     assert json.loads(read.payload)["read"] == ["question", "answer", "feedback reason"]
 
 
 async def test_conversations_are_paged(
-    reviewer: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    reviewer: httpx.AsyncClient, stack: Stack, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    seeded = await seed(sessionmaker, research_count=30)
+    seeded = await produce(stack, research_count=30)  # its own data set: 30 questions to the real bot
     first, second = (
         (await reviewer.get("/conversations")).text,
         (await reviewer.get("/conversations?page=2")).text,
@@ -303,13 +300,9 @@ async def test_consent_and_statistics_pages(reviewer: httpx.AsyncClient, seeded:
     assert stats.text.count("<svg") == 2
     assert "Questions per day" in stats.text and "answered 4" in stats.text
     assert "No Redis configured" in stats.text
-    assert "helpful 0 · not helpful 0" in stats.text
 
 
-async def test_statistics_count_feedback(
-    reviewer: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
-) -> None:
-    await add_feedback(sessionmaker, seeded)
+async def test_statistics_count_feedback(reviewer: httpx.AsyncClient, seeded: Seeded) -> None:
     stats = (await reviewer.get("/stats")).text
     assert "helpful 1 · not helpful 1 · 50% positive" in stats
 

@@ -9,16 +9,18 @@ import os
 import stat
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import texts
 from bot.console.charts import bar_chart, nice_ceiling
 from bot.console.login import attempt_login
 from bot.console.secret import ConsoleKeyError, load_or_create_secret
 from bot.console.stats import histogram, percentile
+from bot.i18n import t
 from storage.accounts import (
     MAX_FAILED_LOGINS,
     AccountError,
@@ -29,13 +31,13 @@ from storage.accounts import (
     unlock_account,
 )
 from storage.models import utcnow
-from storage.repository.consent import record_consent
 from storage.repository.questions import record_question
-from storage.repository.users import get_or_create_user, get_user
+from storage.repository.users import get_or_create_user
 from storage.research_export import EXPORT_FIELDS, audited_export, export_rows, write_csv, write_jsonl
-from tests.console.helpers import BASE, add_conversation, add_feedback, audit_rows, seed, sha256
-
-WINDOW = (BASE - timedelta(days=1), BASE + timedelta(days=1))
+from tests.console.helpers import Seeded, audit_rows, sha256
+from tests.console.seeding import FEEDBACK_REASON, RESEARCHER, question_text
+from tests.support.stack import Stack, inprocess_worker
+from tests.test_field_e2e import bot, consent, says
 
 
 async def test_accounts_refuse_bad_roles_names_short_passwords_and_duplicates(
@@ -92,95 +94,77 @@ async def test_names_that_cannot_exist_are_refused_without_a_query_error(
             await unlock_account(session, name, actor="test")
 
 
+def _window() -> tuple[datetime, datetime]:
+    """A window around now (the bot stamped the data set when it made it)."""
+    now = utcnow()
+    return now - timedelta(days=1), now + timedelta(days=1)
+
+
 async def test_export_rows_hold_only_research_consenting_users(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
 ) -> None:
-    seeded = await seed(sessionmaker)
     async with sessionmaker() as session:
-        rows = await export_rows(session, *WINDOW)
+        rows = await export_rows(session, *_window())
     assert [row["question_id"] for row in rows] == seeded.research_ids
     first = rows[0]
     assert tuple(first) == EXPORT_FIELDS
     assert first["user_pseudonym"] == seeded.pseudonym
-    assert first["question_text"] == "How to treat fever number 0?"
-    assert first["model_sha256"].startswith("e27bcb7b")
-    assert (first["wait_s"], first["first_token_s"], first["generate_s"], first["total_s"]) == (
-        2.0,
-        1.0,
-        5.0,
-        8.0,
-    )
-    assert (first["prompt_tokens"], first["completion_tokens"], first["prompt_version"]) == (300, 40, "p1")
-    assert first["consent_text_version"] == "v1"
-    assert (first["feedback_rating"], first["feedback_reason"]) == (None, None)
+    assert first["question_text"] == question_text(0)
+    assert first["answer_text"] == seeded.answers[seeded.research_ids[0]]
+    assert first["model_sha256"] == seeded.model_sha256
+    assert 0 <= first["wait_s"] <= first["total_s"] and 0 < first["generate_s"] <= first["total_s"]
+    assert 0 <= first["first_token_s"] <= first["generate_s"] + first["wait_s"]
+    assert first["prompt_tokens"] > first["completion_tokens"] > 0 and first["prompt_version"]
+    assert first["consent_text_version"] == "en-1"
 
 
-async def test_export_carries_feedback(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    seeded = await seed(sessionmaker)
-    await add_feedback(sessionmaker, seeded)
+async def test_export_carries_feedback(
+    sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
+) -> None:
     async with sessionmaker() as session:
-        rows = await export_rows(session, *WINDOW)
+        rows = await export_rows(session, *_window())
     feedback = [(row["feedback_rating"], row["feedback_reason"]) for row in rows]
-    assert feedback == [("down", "too vague"), ("up", None), (None, None)]
+    assert feedback == [("down", FEEDBACK_REASON), ("up", None), (None, None)]
 
 
 async def test_export_leaves_out_withdrawn_users_and_the_time_outside_the_window(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded, stack: Stack
 ) -> None:
-    seeded = await seed(sessionmaker)
-    async with sessionmaker.begin() as session:
-        user = await get_user(session, seeded.pseudonym)
-        assert user is not None
-        await record_consent(
-            session,
-            user,
-            scope="research",
-            new_value="withdrawn",
-            text_version="v1",
-            text_sha256="a" * 64,
-            language="en",
-            source="command",
-        )
+    later = (utcnow() + timedelta(days=2), utcnow() + timedelta(days=3))
     async with sessionmaker() as session:
-        assert await export_rows(session, *WINDOW) == []
-        assert await export_rows(session, BASE + timedelta(days=2), BASE + timedelta(days=3)) == []
+        assert len(await export_rows(session, *_window())) == 3
+        assert await export_rows(session, *later) == []
+    async with bot(stack):  # the researcher withdraws with /withdraw, as a user would
+        before = len(stack.stub.calls)
+        stack.stub.push_command("/withdraw", user_id=RESEARCHER)
+        done = texts.WITHDRAW_DONE.split("{", 1)[0]
+        await stack.stub.wait_for("sendMessage", says(done, RESEARCHER), since=before)
+    async with sessionmaker() as session:
+        assert await export_rows(session, *_window()) == []
 
 
 async def test_export_records_the_consent_version_in_force_when_asked(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded, stack: Stack
 ) -> None:
-    seeded = await seed(sessionmaker, research_count=1)
-    async with sessionmaker.begin() as session:
-        user = await get_user(session, seeded.pseudonym)
-        assert user is not None
-        await record_consent(
-            session,
-            user,
-            scope="research",
-            new_value="granted",
-            text_version="v2",
-            text_sha256="b" * 64,
-            language="en",
-            source="button",
-        )
-        await add_conversation(
-            session, question_id="q-after-v2", pseudonym=seeded.pseudonym, text="later", received_at=utcnow()
-        )
+    async with bot(stack), inprocess_worker(stack):  # consent again, to the French text, then ask
+        await consent(stack, RESEARCHER, "both", "fr")
+        before = len(stack.stub.calls)
+        stack.stub.push_message("later", user_id=RESEARCHER, language_code="fr")
+        reminder = t(texts.REMINDER, "fr")
+        await stack.stub.wait_for("sendMessage", says(reminder, RESEARCHER), since=before, timeout=60)
     async with sessionmaker() as session:
-        rows = await export_rows(session, BASE - timedelta(days=1), utcnow() + timedelta(days=1))
-    assert [(row["question_id"], row["consent_text_version"]) for row in rows] == [
-        (seeded.research_ids[0], "v1"),
-        ("q-after-v2", "v2"),
-    ]
+        rows = await export_rows(session, *_window())
+    versions = [(row["question_text"], row["consent_text_version"]) for row in rows]
+    assert versions == [(question_text(index), "en-1") for index in range(3)] + [("later", "fr-1")]
 
 
 async def test_audited_export_returns_the_file_and_audits_it(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
 ) -> None:
-    await seed(sessionmaker)
+    window = _window()
     async with sessionmaker.begin() as session:
         content, count, digest = await audited_export(
-            session, actor="cli:alice", since=WINDOW[0], until=WINDOW[1], fmt="jsonl"
+            session, actor="cli:alice", since=window[0], until=window[1], fmt="jsonl"
         )
     assert count == 3 and digest == sha256(content)
     assert [json.loads(line)["question_status"] for line in content.decode().splitlines()] == ["answered"] * 3
@@ -190,8 +174,8 @@ async def test_audited_export_returns_the_file_and_audits_it(
         "format": "jsonl",
         "rows": 3,
         "sha256": digest,
-        "since": WINDOW[0].isoformat(),
-        "until": WINDOW[1].isoformat(),
+        "since": window[0].isoformat(),
+        "until": window[1].isoformat(),
     }
 
 
@@ -277,5 +261,5 @@ async def test_a_red_flag_is_a_rule_label_never_text(
         with pytest.raises(ValueError, match="rule label"):
             await record_question(
                 session, question_id="q-flag", user=user, chat_pseudonym="c" * 64, chat_type="private",
-                language="en", text="x", research=True, received_at=BASE, red_flag=flag,
+                language="en", text="x", research=True, received_at=utcnow(), red_flag=flag,
             )  # fmt: skip
