@@ -345,13 +345,13 @@ async def test_statistics_say_when_redis_cannot_be_read(
 async def test_the_admin_downloads_an_audited_export(
     admin: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded
 ) -> None:
-    token = csrf_of((await admin.get("/export")).text)
-    form = {"csrf": token, "since": "2026-11-20", "until": "2026-11-20", "format": "csv"}
+    token, today = csrf_of((await admin.get("/export")).text), utcnow().date()  # the bot's data is today's
+    form = {"csrf": token, "since": str(today), "until": str(today), "format": "csv"}
     response = await admin.post("/export", data=form)
     assert response.status_code == 200
     assert (
         response.headers["content-disposition"]
-        == 'attachment; filename="meditron-research-2026-11-20-2026-11-20.csv"'
+        == f'attachment; filename="meditron-research-{today}-{today}.csv"'
     )
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert tuple(rows[0]) == EXPORT_FIELDS
@@ -364,12 +364,14 @@ async def test_the_admin_downloads_an_audited_export(
 
 
 async def test_the_export_as_json_lines(admin: httpx.AsyncClient, seeded: Seeded) -> None:
-    token = csrf_of((await admin.get("/export")).text)
-    form = {"csrf": token, "since": "2026-11-01", "until": "2026-11-30", "format": "jsonl"}
+    token, today = csrf_of((await admin.get("/export")).text), utcnow().date()
+    since, until = today - timedelta(days=7), today + timedelta(days=7)
+    form = {"csrf": token, "since": str(since), "until": str(until), "format": "jsonl"}
     response = await admin.post("/export", data=form)
     rows = [json.loads(line) for line in response.text.splitlines()]
     assert [row["question_id"] for row in rows] == seeded.research_ids
-    assert rows[0]["total_s"] == 8.0 and rows[0]["consent_text_version"] == "v1"
+    assert [row["answer_text"] for row in rows] == [seeded.answers[key] for key in seeded.research_ids]
+    assert rows[0]["total_s"] > 0 and rows[0]["consent_text_version"] == "en-1"
 
 
 async def test_a_bad_export_form_is_refused(

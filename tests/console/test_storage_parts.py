@@ -112,8 +112,8 @@ async def test_export_rows_hold_only_research_consenting_users(
     assert first["question_text"] == question_text(0)
     assert first["answer_text"] == seeded.answers[seeded.research_ids[0]]
     assert first["model_sha256"] == seeded.model_sha256
-    assert 0 <= first["wait_s"] <= first["total_s"] and 0 < first["generate_s"] <= first["total_s"]
-    assert 0 <= first["first_token_s"] <= first["generate_s"] + first["wait_s"]
+    parts = (first["wait_s"], first["first_token_s"], first["generate_s"])
+    assert min(parts) >= 0 and abs(sum(parts) - first["total_s"]) <= 0.002  # the worker's real timings
     assert first["prompt_tokens"] > first["completion_tokens"] > 0 and first["prompt_version"]
     assert first["consent_text_version"] == "en-1"
 
