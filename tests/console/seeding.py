@@ -94,16 +94,23 @@ async def _group_question(stack: Stack, index: int) -> None:
     await _conversation(stack, RESEARCHER, question_text(index), language_code="fr", **group)
 
 
-async def produce(stack: Stack, research_count: int = 3) -> Seeded:
+async def _researcher(stack: Stack, user: int, indices: range) -> list[dict[str, object]]:
+    """``user`` agrees to research and asks questions ``indices`` in private, one after another."""
+    await consent(stack, user, "both", "en")
+    return [await _conversation(stack, user, question_text(index)) for index in indices]
+
+
+async def produce(stack: Stack, research_count: int = 3, askers: int = 1) -> Seeded:
     """Drive the real bot and worker: ``research_count`` research conversations (the newest in the
-    French group), one kept without research consent, and feedback on the first two answers."""
+    French group; the private ones shared by ``askers`` researchers asking side by side), one kept
+    without research consent, and feedback by the first researcher on their first two answers."""
+    private = research_count - 1
     async with bot(stack, user_messages_per_minute=1_000), inprocess_worker(stack):
-        await consent(stack, RESEARCHER, "both", "en")
         await consent(stack, PRIVATE, "service", "fr")
-        answers = [
-            await _conversation(stack, RESEARCHER, question_text(index))
-            for index in range(research_count - 1)
-        ]
+        users = [RESEARCHER] + [RESEARCHER + 100 + rank for rank in range(1, askers)]
+        answers, *_ = await asyncio.gather(
+            *(_researcher(stack, user, range(rank, private, askers)) for rank, user in enumerate(users))
+        )
         await _group_question(stack, research_count - 1)
         await _conversation(stack, PRIVATE, "secret", language_code="fr")
         if len(answers) >= 2:

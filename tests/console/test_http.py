@@ -259,7 +259,7 @@ async def test_the_conversation_page_shows_feedback_and_audits_the_reason(
 async def test_conversations_are_paged(
     reviewer: httpx.AsyncClient, stack: Stack, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    seeded = await produce(stack, research_count=30)  # its own data set: 30 questions to the real bot
+    seeded = await produce(stack, research_count=30, askers=6)  # its own data set, from the real bot
     first, second = (
         (await reviewer.get("/conversations")).text,
         (await reviewer.get("/conversations?page=2")).text,
