@@ -127,6 +127,8 @@ async def run_bot(app: AppType, stop: asyncio.Event) -> None:
         await app.start()
         await stop.wait()
     finally:
+        if INGEST in app.bot_data:  # finish the updates being handled while the bot can still reply
+            await app.bot_data.pop(INGEST).stop()
         if app.running:
             await app.stop()
         if app.post_stop:

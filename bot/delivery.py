@@ -25,6 +25,7 @@ from storage.startup_audit import audit_startup
 
 log = structlog.get_logger("bot.delivery")
 
+ACK_GRACE_S = 1.0  # how long a ready answer waits for its own acknowledgement to go out first
 FAILURE_TEXTS = {"too long": texts.TOO_LONG_FOR_MODEL}
 
 
@@ -101,8 +102,12 @@ class AnswerDelivery:
             queue = self.res.queue
             ack = self.res.acknowledgements.pop(answer.question_id, None)
             if ack is not None and not ack.done():
-                ack.cancel()  # the answer is here first
-                log.info("ack.dropped", reason="answer ready")
+                # The answer is here first: give the acknowledgement a moment (order kept), then drop
+                # it if it is still waiting behind Telegram's outgoing limit.
+                await asyncio.wait({ack}, timeout=ACK_GRACE_S)
+                if not ack.done():
+                    ack.cancel()
+                    log.info("ack.dropped", reason="answer ready")
             if not await queue.was_sent(answer.question_id):
                 language = answer.language or await self._language(answer.question_id)
                 sent = await self._send_pieces(answer, language)

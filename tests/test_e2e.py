@@ -62,7 +62,6 @@ async def test_consented_question_is_answered_and_recorded(
     assert answer.params["reply_parameters"]["message_id"] == question_message_id
     ack = next(c for c in stub.calls_of("sendMessage") if "in the queue" in c.params["text"])
     assert "number 1" in ack.params["text"]
-    assert any(c.params.get("action") == "typing" for c in stub.calls_of("sendChatAction"))
     assert len([c for c in stub.calls_of("sendMessage") if texts.REMINDER in c.params["text"]]) == 1
     async with sessionmaker() as session:
         q = (await session.execute(select(Question))).scalar_one()
