@@ -27,12 +27,12 @@ class MonitorState:
 
 async def _check_workers(context: ContextTypes.DEFAULT_TYPE, res: Resources, state: MonitorState) -> None:
     """Alert when no worker has read the queue for WORKER_DOWN_S, and again when one is back."""
-    live = await res.queue.live_workers(int(res.settings.worker_down_s * 1000))
+    live = await res.queue.live_workers()
     down = live == 0
     if down != state.workers_down:
         text = texts.ALERT_WORKERS_DOWN if down else texts.ALERT_WORKERS_BACK
         await alert(
-            context.bot, res.settings.admin_chat_id, text.format(seconds=int(res.settings.worker_down_s))
+            context.bot, res.settings.admin_chat_id, text.format(seconds=int(res.queue.worker_alive_s))
         )
     state.workers_down = down
 

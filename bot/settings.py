@@ -41,7 +41,6 @@ class BotSettings(BaseSettings):
     invite_only: bool = False
     # Operational monitor.
     monitor_interval_s: float = Field(default=60.0, gt=0)
-    worker_down_s: float = Field(default=30.0, gt=0, description="no worker read the queue this long: alert")
     stall_alert_s: float = Field(default=600.0, gt=0, description="oldest question older: worker down?")
     default_language: str = "en"
     # Disk hygiene: erased text and raw ids leave the files (append-only file, SQLite WAL).

@@ -29,6 +29,7 @@ class StorageSettings(BaseSettings):
     queue_max_deliveries: int = Field(default=3, ge=1)
     queue_maxlen: int = Field(default=10_000, ge=100)
     queue_entry_ttl_s: int = Field(default=86_400, ge=60)
+    worker_down_s: float = Field(default=30.0, gt=0, description="a worker silent this long is not alive")
 
     def ensure_data_dir(self) -> Path:
         """Create the data directory (mode 0700) if needed and return it."""

@@ -418,13 +418,12 @@ async def test_admin_chat_is_alerted_on_dead_letters_and_backlog(stack: Stack) -
     stub = stack.stub
     admin = -100321
     stub.add_chat(admin, chat_type="supergroup", title="Ops")
+    stack.storage = stack.storage.model_copy(update={"worker_down_s": 1.0})
     redis = await connect(stack.redis_url)
     try:
         queue = queue_from_settings(redis, stack.storage)
         await queue.ensure_groups()
-        async with bot(
-            stack, admin_chat_id=admin, monitor_interval_s=0.2, busy_queue_size=1, worker_down_s=1.0
-        ):
+        async with bot(stack, admin_chat_id=admin, monitor_interval_s=0.2, busy_queue_size=1):
             await consent(stack, ADA)
             stub.push_message("question", user_id=ADA)
             await stub.wait_for("sendMessage", says("backing up", admin))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 from redis.asyncio import Redis
 
-from storage.queue import AnswerMessage, QuestionMessage, Queue
+from storage.queue import AnswerMessage, QuestionMessage, Queue, queue_from_settings
 from storage.queue.streams import FAILED_TEXT
+from storage.settings import StorageSettings
 
 
 def _question(user: str = "u1", text: str = "What is ORS?") -> QuestionMessage:
@@ -118,3 +120,39 @@ async def test_sent_marker_guards_duplicates(queue: Queue) -> None:
     assert not await queue.was_sent("q1")
     await queue.mark_sent("q1")
     assert await queue.was_sent("q1")
+
+
+async def test_ask_waits_for_its_answer_on_a_reply_stream_of_its_own(queue: Queue) -> None:
+    await queue.ensure_groups()
+    asking = asyncio.create_task(queue.ask(_question("asker"), timeout_s=60))
+    taken = await queue.read_questions("w", block_ms=30_000)
+    assert len(taken) == 1
+    reply = taken[0].message.reply_stream
+    assert reply is not None and reply.startswith(queue.names.answers + ":")
+    await queue.finish(taken[0], _answer(taken[0].message))
+    answer = await asking
+    assert answer is not None and answer.question_id == taken[0].message.question_id
+    assert answer.text == "Oral rehydration"
+    assert await queue.answers_waiting() == 0  # not on the bot's stream
+    assert not await queue.redis.exists(reply)  # the reply stream is gone once read
+
+
+async def test_ask_gives_up_when_no_answer_comes(queue: Queue) -> None:
+    await queue.ensure_groups()
+    assert await queue.ask(_question("asker"), timeout_s=0.2) is None
+    taken = await queue.read_questions("w", block_ms=100)  # the question itself was queued
+    assert taken[0].message.reply_stream is not None
+    assert not await queue.redis.exists(taken[0].message.reply_stream)
+
+
+async def test_one_definition_of_a_live_worker(queue: Queue, redis_client: Redis) -> None:
+    await queue.ensure_groups()
+    assert await queue.live_workers() == 0  # no worker ever read
+    await queue.read_questions("w-alive", block_ms=10)
+    assert [(w.name, w.alive) for w in await queue.workers()] == [("w-alive", True)]
+    assert await queue.live_workers() == 1
+    strict = Queue(redis_client, names=queue.names, worker_alive_s=0)  # any silence is too long
+    assert [w.alive for w in await strict.workers()] == [False]
+    assert await strict.live_workers() == 0
+    configured = queue_from_settings(redis_client, StorageSettings(worker_down_s=7))
+    assert configured.worker_alive_s == 7  # WORKER_DOWN_S is the one setting

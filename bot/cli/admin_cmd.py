@@ -81,13 +81,12 @@ def disable_user(args: argparse.Namespace) -> int:
 def _health_probe(storage: StorageSettings) -> HealthProbe | None:
     """A Redis health probe when REDIS_URL is set or `run`'s private server is up, else None."""
     from bot.console.health import redis_probe
-    from storage.queue.streams import QueueNames
 
     try:
         redis_url = shared_redis_url(storage)
     except RedisUnavailableError:
         return None
-    return redis_probe(redis_url, QueueNames(namespace=storage.queue_namespace))
+    return redis_probe(redis_url, storage)
 
 
 async def _serve(engine: AsyncEngine, config: uvicorn.Config) -> None:

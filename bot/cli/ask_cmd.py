@@ -9,20 +9,15 @@ import sys
 import time
 import uuid
 
-from redis.asyncio import Redis
-
 from bot import texts
 from bot.cli.common import private_redis_dir
 from bot.cli.run_cmd import _start_worker, _stop_worker
 from bot.delivery import answer_text, latency_split
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
-from storage.errors import StorageError
-from storage.queue import AnswerMessage, QuestionMessage, Queue
+from storage.queue import QuestionMessage, queue_from_settings
 from storage.redis_server import PrivateRedis, answers_ping, connect
 from storage.settings import StorageSettings
-
-LIVE_WORKER_IDLE_MS = 5_000
 
 
 def ask(args: argparse.Namespace) -> int:
@@ -47,16 +42,14 @@ def ask(args: argparse.Namespace) -> int:
 async def _ask(args: argparse.Namespace, storage: StorageSettings, redis_url: str) -> int:
     """The asynchronous part of ``ask``."""
     redis = await connect(redis_url)
-    queue = Queue(
-        redis, claim_idle_ms=storage.queue_claim_idle_ms, max_deliveries=storage.queue_max_deliveries
-    )
+    queue = queue_from_settings(redis, storage)
     child: subprocess.Popen[bytes] | None = None
     try:
         await queue.ensure_groups()
-        if not await queue.live_workers(LIVE_WORKER_IDLE_MS):
+        if not await queue.live_workers():
             model = ensure_model(InferenceSettings(), storage.ensure_data_dir())
             child = _start_worker(redis_url, str(model))
-        answer = await _roundtrip(queue, args)
+        answer = await queue.ask(_question(args), args.timeout)
         answer_seen_at = time.time()
     finally:
         if child is not None:
@@ -72,32 +65,10 @@ async def _ask(args: argparse.Namespace, storage: StorageSettings, redis_url: st
     return 0 if answer.status == "ok" else 1
 
 
-async def _roundtrip(queue: Queue, args: argparse.Namespace) -> AnswerMessage | None:
-    """Enqueue with a private reply stream and wait for the answer on it."""
-    reply = f"{queue.names.answers}:cli:{uuid.uuid4().hex}"
+def _question(args: argparse.Namespace) -> QuestionMessage:
+    """The terminal's question, from a one-off user that has no chat."""
     now = time.time()
-    await queue.enqueue(
-        QuestionMessage(
-            question_id=uuid.uuid4().hex, chat_id=0, message_id=0, user=f"cli-{uuid.uuid4().hex[:8]}",
-            chat_type="cli", language=args.language, text=args.question, received_at=now, enqueued_at=now,
-            reply_stream=reply,
-        )
+    return QuestionMessage(
+        question_id=uuid.uuid4().hex, chat_id=0, message_id=0, user=f"cli-{uuid.uuid4().hex[:8]}",
+        chat_type="cli", language=args.language, text=args.question, received_at=now, enqueued_at=now,
     )  # fmt: skip
-    try:
-        return await _wait_reply(queue.redis, reply, args.timeout)
-    finally:
-        await queue.redis.delete(reply)
-
-
-async def _wait_reply(redis: Redis, stream: str, timeout: float) -> AnswerMessage | None:
-    """Block on the reply stream until an answer arrives or the timeout passes."""
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        response = await redis.xread({stream: "0"}, count=1, block=int(min(left, 5.0) * 1000))
-        for _, entries in response or []:
-            for _, fields in entries:
-                try:
-                    return AnswerMessage.model_validate_json(fields["m"])
-                except (KeyError, ValueError) as exc:
-                    raise StorageError(f"unreadable answer on {stream}") from exc
-    return None

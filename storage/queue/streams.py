@@ -1,8 +1,9 @@
-"""Redis Streams operations for questions and answers; both the bot and the workers use only this."""
+"""Redis Streams operations for questions and answers: the bot, the workers and `ask` use only this."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
@@ -86,6 +87,10 @@ class QueueNames:
         """Key whose existence means the question was put on the queue (enqueue at most once)."""
         return f"{self.namespace}:enqueued:{question_id}"
 
+    def reply_stream(self, token: str) -> str:
+        """A stream of its own for the one answer a caller waits for (``ask`` on the command line)."""
+        return f"{self.answers}:cli:{token}"
+
 
 @dataclass(frozen=True)
 class Delivery(Generic[M]):
@@ -98,11 +103,18 @@ class Delivery(Generic[M]):
 
 @dataclass(frozen=True)
 class Consumer:
-    """One consumer of a group: its name, unacked entries and milliseconds since it last read."""
+    """One consumer of a group: its name, unacked entries, milliseconds since it last read or
+    renewed a claim, and whether that is recent enough for it to count as alive (see :class:`Queue`)."""
 
     name: str
     pending: int
     idle_ms: int
+    alive: bool
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since it last read or renewed a claim."""
+        return self.idle_ms / 1000
 
 
 @dataclass(frozen=True)
@@ -129,7 +141,13 @@ def _decode(model: type[M], entry_id: str, fields: Mapping[str, str] | None) -> 
 
 
 class Queue:
-    """The question/answer queue on one Redis server."""
+    """The question/answer queue on one Redis server.
+
+    A worker is *alive* while it read the questions stream or renewed a claim within
+    ``worker_alive_s`` (WORKER_DOWN_S): a waiting worker reads every second, a busy one renews its
+    claims every heartbeat. ``ask``, the admin alert and the console's health page all use this one
+    definition (:meth:`workers`, :meth:`live_workers`).
+    """
 
     def __init__(
         self,
@@ -140,6 +158,7 @@ class Queue:
         claim_idle_ms: int = 120_000,
         max_deliveries: int = 3,
         entry_ttl_s: int = 86_400,
+        worker_alive_s: float = 30.0,
     ) -> None:
         self.redis = redis
         self.names = names or QueueNames()
@@ -147,6 +166,7 @@ class Queue:
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
         self.entry_ttl_s = entry_ttl_s
+        self.worker_alive_s = worker_alive_s
 
     async def ensure_groups(self) -> None:
         """Create both streams and their consumer groups if they do not exist."""
@@ -247,11 +267,15 @@ class Queue:
             consumers = await self.redis.xinfo_consumers(self.names.questions, self.names.workers_group)
         except ResponseError:  # no stream or group yet: no worker ever started
             return []
-        return [Consumer(str(c["name"]), int(c["pending"]), int(c["idle"])) for c in consumers]
+        alive_ms = self.worker_alive_s * 1000
+        return [
+            Consumer(str(c["name"]), int(c["pending"]), int(c["idle"]), int(c["idle"]) < alive_ms)
+            for c in consumers
+        ]
 
-    async def live_workers(self, max_idle_ms: int) -> int:
-        """Workers that read the queue within ``max_idle_ms`` (a waiting worker reads every second)."""
-        return sum(1 for worker in await self.workers() if worker.idle_ms < max_idle_ms)
+    async def live_workers(self) -> int:
+        """Workers alive now (see :class:`Queue`)."""
+        return sum(1 for worker in await self.workers() if worker.alive)
 
     # -- worker side -------------------------------------------------------------------------
     #
@@ -482,6 +506,31 @@ return lost
         values = await self.redis.mget(keys) if keys else []
         return sum(int(value) for value in values if value and str(value).isdigit())
 
+    # -- one answer waited for (``ask``) -----------------------------------------------------
+
+    async def ask(self, question: QuestionMessage, timeout_s: float) -> AnswerMessage | None:
+        """Enqueue ``question`` with a reply stream of its own and wait for its answer.
+
+        None when no answer came within ``timeout_s``; the reply stream is deleted either way.
+        """
+        reply = self.names.reply_stream(uuid.uuid4().hex)
+        await self.enqueue(question.model_copy(update={"reply_stream": reply}))
+        try:
+            return await self._wait_reply(reply, timeout_s)
+        finally:
+            await self.redis.delete(reply)
+
+    async def _wait_reply(self, stream: str, timeout_s: float) -> AnswerMessage | None:
+        """Block on ``stream`` until its first entry arrives or ``timeout_s`` passes."""
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            block_ms = max(1, int(min(left, 5.0) * 1000))
+            response = await self.redis.xread({stream: "0"}, count=1, block=block_ms)
+            for _, entries in response or []:
+                for entry_id, fields in entries:
+                    return _decode(AnswerMessage, entry_id, fields)
+        return None
+
     # -- bot side: answers out -------------------------------------------------------------
 
     async def read_answers(
@@ -558,4 +607,5 @@ def queue_from_settings(redis: Redis, settings: StorageSettings) -> Queue:
         claim_idle_ms=settings.queue_claim_idle_ms,
         max_deliveries=settings.queue_max_deliveries,
         entry_ttl_s=settings.queue_entry_ttl_s,
+        worker_alive_s=settings.worker_down_s,
     )

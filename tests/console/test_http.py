@@ -20,9 +20,10 @@ from bot.console.health import redis_probe
 from bot.console.security import LoginLimiter
 from storage.accounts import MAX_FAILED_LOGINS, disable_account, get_account
 from storage.models import AuditEvent, utcnow
-from storage.queue import Queue, QueueNames
+from storage.queue import Queue
 from storage.queue.messages import QuestionMessage
 from storage.research_export import EXPORT_FIELDS
+from storage.settings import StorageSettings
 from tests.console.helpers import (
     ADMIN,
     REVIEWER,
@@ -322,7 +323,7 @@ async def test_statistics_show_queue_health_from_redis(
         )
         await queue.enqueue(message)
     await queue.read_questions("worker-under-test", count=1, block_ms=10)
-    probe = redis_probe(redis_url, queue.names)
+    probe = redis_probe(redis_url, StorageSettings(queue_namespace=queue.names.namespace))
     app = create_app(sessionmaker, secret_key=SECRET, https=False, health=probe)
     async with client_for(app) as http:
         await login(http, *REVIEWER)
@@ -334,7 +335,7 @@ async def test_statistics_show_queue_health_from_redis(
 async def test_statistics_say_when_redis_cannot_be_read(
     sessionmaker: async_sessionmaker[AsyncSession], accounts: None, tmp_path: Path
 ) -> None:
-    probe = redis_probe(f"unix://{tmp_path}/absent.sock", QueueNames())
+    probe = redis_probe(f"unix://{tmp_path}/absent.sock", StorageSettings())
     app = create_app(sessionmaker, secret_key=SECRET, https=False, health=probe)
     async with client_for(app) as http:
         await login(http, *REVIEWER)
