@@ -1,101 +1,62 @@
-"""Several questions at once on one llama.cpp context: prefix KV reuse and continuous batching.
+"""The batched engine: many requests at once on one llama.cpp context (admission, batches, recovery).
 
-One llama.cpp context holds a *unified* KV cache of ``n_ctx`` cells shared by up to
-``max_sequences`` questions. Sequence 0 holds the fixed instruction prefix, evaluated once; a new
-question gets the prefix by ``llama_memory_seq_cp`` (in a unified cache that only tags the prefix
-cells with one more sequence id: no copy, no extra memory), so only its own tokens are evaluated.
-Each :meth:`BatchEngine.step` fills one batch of at most ``n_batch`` tokens: one token for each
-question that is generating, then prompt tokens of questions that joined (continuous admission); a
-prompt tail longer than the room left is split over as many steps as it needs. Each question has its
-own sampler, stop strings, token budget and cancel callback.
+One context (:class:`~inference.batch_context.BatchContext`) holds a unified KV cache shared by up
+to ``max_sequences`` requests. Sequence 0 holds the fixed instruction prefix, evaluated once; a new
+request gets the prefix by sharing its cells (no copy, no extra memory), so only its own tokens are
+evaluated. Each request is a :class:`~inference.batch_sequence.Job` whose state (waiting,
+prefilling, generating, done) the scheduling reads; each has its own sampler, stop strings, token
+budget and cancel callback.
 
-The scheduling follows llama.cpp's own server (``update_slots`` in ``tools/server``): a batch with
+Each :meth:`BatchEngine.step` admits waiting requests in order while a sequence id and their KV
+cells are free, then fills one batch of at most ``n_batch`` tokens: one token for each generating
+request, then prompt tokens of prefilling ones, shortest tail first; a tail longer than the room
+left is split over as many steps as it needs.
+
+The recovery follows llama.cpp's own server (``update_slots`` in ``tools/server``): a batch with
 entries is always decoded; when ``llama_decode`` finds no free KV cell (status 1) the batch is
-decoded again in halves, down to one token; when even one token does not fit, the newest sequence is
-preempted (its cells freed, its request put back at the head of the queue, admission held until a
-sequence finishes) so the older ones go on, and a sequence alone that cannot grow is failed with
-:class:`~inference.errors.ContextFullError`. Any other failure fails every sequence that still had
-tokens in the batch with :class:`~inference.errors.DecodeError`, and removes their KV cells, so no
-sequence is left with positions whose KV was never written; the engine keeps serving.
-
-Gemma2's sliding-window layers: the context is created with ``swa_full`` (a full-size SWA cache),
-so sequence copy and removal behave exactly as for the global layers.
+decoded again in halves, down to one token; when even one token does not fit, the newest request is
+preempted (its cells freed, it waits again at the head of the queue, admission held until a request
+finishes) so the older ones go on, and a request alone that cannot grow is failed with
+:class:`~inference.errors.ContextFullError`. Any other failure fails every request that still had
+tokens in the batch with :class:`~inference.errors.DecodeError`, and removes their KV cells, so none
+is left with positions whose KV was never written; the engine keeps serving.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inference.batch_context import (
+    BatchContext,
+    Entry,
+    free_model,
+    free_sampler,
+    load_model,
+    make_sampler,
+)
+from inference.batch_sequence import Callback, Job, Outcome, Request, State
 from inference.engine import (
     Engine,
     GenerationResult,
     ModelLease,
     StopReason,
     default_threads,
-    log_state_first_error,
     route_llama_logs,
     validate_gguf,
 )
-from inference.errors import (
-    ContextFullError,
-    DecodeError,
-    InferenceError,
-    ModelCorruptError,
-    PromptTooLongError,
-)
+from inference.errors import ContextFullError, DecodeError, InferenceError, PromptTooLongError
+
+__all__ = ["PREFIX_SEQ", "BatchEngine", "BatchStats", "Callback", "Job", "Outcome", "Request", "State"]
 
 PREFIX_SEQ = 0
 """The sequence id that keeps the instruction prefix."""
-
-
-@dataclass(frozen=True)
-class Request:
-    """One generation: the prompt and its own sampling, stop strings, budget and cancel callback."""
-
-    prompt: str
-    max_tokens: int
-    temperature: float = 0.0
-    seed: int = 0
-    stop: tuple[str, ...] = ()
-    should_stop: Callable[[], bool] | None = None
-    reuse_prefix: bool = True
-
-
-Outcome = GenerationResult | InferenceError
-Callback = Callable[[Outcome], None]
-_Entry = tuple[int, int, int, bool]
-"""One batch row: sequence id, token, position, whether its logits are wanted."""
-
-
-@dataclass
-class _Sequence:
-    """A request being answered: its KV sequence id, what to feed next, what it produced."""
-
-    seq_id: int
-    request: Request
-    on_done: Callback
-    sampler: Any
-    prompt_tokens: int
-    reserved: int
-    admitted: int
-    pos: int
-    pending: list[int]
-    started_at: float
-    generated: list[int] = field(default_factory=list)
-    text: bytearray = field(default_factory=bytearray)
-    first_token_at: float | None = None
-
-    def cancelled(self) -> bool:
-        """Whether the request's cancel callback says stop."""
-        return self.request.should_stop is not None and self.request.should_stop()
 
 
 @dataclass
@@ -109,43 +70,9 @@ class BatchStats:
     retries: int = 0
     """Decodes that found no KV room (status 1) and were tried again with a smaller batch."""
     preemptions: int = 0
-    """Sequences put back in the queue to make KV room for the others."""
+    """Requests put back in the queue to make KV room for the others."""
     failures: int = 0
-    """Decodes that failed for good (their sequences were failed)."""
-
-
-def _context_params(n_ctx: int, n_threads: int, n_batch: int, max_sequences: int) -> Any:
-    """llama_context_params for a unified, full-SWA cache with ``max_sequences`` + 1 sequences."""
-    import llama_cpp
-
-    params = llama_cpp.llama_context_default_params()
-    params.n_ctx = n_ctx
-    params.n_batch = n_batch
-    params.n_ubatch = n_batch
-    params.n_seq_max = max_sequences + 1  # + the prefix sequence
-    params.n_outputs_max = max_sequences + 1  # one row of logits per sequence, not per batch token
-    params.n_outputs_max_per_seq = 1
-    params.n_threads = n_threads
-    params.n_threads_batch = n_threads
-    params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as the plain path (Llama)
-    params.swa_full = True
-    params.kv_unified = True
-    params.no_perf = False
-    return params
-
-
-def _load_model(path: Path, use_mmap: bool) -> Any:
-    """Load a GGUF model with the low-level API; ModelCorruptError when llama.cpp refuses it."""
-    import llama_cpp
-
-    llama_cpp.llama_backend_init()
-    params = llama_cpp.llama_model_default_params()
-    params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
-    model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
-    if not model:
-        reason = log_state_first_error() or "unknown error"
-        raise ModelCorruptError(path, f"{path}: llama.cpp could not load the model: {reason}")
-    return model
+    """Decodes that failed for good (their requests were failed)."""
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -176,8 +103,8 @@ class BatchEngine:
         """Load ``model_path`` (or use an already loaded model) and create the batched context.
 
         With ``reserve_answer`` a request is admitted only when the KV cells of its prompt tail and
-        of its whole answer budget are free; without it, when its prompt tail fits (more sequences
-        at once; a sequence that then finds the cache full is preempted and answered later).
+        of its whole answer budget are free; without it, when its prompt tail fits (more requests
+        at once; one that then finds the cache full is preempted and answered later).
         """
         route_llama_logs()
         self.model_path = Path(model_path)
@@ -187,9 +114,29 @@ class BatchEngine:
         self._lease = _lease
         if _lease is None:
             validate_gguf(self.model_path)
-        self._model: Any = _load_model(self.model_path, use_mmap) if _lease is None else _lease.model
-        self._ctx: Any = self._create_context(n_ctx, n_threads or default_threads(), n_batch)
-        self._init_state()
+        self._model: Any = load_model(self.model_path, use_mmap) if _lease is None else _lease.model
+        try:
+            self._llama: BatchContext | None = BatchContext(
+                self._model,
+                self.model_path,
+                n_ctx=n_ctx,
+                n_threads=n_threads or default_threads(),
+                n_batch=n_batch,
+                max_sequences=max_sequences,
+            )
+        except InferenceError:
+            self._free_model()
+            raise
+        self._n_ctx = self._llama.n_ctx
+        self._step_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._waiting: deque[Job] = deque()
+        self._active: dict[int, Job] = {}
+        self._free_ids = list(range(self.max_sequences, 0, -1))
+        self._admitted = 0
+        self._held = False  # no admission after a preemption until a request finishes
+        self._prefix: list[int] = []
+        self.stats = BatchStats()
 
     @classmethod
     def sharing(
@@ -216,49 +163,17 @@ class BatchEngine:
             lease.release()
             raise
 
-    def _create_context(self, n_ctx: int, n_threads: int, n_batch: int) -> Any:
-        """The llama.cpp context; InferenceError if it cannot be created."""
-        import llama_cpp
-
-        params = _context_params(n_ctx, n_threads, n_batch, self.max_sequences)
-        ctx = llama_cpp.llama_init_from_model(self._model, params)
-        if not ctx:
-            self._free_model()
-            raise InferenceError(
-                f"{self.model_path}: llama.cpp could not create a {n_ctx}-token context: "
-                f"{log_state_first_error() or 'unknown error'}"
-            )
-        return ctx
-
-    def _init_state(self) -> None:
-        """Vocabulary, batch buffer, scheduling state."""
-        import llama_cpp
-
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        self._mem = llama_cpp.llama_get_memory(self._ctx)
-        self._n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
-        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
-        self._step_lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._waiting: deque[tuple[Request, Callback]] = deque()
-        self._active: dict[int, _Sequence] = {}
-        self._free_ids = list(range(self.max_sequences, 0, -1))
-        self._admitted = 0
-        self._held = False  # no admission after a preemption until a sequence finishes
-        self._prefix: list[int] = []
-        self.stats = BatchStats()
-
     # -- properties ------------------------------------------------------------------------------
 
     @property
     def n_ctx(self) -> int:
-        """KV cells of the context, shared by the prefix and every active sequence."""
+        """KV cells of the context, shared by the prefix and every active request."""
         return self._n_ctx
 
     @property
     def context(self) -> Any:
         """The llama_context pointer (for measurements such as the bare decode loop)."""
-        return self._live_ctx()
+        return self._live().ctx
 
     @property
     def prefix_tokens(self) -> int:
@@ -267,92 +182,69 @@ class BatchEngine:
 
     @property
     def active(self) -> int:
-        """Sequences being answered now."""
+        """Requests holding a sequence now (prefilling or generating)."""
         return len(self._active)
 
     @property
     def reserved_cells(self) -> int:
-        """KV cells promised to active sequences.
+        """KV cells promised to active requests.
 
         With ``reserve_answer``: prompt tail + token budget each; else the cells each holds or will
         hold for its prompt tail and the tokens it generated so far.
         """
         if self.reserve_answer:
-            return sum(seq.reserved for seq in self._active.values())
-        return sum(seq.reserved + len(seq.generated) for seq in self._active.values())
+            return sum(job.reserved for job in self._active.values())
+        return sum(job.reserved + len(job.generated) for job in self._active.values())
 
     def sequence_cells(self, seq_id: int) -> int:
         """KV cells sequence ``seq_id`` occupies now (its positions; 0 when it holds none)."""
-        import llama_cpp
+        return self._live().cells(seq_id)
 
-        high = llama_cpp.llama_memory_seq_pos_max(self._mem, seq_id)
-        low = llama_cpp.llama_memory_seq_pos_min(self._mem, seq_id)
-        return 0 if high < 0 else int(high - low + 1)
-
-    def _live_ctx(self) -> Any:
+    def _live(self) -> BatchContext:
         """The context; raises once the engine is closed."""
-        if self._ctx is None:
+        if self._llama is None:
             raise InferenceError(f"{self.model_path}: batch engine is closed")
-        return self._ctx
-
-    # -- tokens ----------------------------------------------------------------------------------
+        return self._llama
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens of ``text`` as a prompt: ``<bos>`` first, control tokens parsed."""
-        import llama_cpp
-
-        data = text.encode("utf-8")
-        size = len(data) + 8
-        buffer = (llama_cpp.llama_token * size)()
-        count = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, size, True, True)
-        if count < 0:
-            size = -count
-            buffer = (llama_cpp.llama_token * size)()
-            count = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, size, True, True)
-        return list(buffer[:count])
-
-    def _piece(self, token: int) -> bytes:
-        """The bytes of one generated token."""
-        import llama_cpp
-
-        buffer = ctypes.create_string_buffer(64)
-        size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
-        if size < 0:
-            buffer = ctypes.create_string_buffer(-size)
-            size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
-        return buffer.raw[:size]
+        return self._live().tokenize(text)
 
     # -- prefix ----------------------------------------------------------------------------------
 
     def set_prefix(self, text: str) -> int:
         """Evaluate ``text`` once into the prefix sequence; return its token count (blocking)."""
-        import llama_cpp
-
-        tokens = self.tokenize(text)
-        if len(tokens) >= self.n_ctx // 2:
-            raise PromptTooLongError(len(tokens), self.n_ctx // 2)
+        llama = self._live()
+        tokens = llama.tokenize(text)
+        if len(tokens) >= llama.n_ctx // 2:
+            raise PromptTooLongError(len(tokens), llama.n_ctx // 2)
         with self._step_lock:
-            llama_cpp.llama_memory_seq_rm(self._mem, PREFIX_SEQ, -1, -1)
+            llama.forget(PREFIX_SEQ)
             self._prefix = []
             for start in range(0, len(tokens), self.n_batch):
                 chunk = tokens[start : start + self.n_batch]
-                self._fill([(PREFIX_SEQ, token, start + i, False) for i, token in enumerate(chunk)])
-                status = self._decode()
+                entries = [(PREFIX_SEQ, token, start + i, False) for i, token in enumerate(chunk)]
+                status = self._decode(entries)
                 if status != 0:
-                    llama_cpp.llama_memory_seq_rm(self._mem, PREFIX_SEQ, -1, -1)
+                    llama.forget(PREFIX_SEQ)
                     raise DecodeError(status)
             self._prefix = tokens
         return len(tokens)
 
     # -- requests --------------------------------------------------------------------------------
 
-    def submit(self, request: Request, on_done: Callback) -> None:
-        """Queue ``request``; ``on_done`` gets its result (or error) from the stepping thread."""
+    def submit(self, request: Request, on_done: Callback) -> Job:
+        """Queue ``request``; ``on_done`` gets its result (or error) from the stepping thread.
+
+        The returned job shows the request's :class:`State` as the engine moves it along.
+        """
         if request.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
+        job = Job(request, on_done)
         with self._cond:
-            self._waiting.append((request, on_done))
+            self._waiting.append(job)
             self._cond.notify_all()
+        return job
 
     def busy(self) -> bool:
         """Whether any request waits or runs."""
@@ -399,9 +291,9 @@ class BatchEngine:
     # -- scheduling ------------------------------------------------------------------------------
 
     def step(self) -> None:
-        """Admit waiting requests, then decode one batch (a token per generating sequence, prompt chunks)."""
+        """Admit waiting requests, then decode one batch (a token per generating request, prompt chunks)."""
         with self._step_lock:
-            self._live_ctx()
+            self._live()
             self._admit()
             self._drop_cancelled_prefills()
             entries = self._plan()
@@ -414,97 +306,83 @@ class BatchEngine:
             with self._cond:
                 if not self._waiting:
                     return
-                request, on_done = self._waiting[0]
-                outcome = self._start(request, on_done)
-                if outcome == "wait":
+                job = self._waiting[0]
+                if not self._try_start(job):
                     return
                 self._waiting.popleft()
 
-    def _start(self, request: Request, on_done: Callback) -> str:
-        """Begin ``request`` ("started"), refuse or cancel it ("done"), or leave it waiting ("wait")."""
-        started_at = time.time()
-        tokens = self.tokenize(request.prompt)
+    def _try_start(self, job: Job) -> bool:
+        """Admit ``job`` or end it (refused, cancelled): True; False when it must wait for room."""
+        job.started_at = time.time()
+        if job.tokens is None:
+            job.tokens = self.tokenize(job.request.prompt)
+        tokens, request = job.tokens, job.request
         shared = min(_common_prefix(tokens, self._prefix), len(tokens) - 1) if request.reuse_prefix else 0
         need = len(tokens) - shared + request.max_tokens
-        room = self.n_ctx - len(self._prefix)  # cells a sequence may use when it runs alone
+        room = self.n_ctx - len(self._prefix)  # cells a request may use when it runs alone
         if need > room:
-            on_done(PromptTooLongError(len(tokens), room + shared - request.max_tokens))
-            return "done"
-        if request.should_stop is not None and request.should_stop():
-            on_done(GenerationResult("", len(tokens), 0, "cancelled", started_at, None, time.time()))
-            return "done"
+            self._end(job, PromptTooLongError(len(tokens), room + shared - request.max_tokens))
+            return True
+        if job.cancelled():
+            self._end(job, "cancelled")
+            return True
         reserve = need if self.reserve_answer else len(tokens) - shared + 1
         if self.reserved_cells + reserve > room:
-            return "wait"
-        self._begin(request, on_done, tokens, shared, reserve, started_at)
-        return "started"
+            return False
+        self._begin(job, shared, reserve)
+        return True
 
-    def _begin(
-        self,
-        request: Request,
-        on_done: Callback,
-        tokens: list[int],
-        shared: int,
-        reserve: int,
-        started: float,
-    ) -> None:
-        """Give ``request`` a sequence id, the prefix cells it shares, and a sampler."""
-        import llama_cpp
-
-        seq_id = self._free_ids.pop()
-        llama_cpp.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
+    def _begin(self, job: Job, shared: int, reserve: int) -> None:
+        """WAITING -> PREFILLING: a sequence id, the prefix cells it shares, a sampler."""
+        llama = self._live()
+        assert job.tokens is not None
+        job.move(State.PREFILLING)
+        job.seq_id = self._free_ids.pop()
+        llama.forget(job.seq_id)
         if shared:
-            llama_cpp.llama_memory_seq_cp(self._mem, PREFIX_SEQ, seq_id, 0, shared)
+            llama.share(PREFIX_SEQ, job.seq_id, shared)
             self.stats.prefix_tokens_saved += shared
-        sampler = _make_sampler(request.temperature, request.seed)
+        job.sampler = make_sampler(job.request.temperature, job.request.seed)
         self._admitted += 1
-        self._active[seq_id] = _Sequence(
-            seq_id,
-            request,
-            on_done,
-            sampler,
-            len(tokens),
-            reserve,
-            self._admitted,
-            shared,
-            tokens[shared:],
-            started,
-        )
+        job.admitted, job.reserved = self._admitted, reserve
+        job.pos, job.pending = shared, job.tokens[shared:]
+        self._active[job.seq_id] = job
 
     def _drop_cancelled_prefills(self) -> None:
-        """Cancel sequences whose prompt is still being evaluated when their callback says so."""
-        for seq in list(self._active.values()):
-            if not seq.generated and seq.first_token_at is None and seq.cancelled():
-                self._finish(seq, "cancelled")
+        """Cancel prefilling requests whose callback says so (generating ones check after each token)."""
+        for job in list(self._active.values()):
+            if job.state is State.PREFILLING and job.cancelled():
+                self._finish(job, "cancelled")
 
-    def _plan(self) -> list[_Entry]:
-        """The next batch: one token per generating sequence first, then prompt chunks, at most n_batch.
+    def _plan(self) -> list[Entry]:
+        """The next batch: one token per generating request, then prompt chunks, at most n_batch.
 
         Shorter prompt tails go first, so a short question is not held up behind a long one. A
-        sequence's positions advance by what it got; its last prompt token (or its generated token)
+        request's positions advance by what it got; its last prompt token (or its generated token)
         asks for logits. A prompt tail that does not fit goes on at the next step.
         """
-        entries: list[_Entry] = []
-        for seq in sorted(self._active.values(), key=lambda seq: len(seq.pending)):
+        generating = [job for job in self._active.values() if job.state is State.GENERATING]
+        prefilling = [job for job in self._active.values() if job.state is State.PREFILLING and job.pending]
+        entries: list[Entry] = []
+        for job in generating + sorted(prefilling, key=lambda job: len(job.pending)):
             room = self.n_batch - len(entries)
             if room <= 0:
                 break
-            take = seq.pending[:room]
-            last = len(take) == len(seq.pending)
+            take = job.pending[:room]
+            last = len(take) == len(job.pending)
             entries.extend(
-                (seq.seq_id, token, seq.pos + i, last and i == len(take) - 1) for i, token in enumerate(take)
+                (job.seq_id, token, job.pos + i, last and i == len(take) - 1) for i, token in enumerate(take)
             )
-            seq.pos += len(take)
-            seq.pending = seq.pending[len(take) :]
+            job.pos += len(take)
+            job.pending = job.pending[len(take) :]
         return entries
 
-    def _run(self, entries: list[_Entry]) -> None:
+    def _run(self, entries: list[Entry]) -> None:
         """Decode ``entries``, halving the batch while the KV cache has no room; recover from failures."""
         size = self.n_batch
         while entries:
             view = entries[:size]
-            self._fill(view)
-            status = self._decode()
+            status = self._decode(view)
             if status == 0:
                 self._sample(view)
                 entries = self._alive(entries[len(view) :])
@@ -516,18 +394,18 @@ class BatchEngine:
                 entries = self._recover(entries, status)
                 size = self.n_batch
 
-    def _alive(self, entries: list[_Entry]) -> list[_Entry]:
-        """The entries of sequences still active."""
+    def _alive(self, entries: list[Entry]) -> list[Entry]:
+        """The entries of requests still holding their sequence."""
         return [entry for entry in entries if entry[0] in self._active]
 
-    def _recover(self, entries: list[_Entry], status: int) -> list[_Entry]:
-        """After ``entries`` failed to decode: make KV room by preempting, or fail their sequences.
+    def _recover(self, entries: list[Entry], status: int) -> list[Entry]:
+        """After ``entries`` failed to decode: make KV room by preempting, or fail their requests.
 
-        Returns the entries still to decode. Every failed sequence loses its KV cells, so none keeps
+        Returns the entries still to decode. Every failed request loses its KV cells, so none keeps
         positions whose KV was never written.
         """
         if status == 1 and len(self._active) > 1:
-            self._preempt(max(self._active.values(), key=lambda seq: seq.admitted))
+            self._preempt(max(self._active.values(), key=lambda job: job.admitted))
             return self._alive(entries)
         self.stats.failures += 1
         error: InferenceError = ContextFullError() if status == 1 else DecodeError(status)
@@ -536,136 +414,81 @@ class BatchEngine:
                 self._finish(self._active[seq_id], error)
         return []
 
-    def _preempt(self, seq: _Sequence) -> None:
-        """Free ``seq`` and queue its request again first; admit nothing until a sequence finishes."""
-        self._release(seq)
+    def _preempt(self, job: Job) -> None:
+        """PREFILLING/GENERATING -> WAITING, first in the queue; admit nothing until a request finishes."""
+        self._release(job)
+        job.move(State.WAITING)
         with self._cond:
-            self._waiting.appendleft((seq.request, seq.on_done))
+            self._waiting.appendleft(job)
         self._held = True
         self.stats.preemptions += 1
 
-    def _fill(self, entries: Sequence[_Entry]) -> None:
-        """Write (sequence id, token, position, wants logits) entries into the batch."""
-        batch = self._batch
-        for i, (seq_id, token, pos, logits) in enumerate(entries):
-            batch.token[i] = token
-            batch.pos[i] = pos
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = seq_id
-            batch.logits[i] = logits
-        batch.n_tokens = len(entries)
-
-    def _decode(self) -> int:
-        """One llama_decode of the filled batch; its status (0 done, 1 no KV room, else failed)."""
-        import llama_cpp
-
-        started = time.perf_counter()
-        status = int(llama_cpp.llama_decode(self._ctx, self._batch))
-        self.stats.decode_s += time.perf_counter() - started
+    def _decode(self, entries: Sequence[Entry]) -> int:
+        """One llama_decode of ``entries``, counted; its status (0 done, 1 no KV room, else failed)."""
+        status, seconds = self._live().decode(entries)
+        self.stats.decode_s += seconds
         if status == 0:
             self.stats.decodes += 1
-            self.stats.tokens += int(self._batch.n_tokens)
+            self.stats.tokens += len(entries)
         return status
 
-    def _sample(self, view: list[_Entry]) -> None:
-        """Sample the next token of each sequence whose logits ``view`` produced; finish the done ones."""
-        import llama_cpp
-
+    def _sample(self, view: list[Entry]) -> None:
+        """Sample the next token of each request whose logits ``view`` produced; finish the done ones."""
+        llama = self._live()
         now = time.time()
         outputs = [(index, entry[0]) for index, entry in enumerate(view) if entry[3]]
         for index, seq_id in outputs:
-            seq = self._active[seq_id]
-            token = int(llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
-            seq.first_token_at = seq.first_token_at or now
-            reason = self._advance(seq, token)
+            job = self._active[seq_id]
+            token = llama.sample(job.sampler, index)
+            if job.state is State.PREFILLING:  # its prompt is in: PREFILLING -> GENERATING
+                job.move(State.GENERATING)
+                job.first_token_at = now
+            reason = "stop" if llama.is_end(token) else job.add_token(token, llama.piece(token))
             if reason is not None:
-                self._finish(seq, reason)
+                self._finish(job, reason)
 
-    def _advance(self, seq: _Sequence, token: int) -> StopReason | None:
-        """Record ``token`` for ``seq``; the stop reason when the sequence is done, else None."""
-        import llama_cpp
+    def _release(self, job: Job) -> None:
+        """Free the request's KV cells, sampler and sequence id."""
+        self._live().forget(job.seq_id)
+        free_sampler(job.sampler)
+        del self._active[job.seq_id]
+        self._free_ids.append(job.seq_id)
 
-        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-            return "stop"
-        seq.generated.append(token)
-        seq.text += self._piece(token)
-        if seq.request.stop and self._cut_at_stop(seq):
-            return "stop"
-        if len(seq.generated) >= seq.request.max_tokens:
-            return "length"
-        if seq.cancelled():
-            return "cancelled"
-        seq.pending = [token]
-        return None
+    def _finish(self, job: Job, outcome: StopReason | InferenceError) -> None:
+        """PREFILLING/GENERATING -> DONE: free the sequence (admission may go on), report the outcome."""
+        self._release(job)
+        self._held = False
+        self._end(job, outcome)
 
     @staticmethod
-    def _cut_at_stop(seq: _Sequence) -> bool:
-        """Cut the text at the first stop string it now contains; whether it did."""
-        text = seq.text.decode("utf-8", errors="ignore")
-        hits = [text.find(stop) for stop in seq.request.stop if stop and stop in text]
-        if not hits:
-            return False
-        seq.text = bytearray(text[: min(hits)].encode("utf-8"))
-        return True
-
-    def _release(self, seq: _Sequence) -> None:
-        """Free the sequence's KV cells, sampler and id."""
-        import llama_cpp
-
-        llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
-        llama_cpp.llama_sampler_free(seq.sampler)
-        del self._active[seq.seq_id]
-        self._free_ids.append(seq.seq_id)
-
-    def _finish(self, seq: _Sequence, outcome: StopReason | InferenceError) -> None:
-        """Free the sequence (admission may go on), then report its outcome."""
-        self._release(seq)
-        self._held = False
-        if isinstance(outcome, InferenceError):
-            seq.on_done(outcome)
-            return
-        text = bytes(seq.text).decode("utf-8", errors="replace")
-        seq.on_done(
-            GenerationResult(
-                text,
-                seq.prompt_tokens,
-                len(seq.generated),
-                outcome,
-                seq.started_at,
-                seq.first_token_at,
-                time.time(),
-                tuple(seq.generated),
-            )
-        )
+    def _end(job: Job, outcome: StopReason | InferenceError) -> None:
+        """Move ``job`` to DONE and report ``outcome`` (a stop reason or an error)."""
+        job.move(State.DONE)
+        job.on_done(outcome if isinstance(outcome, InferenceError) else job.result(outcome))
 
     # -- lifetime --------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Free the context, then the model this engine loaded (or release its lease on a shared one)."""
-        import llama_cpp
-
         with self._step_lock:
-            if self._ctx is None:
+            if self._llama is None:
                 return
-            for seq in list(self._active.values()):
-                self._finish(seq, InferenceError("the engine was closed"))
+            for job in list(self._active.values()):
+                self._finish(job, InferenceError("the engine was closed"))
             with self._cond:
                 waiting, self._waiting = list(self._waiting), deque()
-            for _request, on_done in waiting:
-                on_done(InferenceError("the engine was closed"))
-            llama_cpp.llama_batch_free(self._batch)
-            llama_cpp.llama_free(self._ctx)
-            self._ctx = None
+            for job in waiting:
+                self._end(job, InferenceError("the engine was closed"))
+            self._llama.free()
+            self._llama = None
             self._free_model()
 
     def _free_model(self) -> None:
         """Free the model this engine loaded, or give a shared one back (after its context is freed)."""
-        import llama_cpp
-
         if self._lease is not None:
             self._lease.release()
         elif self._model is not None:
-            llama_cpp.llama_model_free(self._model)
+            free_model(self._model)
         self._model = None
 
     def __enter__(self) -> BatchEngine:
@@ -675,22 +498,3 @@ class BatchEngine:
     def __exit__(self, *_exc: object) -> None:
         """Close the engine."""
         self.close()
-
-
-def _make_sampler(temperature: float, seed: int) -> Any:
-    """A sampler chain: greedy at temperature 0, else top-k 40, top-p 0.95, min-p 0.05, temperature."""
-    import llama_cpp
-
-    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-    if temperature <= 0:
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-        return chain
-    for sampler in (
-        llama_cpp.llama_sampler_init_top_k(40),
-        llama_cpp.llama_sampler_init_top_p(0.95, 1),
-        llama_cpp.llama_sampler_init_min_p(0.05, 1),
-        llama_cpp.llama_sampler_init_temp(temperature),
-        llama_cpp.llama_sampler_init_dist(seed),
-    ):
-        llama_cpp.llama_sampler_chain_add(chain, sampler)
-    return chain

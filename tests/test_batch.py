@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.batch import PREFIX_SEQ, BatchEngine, Request
+from inference.batch import PREFIX_SEQ, BatchEngine, Request, State
 from inference.engine import Engine, GenerationResult
 from inference.errors import ContextFullError, DecodeError, InferenceError, PromptTooLongError
 from inference.prompt import build_prompt, preamble_prompt
@@ -249,6 +249,23 @@ def test_a_prompt_tail_longer_than_n_batch_is_prefilled_over_several_steps(
     assert small.stats.decodes - before == prefill_steps + TOKENS - 1  # a decode for every chunk
     assert small.stats.retries == small.stats.failures == 0
     print(f"\nlong tail: {tail} tokens, n_batch {SMALL_BATCH}, {prefill_steps} prefill decodes")
+
+
+def test_a_request_goes_waiting_prefilling_generating_done(small: BatchEngine) -> None:
+    prompt = build_prompt(LONG)
+    prefill_steps = -(-_tail(small, prompt) // SMALL_BATCH)
+    reported: list[State] = []
+    job = small.submit(Request(prompt, max_tokens=4), lambda _outcome: reported.append(job.state))
+    assert job.state is State.WAITING and job.seq_id == -1  # no sequence id, no KV cell yet
+    states = []
+    while small.busy():
+        small.step()
+        states.append(job.state)
+    # the last prompt chunk's step samples the first token; three more steps make the budget of four
+    expected = [State.PREFILLING] * (prefill_steps - 1) + [State.GENERATING] * 3 + [State.DONE]
+    assert states == expected
+    assert reported == [State.DONE]  # the outcome goes out once the request is done
+    assert small.active == 0
 
 
 def test_long_and_short_prompts_admitted_together_are_answered_as_alone(
