@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inference.download import TerminalProgress, hf_url, pull
+from inference.download import HubFile, pull
 from inference.errors import ModelNotFoundError
 from inference.settings import InferenceSettings
 
 
-def model_url(settings: InferenceSettings) -> str:
-    """Download URL of the default model file."""
-    return hf_url(settings.model_repo, settings.model_file, endpoint=settings.hf_endpoint)
+def default_model_source(settings: InferenceSettings) -> HubFile:
+    """The default model file on the Hub (MODEL_REPO, MODEL_FILE, HF_ENDPOINT, HF_TOKEN)."""
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    return HubFile(
+        settings.model_repo, settings.model_file, endpoint=settings.hf_endpoint or None, token=token or None
+    )
+
+
+def pull_default_model(settings: InferenceSettings, data_dir: Path) -> Path:
+    """Download the default model into ``<data dir>/models`` (unless there) and check its sha256."""
+    dest = data_dir / "models" / settings.model_file
+    return pull(default_model_source(settings), dest, expected_sha256=settings.model_sha256)
 
 
 def ensure_model(settings: InferenceSettings, data_dir: Path, *, allow_pull: bool = True) -> Path:
@@ -25,11 +34,4 @@ def ensure_model(settings: InferenceSettings, data_dir: Path, *, allow_pull: boo
             f"model file {path} does not exist; "
             "set MODEL_PATH to a GGUF file or run `meditron-bot model pull`",
         )
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
-    return pull(
-        model_url(settings),
-        path,
-        expected_sha256=settings.model_sha256,
-        token=token,
-        progress=TerminalProgress(),
-    )
+    return pull_default_model(settings, data_dir)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inference.download import TerminalProgress, pull
 from inference.modelfile import format_info, read_info, verify
 from inference.settings import InferenceSettings
-from inference.setup import model_url
+from inference.setup import pull_default_model
 from storage.settings import StorageSettings
 
 
@@ -18,17 +17,8 @@ def _settings() -> tuple[InferenceSettings, Path]:
 
 
 def pull_model(_: argparse.Namespace) -> int:
-    """Download the default model into the data directory."""
-    settings, data_dir = _settings()
-    dest = data_dir / "models" / settings.model_file
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
-    pull(
-        model_url(settings),
-        dest,
-        expected_sha256=settings.model_sha256,
-        token=token,
-        progress=TerminalProgress(),
-    )
+    """Download the default model into the data directory (tqdm progress on stderr)."""
+    dest = pull_default_model(*_settings())
     print(f"{dest}: downloaded and verified")
     return 0
 
