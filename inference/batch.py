@@ -49,9 +49,9 @@ from inference.engine import (
     StopReason,
     default_threads,
     route_llama_logs,
-    validate_gguf,
 )
 from inference.errors import ContextFullError, DecodeError, InferenceError, PromptTooLongError
+from inference.modelfile import validate_gguf
 
 __all__ = ["PREFIX_SEQ", "BatchEngine", "BatchStats", "Callback", "Job", "Outcome", "Request", "State"]
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from inference.batch import BatchEngine, Request
-from inference.engine import Engine, validate_gguf
+from inference.engine import Engine
 from inference.errors import InferenceError
+from inference.modelfile import validate_gguf
 from inference.prompt import build_prompt, preamble_prompt
 
 QUESTIONS = (

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -17,12 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from inference.errors import InferenceError, ModelCorruptError, ModelNotFoundError, PromptTooLongError
-from inference.modelfile import GGUFHeader, read_header
+from inference.errors import InferenceError, ModelCorruptError, PromptTooLongError
+from inference.modelfile import validate_gguf
 
 StopReason = Literal["stop", "length", "cancelled"]
-
-_MIN_GGUF_BYTES = 24  # magic, version, tensor count, metadata count
 
 
 @dataclass(frozen=True)
@@ -40,51 +37,11 @@ class GenerationResult:
     """The generated token ids (without the end-of-generation token)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# GGUF header check (the header parser of inference.modelfile; no tensor data is read)
-
-
 def _known_architectures() -> set[str]:
     """Architecture names llama.cpp knows (gguf-py mirrors llama.cpp's list)."""
     from gguf import MODEL_ARCH_NAMES
 
     return set(MODEL_ARCH_NAMES.values())
-
-
-def read_gguf_metadata(path: Path) -> dict[str, Any]:
-    """The metadata of a valid GGUF file (arrays only as their length); errors as :func:`validate_gguf`."""
-    return dict(_validated_header(path).fields)
-
-
-def validate_gguf(path: Path) -> str:
-    """Check ``path`` is a complete GGUF file (header intact, tensor data inside); return its arch.
-
-    Raises ModelNotFoundError (missing/unreadable) or ModelCorruptError (anything else wrong).
-    Whether llama.cpp knows the architecture is checked when loading (see :class:`Engine`), so a
-    newer llama.cpp architecture that gguf-py does not list yet is not refused here.
-    """
-    arch = _validated_header(path).str_field("general.architecture")
-    assert arch is not None  # _validated_header refuses a file without one
-    return arch
-
-
-def _validated_header(path: Path) -> GGUFHeader:
-    """The parsed header of ``path``, or ModelNotFoundError / ModelCorruptError."""
-    if not path.exists():
-        raise ModelNotFoundError(path, f"{path}: model file not found")
-    if not path.is_file():
-        raise ModelNotFoundError(path, f"{path}: is not a regular file")
-    try:
-        if path.stat().st_size < _MIN_GGUF_BYTES:
-            raise ModelCorruptError(path, f"{path}: too small to be a GGUF model file")
-        header = read_header(path)
-    except PermissionError as exc:
-        raise ModelNotFoundError(path, f"{path}: cannot read the model file ({exc})") from exc
-    except (ValueError, KeyError, OverflowError, OSError, struct.error, UnicodeDecodeError) as exc:
-        raise ModelCorruptError(path, f"{path}: not a usable GGUF model file: {exc}") from exc
-    if not header.str_field("general.architecture"):
-        raise ModelCorruptError(path, f"{path}: not a usable GGUF model file: no general.architecture")
-    return header
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.engine import read_gguf_metadata
 from inference.errors import MemoryBudgetError
+from inference.modelfile import read_header
 
 KV_BYTES_PER_VALUE = 2
 """The KV cache holds F16 values."""
@@ -60,8 +60,8 @@ def _int(metadata: dict[str, object], key: str, default: int) -> int:
 
 def model_shape(path: Path) -> ModelShape:
     """The shape of the model in ``path`` (validated first)."""
-    meta = read_gguf_metadata(path)
-    arch = str(meta["general.architecture"])
+    header = read_header(path)
+    meta, arch = header.fields, header.architecture
     n_embd = _int(meta, f"{arch}.embedding_length", 4096)
     n_head = _int(meta, f"{arch}.attention.head_count", 32)
     head_dim = n_embd // n_head

@@ -1,4 +1,4 @@
-"""Model files: the default GGUF, sha256 checks (cached in a sidecar file) and GGUF metadata."""
+"""Model files: the default GGUF, sha256 checks (cached in a sidecar file), the one GGUF header reader."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ DEFAULT_SHA256 = "e27bcb7b21b4a6bc728533ca0352ae9d003578b4c08ce0c4973b5f21a8a851
 DEFAULT_SIZE_HINT = "1.71 GB"
 
 CHUNK_SIZE = 1 << 20
-GGUF_MAGIC = b"GGUF"
+GGUF_MAGIC = struct.pack("<I", gguf.GGUF_MAGIC)  # b"GGUF"
 SIDECAR_SUFFIX = ".sha256"
 
 HashProgress = Callable[[int, int], None]
@@ -102,9 +102,12 @@ def verify(path: Path, expected_sha256: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class ModelHeader:
-    """What the GGUF header says about the model."""
+class ModelInfo:
+    """What a GGUF file says about the model inside it, with the file's size and sha256."""
 
+    path: Path
+    size_bytes: int
+    sha256: str
     architecture: str
     name: str | None
     file_type: str | None
@@ -115,15 +118,6 @@ class ModelHeader:
     vocab_size: int | None
     tensor_count: int
     parameter_count: int
-
-
-@dataclass(frozen=True)
-class ModelInfo(ModelHeader):
-    """What a GGUF file says about the model inside it, with the file's size and sha256."""
-
-    path: Path
-    size_bytes: int
-    sha256: str
 
 
 def file_type_name(value: int) -> str:
@@ -137,10 +131,21 @@ def file_type_name(value: int) -> str:
     return str(name)
 
 
-# GGUF value types (gguf.GGUFValueType) -> struct format of one item; 8 is STRING, 9 is ARRAY.
-_SCALAR_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-_STRING, _ARRAY = 8, 9
+_SCALAR_FORMATS = {  # struct format of one item of each fixed-size GGUF value type
+    gguf.GGUFValueType.UINT8: "B",
+    gguf.GGUFValueType.INT8: "b",
+    gguf.GGUFValueType.UINT16: "H",
+    gguf.GGUFValueType.INT16: "h",
+    gguf.GGUFValueType.UINT32: "I",
+    gguf.GGUFValueType.INT32: "i",
+    gguf.GGUFValueType.FLOAT32: "f",
+    gguf.GGUFValueType.BOOL: "?",
+    gguf.GGUFValueType.UINT64: "Q",
+    gguf.GGUFValueType.INT64: "q",
+    gguf.GGUFValueType.FLOAT64: "d",
+}
 _MAX_DIMS = 4
+_PARSE_ERRORS = (ValueError, KeyError, OverflowError, UnicodeDecodeError, struct.error, OSError)
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,7 @@ class _ArrayValue:
 
 
 class GGUFHeader:
-    """Streaming reader of a GGUF header (metadata and tensor table).
+    """Streaming reader of a GGUF header (metadata and tensor table), on gguf-py's constants.
 
     gguf.GGUFReader builds numpy views for every array item: about 20 s for a 256k-token
     vocabulary on a small CPU. This reads the same layout with struct and skips array items.
@@ -178,6 +183,10 @@ class GGUFHeader:
         fmt = self.order + fmt
         return struct.unpack(fmt, self._read(struct.calcsize(fmt)))[0]
 
+    def _type(self) -> Any:
+        """Read a value type (a gguf.GGUFValueType; ValueError when unknown)."""
+        return gguf.GGUFValueType(self._unpack("I"))
+
     def _skip(self, n: int) -> None:
         """Skip ``n`` bytes, failing when that passes the end of the file."""
         if n < 0 or self.f.tell() + n > self.size:
@@ -191,22 +200,20 @@ class GGUFHeader:
             raise ValueError("a string length in the GGUF header is larger than the file")
         return self._read(length).decode("utf-8")
 
-    def _value(self, vtype: int) -> Any:
+    def _value(self, vtype: Any) -> Any:
         """Read a metadata value of type ``vtype`` (arrays become _ArrayValue)."""
         if vtype in _SCALAR_FORMATS:
             return self._unpack(_SCALAR_FORMATS[vtype])
-        if vtype == _STRING:
+        if vtype is gguf.GGUFValueType.STRING:
             return self._string()
-        if vtype == _ARRAY:
-            return self._array()
-        raise ValueError(f"unknown GGUF value type {vtype}")
+        return self._array()
 
     def _array(self) -> _ArrayValue:
-        """Skip over an array's items and return its length."""
-        item_type, length = self._unpack("I"), self._unpack("Q")
+        """Skip over an array's items (large ones in one seek) and return its length."""
+        item_type, length = self._type(), self._unpack("Q")
         if item_type in _SCALAR_FORMATS:
             self._skip(length * struct.calcsize(_SCALAR_FORMATS[item_type]))
-        elif item_type == _STRING:
+        elif item_type is gguf.GGUFValueType.STRING:
             for _ in range(length):
                 self._skip(self._unpack("Q"))
         else:
@@ -216,13 +223,13 @@ class GGUFHeader:
 
     def _prelude(self) -> tuple[int, int]:
         """Check magic and version; return (tensor count, metadata count)."""
-        if self._read(4) != GGUF_MAGIC:
+        if self._unpack("I") != gguf.GGUF_MAGIC:
             raise ValueError("GGUF magic missing")
         version = self._unpack("I")
         if version & 0xFFFF == 0:  # written on a machine of the other byte order
             self.order = ">"
             version = struct.unpack(">I", struct.pack("<I", version))[0]
-        if version not in (2, 3):
+        if not 2 <= version <= gguf.GGUF_VERSION:
             raise ValueError(f"GGUF version {version} is not supported")
         return self._unpack("Q"), self._unpack("Q")
 
@@ -232,7 +239,7 @@ class GGUFHeader:
             key = self._string()
             if key in self.fields:
                 raise ValueError(f"duplicate metadata key {key}")
-            self.fields[key] = self._value(self._unpack("I"))
+            self.fields[key] = self._value(self._type())
 
     def _tensor(self) -> tuple[int, int]:
         """Read one tensor-table entry; return (offset in data, byte count)."""
@@ -266,6 +273,13 @@ class GGUFHeader:
         for offset, n_bytes in extents:
             if data_start + offset + n_bytes > self.size:
                 raise ValueError("the file is truncated: tensor data runs past the end of the file")
+        if not self.str_field("general.architecture"):
+            raise ValueError("no general.architecture key")
+
+    @property
+    def architecture(self) -> str:
+        """general.architecture (a parsed header always has one)."""
+        return str(self.fields["general.architecture"])
 
     def int_field(self, key: str) -> int | None:
         """Return an integer metadata value, or None when absent or not an integer."""
@@ -278,30 +292,70 @@ class GGUFHeader:
         return value if isinstance(value, str) else None
 
 
-def _vocab_size(header: GGUFHeader, arch: str) -> int | None:
+def _vocab_size(header: GGUFHeader) -> int | None:
     """Return the tokenizer's token count (or ``<arch>.vocab_size``)."""
     tokens = header.fields.get("tokenizer.ggml.tokens")
     if isinstance(tokens, _ArrayValue):
         return tokens.length
-    return header.int_field(f"{arch}.vocab_size")
+    return header.int_field(f"{header.architecture}.vocab_size")
 
 
-def read_header(path: Path, size: int | None = None) -> GGUFHeader:
-    """Parse the GGUF header of ``path`` (ValueError, struct.error... when damaged)."""
-    with path.open("rb") as f:
-        header = GGUFHeader(f, os.fstat(f.fileno()).st_size if size is None else size)
-        header.parse()
+def _open_gguf(path: Path) -> BinaryIO:
+    """``path`` opened for reading after checking the magic; ModelNotFoundError or ModelCorruptError."""
+    if not path.exists():
+        raise ModelNotFoundError(path, f"{path}: model file not found")
+    if not path.is_file():
+        raise ModelNotFoundError(path, f"{path}: is not a regular file")
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise ModelNotFoundError(path, f"{path}: cannot read the model file ({exc})") from None
+    magic = f.read(4)
+    if magic != GGUF_MAGIC:
+        f.close()
+        what = "empty file" if not magic else f"starts with {magic!r}, not {GGUF_MAGIC!r}"
+        raise ModelCorruptError(path, f"{path}: not a GGUF file ({what})")
+    f.seek(0)
+    return f
+
+
+def read_header(path: Path) -> GGUFHeader:
+    """The parsed GGUF header of ``path`` (no tensor data is read): the one front door to the parser.
+
+    Raises ModelNotFoundError (missing, unreadable) or ModelCorruptError (not GGUF, damaged,
+    truncated, tensor data past the end, no architecture).
+    """
+    reason: str | None = None
+    with _open_gguf(path) as f:
+        header = GGUFHeader(f, os.fstat(f.fileno()).st_size)
+        try:
+            header.parse()
+        except _PARSE_ERRORS as exc:
+            reason = str(exc) or type(exc).__name__
+    if reason is not None:
+        # Raised outside the except block: the low-level error is not chained to the message.
+        raise ModelCorruptError(path, f"{path}: damaged or truncated GGUF file ({reason})")
     return header
 
 
-def _parse_header(path: Path, size: int) -> ModelHeader:
-    """Parse the GGUF header of ``path`` and copy out what ModelInfo needs."""
-    header = read_header(path, size)
-    arch = header.str_field("general.architecture")
-    if not arch:
-        raise ValueError("no general.architecture key")
+def validate_gguf(path: Path) -> str:
+    """Check ``path`` is a complete GGUF file; return its architecture (errors as :func:`read_header`).
+
+    Whether llama.cpp knows the architecture is checked when loading (see inference.engine), so a
+    newer llama.cpp architecture that gguf-py does not list yet is not refused here.
+    """
+    return read_header(path).architecture
+
+
+def read_info(path: Path) -> ModelInfo:
+    """What the GGUF file ``path`` says about itself, with its size and sha256 (errors as read_header)."""
+    header = read_header(path)
+    arch = header.architecture
     ftype = header.int_field("general.file_type")
-    return ModelHeader(
+    return ModelInfo(
+        path=path,
+        size_bytes=header.size,
+        sha256=file_sha256(path),
         architecture=arch,
         name=header.str_field("general.name"),
         file_type=None if ftype is None else file_type_name(ftype),
@@ -309,40 +363,10 @@ def _parse_header(path: Path, size: int) -> ModelHeader:
         block_count=header.int_field(f"{arch}.block_count"),
         embedding_length=header.int_field(f"{arch}.embedding_length"),
         head_count=header.int_field(f"{arch}.attention.head_count"),
-        vocab_size=_vocab_size(header, arch),
+        vocab_size=_vocab_size(header),
         tensor_count=header.tensor_count,
         parameter_count=header.parameter_count,
     )
-
-
-def _check_magic(path: Path) -> int:
-    """Raise unless ``path`` is a readable file starting with the GGUF magic; return its size."""
-    try:
-        with path.open("rb") as f:
-            magic = f.read(4)
-            size = os.fstat(f.fileno()).st_size
-    except FileNotFoundError:
-        raise ModelNotFoundError(path, f"{path}: model file not found") from None
-    except OSError as exc:
-        raise ModelNotFoundError(path, f"{path}: cannot read the model file ({exc})") from None
-    if magic != GGUF_MAGIC:
-        what = "empty file" if size == 0 else f"starts with {magic!r}, not b'GGUF'"
-        raise ModelCorruptError(path, f"{path}: not a GGUF file ({what})")
-    return size
-
-
-def read_info(path: Path) -> ModelInfo:
-    """Read the GGUF metadata of ``path``; raise ModelNotFoundError or ModelCorruptError."""
-    size = _check_magic(path)
-    reason: str | None = None
-    try:
-        header = _parse_header(path, size)
-    except (ValueError, KeyError, OverflowError, UnicodeDecodeError, struct.error) as exc:
-        reason = str(exc) or type(exc).__name__
-    if reason is not None:
-        # Raised outside the except block: the low-level error is not chained to the message.
-        raise ModelCorruptError(path, f"{path}: damaged or truncated GGUF file ({reason})")
-    return ModelInfo(path=path, size_bytes=size, sha256=file_sha256(path), **vars(header))
 
 
 def _fmt_int(value: int | None) -> str:

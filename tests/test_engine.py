@@ -11,8 +11,9 @@ import llama_cpp
 import pytest
 from gguf import GGUFWriter
 
-from inference.engine import Engine, GenerationResult, validate_gguf
+from inference.engine import Engine, GenerationResult
 from inference.errors import InferenceError, ModelCorruptError, ModelNotFoundError, PromptTooLongError
+from inference.modelfile import validate_gguf
 from inference.prompt import build_prompt
 from inference.synthetic import FIRST_BYTE_ID, TINY, write_gemma2_gguf
 

@@ -17,7 +17,7 @@ from bot.cli.common import database_url, prepare_database, private_redis_dir, sh
 from bot.runlock import RunLock
 from bot.settings import BotSettings
 from bot.supervisor import ChildSpec, Supervisor, die_with_parent
-from inference.engine import validate_gguf
+from inference.modelfile import validate_gguf
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
 from storage.redis_server import PrivateRedis, answers_ping_async

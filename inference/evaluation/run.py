@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.engine import validate_gguf
 from inference.errors import QuestionTooLongError
 from inference.evaluation.data import (
     LETTERS,
@@ -23,7 +22,7 @@ from inference.evaluation.data import (
 )
 from inference.evaluation.results import EvalRun, ModelRun, QuestionResult
 from inference.evaluation.scoring import Scorer
-from inference.modelfile import file_sha256
+from inference.modelfile import file_sha256, validate_gguf
 
 Progress = Callable[[int], None]
 ProgressFactory = Callable[[int, str], Progress]

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from inference.engine import default_threads, route_llama_logs, validate_gguf
+from inference.engine import default_threads, route_llama_logs
 from inference.errors import InferenceError, ModelCorruptError, QuestionTooLongError
+from inference.modelfile import validate_gguf
 
 MAX_CONTINUATIONS = 20
 """Continuations scored after one prompt (10 letters and 10 choice texts): one sequence each."""
