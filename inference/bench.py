@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from tqdm import tqdm
+
 from inference.batch import BatchEngine, Request
 from inference.engine import Engine
 from inference.errors import InferenceError
@@ -100,37 +102,32 @@ class BenchReport:
 
 
 class Progress:
-    """A progress bar on a stream (redrawn in place on a terminal, one line per step otherwise)."""
+    """The bench's steps as a tqdm bar on stderr, the step about to run as its description."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 24) -> None:
-        self.total = max(total, 1)
-        self.done = 0
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        """A bar of ``total`` steps (settable until the first step), drawn from the first step on."""
+        self.total = total
         self.stream = stream or sys.stderr
-        self.width = width
+        self._bar: Any = None
 
     def step(self, label: str) -> None:
-        """Announce the step about to run."""
-        filled = self.width * self.done // self.total
-        bar = "#" * filled + "-" * (self.width - filled)
-        line = f"[{bar}] {self.done}/{self.total} {label}"
-        if self.stream.isatty():
-            self.stream.write(f"\r\x1b[K{line}")
+        """Announce the step about to run (the ones before it are done)."""
+        if self._bar is None:
+            bar_format = "[{bar:24}] {n_fmt}/{total_fmt} {desc}"
+            self._bar = tqdm(total=max(self.total, 1), file=self.stream, bar_format=bar_format)
         else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self.done += 1
+            self._bar.update(1)
+        self._bar.set_description_str(label)
 
     def note(self, message: str) -> None:
-        """A line of information between steps."""
-        self.stream.write(("\r\x1b[K" if self.stream.isatty() else "") + message + "\n")
-        self.stream.flush()
+        """A line of information between steps (the bar is redrawn below it)."""
+        tqdm.write(message, file=self.stream)
 
     def finish(self) -> None:
         """Complete the bar."""
-        self.done = self.total
         self.step("done")
-        if self.stream.isatty():
-            self.stream.write("\n")
+        self._bar.update(self._bar.total - self._bar.n)
+        self._bar.close()
 
 
 def count_steps(config: BenchConfig) -> int:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
-import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+from tqdm import tqdm
 
 from inference.evaluation.data import LETTERS
 from inference.evaluation.results import EvalRun, Metric, ModelRun, QuestionResult, accuracy_counts
@@ -287,69 +287,16 @@ def format_table(document: dict[str, Any], run: EvalRun) -> str:
 # Progress
 
 
-def _clock_text(seconds: float) -> str:
-    """``1:02:03`` / ``2:03``."""
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 class ProgressBar:
-    """A progress bar with rate and ETA on stderr: redrawn in place on a terminal, else a line per 10 %."""
+    """One model's run as a tqdm bar on stderr: questions done, rate and ETA."""
 
-    WIDTH = 24
-
-    def __init__(
-        self,
-        total: int,
-        label: str,
-        *,
-        stream: TextIO | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        interval: float = 0.2,
-    ) -> None:
-        """Count ``total`` steps under ``label``; timing starts now."""
-        self.total = total
-        self.label = label
-        self._stream = stream
-        self._clock = clock
-        self._interval = interval
-        self._t0 = clock()
-        self._last_draw = -math.inf
-        self._next_tenth = 1
-
-    @property
-    def stream(self) -> TextIO:
-        """Where the bar is written (stderr unless told otherwise)."""
-        return self._stream if self._stream is not None else sys.stderr
-
-    def line(self, done: int) -> str:
-        """The bar's text after ``done`` steps."""
-        elapsed = self._clock() - self._t0
-        fraction = done / self.total if self.total else 1.0
-        filled = round(self.WIDTH * fraction)
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else math.inf
-        return (
-            f"{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{self.total} "
-            f"{100 * fraction:3.0f}% {rate:.2f} q/s ETA {_clock_text(eta)}"
-        )
+    def __init__(self, total: int, label: str, *, stream: TextIO | None = None) -> None:
+        """Count ``total`` questions under ``label``; timing starts now."""
+        bar_format = "{desc} [{bar:24}] {n_fmt}/{total_fmt} {percentage:3.0f}% {rate_fmt} ETA {remaining}"
+        self._bar = tqdm(total=total, desc=label, unit="q", file=stream or sys.stderr, bar_format=bar_format)
 
     def update(self, done: int) -> None:
-        """Report that ``done`` of ``total`` steps are finished."""
-        isatty = getattr(self.stream, "isatty", None)
-        if isatty is not None and isatty():
-            now = self._clock()
-            if now - self._last_draw >= self._interval or done >= self.total:
-                self._last_draw = now
-                end = "\n" if done >= self.total else ""
-                self.stream.write(f"\r{self.line(done)}\x1b[K{end}")
-                self.stream.flush()
-            return
-        tenth = done * 10 // self.total if self.total else 10
-        if tenth >= self._next_tenth:
-            self._next_tenth = tenth + 1
-            self.stream.write(self.line(done) + "\n")
-            self.stream.flush()
+        """Report that ``done`` of ``total`` questions are finished (the bar closes at the end)."""
+        self._bar.update(done - self._bar.n)
+        if done >= self._bar.total:
+            self._bar.close()
