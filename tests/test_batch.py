@@ -102,12 +102,13 @@ def test_cancellation_frees_the_sequence_and_its_kv_cells(
 ) -> None:
     cancel = threading.Event()
     outcome: list[object] = []
-    batch.submit(
+    job = batch.submit(
         Request(build_prompt(QUESTIONS[2]), max_tokens=200, should_stop=cancel.is_set), outcome.append
     )
     for _ in range(5):
         batch.step()
-    (seq_id,) = batch._active  # white-box: the sequence id in use
+    assert batch.active == 1 and job.state is State.GENERATING
+    seq_id = job.seq_id  # the sequence id in use
     assert batch.sequence_cells(seq_id) > batch.prefix_tokens
     assert batch.reserved_cells > 200
     cancel.set()
@@ -232,9 +233,10 @@ def test_a_prompt_tail_longer_than_n_batch_is_prefilled_over_several_steps(
     expected = plain.generate(prompt, max_tokens=TOKENS, fresh=True).tokens
     before = small.stats.decodes
     outcome: list[object] = []
-    small.submit(Request(prompt, max_tokens=TOKENS), outcome.append)
+    job = small.submit(Request(prompt, max_tokens=TOKENS), outcome.append)
     small.step()
-    (seq_id,) = small._active  # white-box: the sequence being prefilled
+    assert small.active == 1 and job.state is State.PREFILLING
+    seq_id = job.seq_id  # the sequence being prefilled
     held = [small.sequence_cells(seq_id)]
     while not outcome:
         small.step()
@@ -335,16 +337,18 @@ def test_a_decode_failure_frees_every_sequence_in_the_batch_and_the_engine_goes_
     small: BatchEngine, reference: list[tuple[int, ...]]
 ) -> None:
     outcomes: dict[str, object] = {}
-    small.submit(Request(build_prompt(QUESTIONS[0]), max_tokens=TOKENS), lambda r: outcomes.update(a=r))
+    short = small.submit(
+        Request(build_prompt(QUESTIONS[0]), max_tokens=TOKENS), lambda r: outcomes.update(a=r)
+    )
     small.step()  # its tail fits one batch: it generates from now on
-    small.submit(Request(build_prompt(LONG), max_tokens=TOKENS), lambda r: outcomes.update(b=r))
+    long = small.submit(Request(build_prompt(LONG), max_tokens=TOKENS), lambda r: outcomes.update(b=r))
     for _ in range(3):
         small.step()  # the long tail is partly prefilled
-    ids = list(small._active)  # white-box: the sequence ids in use
-    assert len(ids) == 2
-    long_seq = small._active[ids[1]]
-    assert small.sequence_cells(long_seq.seq_id) > small.prefix_tokens + SMALL_BATCH
-    long_seq.pending[0] = 10**6  # fault injection: llama.cpp refuses the batch (invalid token)
+    assert (short.state, long.state) == (State.GENERATING, State.PREFILLING)
+    ids = [short.seq_id, long.seq_id]  # the sequence ids in use
+    assert small.active == 2
+    assert small.sequence_cells(long.seq_id) > small.prefix_tokens + SMALL_BATCH
+    long.pending[0] = 10**6  # fault injection (white-box): llama.cpp refuses the batch (invalid token)
     small.step()
     assert isinstance(outcomes.get("a"), DecodeError)
     assert isinstance(outcomes.get("b"), DecodeError)
