@@ -6,8 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.consent import available, current_revision
 from bot.settings import BotSettings
+from storage.repositories.startup_audit import audit_startup, settings_snapshot
 from storage.settings import StorageSettings
-from storage.startup_audit import audit_startup, settings_snapshot
 
 
 async def audit_bot_start(

@@ -20,8 +20,8 @@ from bot.resources import Resources
 from bot.splitting import split_message
 from storage.models import Answer, Question
 from storage.queue import AnswerMessage, Delivery
-from storage.repository.questions import record_answer, set_question_status
-from storage.startup_audit import audit_startup
+from storage.repositories.questions import record_answer, set_question_status
+from storage.repositories.startup_audit import audit_startup
 
 log = structlog.get_logger("bot.delivery")
 

@@ -16,7 +16,7 @@ from telegram import Update
 from bot.i18n import LANGUAGES, supported
 from bot.resources import Resources
 from storage.models import User
-from storage.repository.users import get_or_create_user, get_user
+from storage.repositories.users import get_or_create_user, get_user
 
 
 def language_of(update: Update) -> str:

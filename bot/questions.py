@@ -22,8 +22,8 @@ from bot.redflags import RedFlag
 from bot.resources import Resources
 from storage.models import Question
 from storage.queue import QuestionMessage
-from storage.repository.questions import mark_enqueued, record_question
-from storage.repository.users import get_or_create_user
+from storage.repositories.questions import mark_enqueued, record_question
+from storage.repositories.users import get_or_create_user
 
 log = structlog.get_logger("bot.questions")
 

@@ -14,12 +14,9 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
-import storage.accounts
-import storage.erasure
-import storage.field  # noqa: F401  (field-team tables join Base.metadata)
 from storage.db import make_engine
 from storage.migrate import disable_sqlite_foreign_keys
-from storage.models import Base, UTCDateTime
+from storage.models import Base, UTCDateTime  # the package imports every model module
 
 config = context.config
 target_metadata = Base.metadata

@@ -4,7 +4,7 @@ The file ``<data_dir>/audit.anchor`` holds one JSON object: the id and chain has
 row some process committed, and an HMAC-SHA256 over both. ``audit verify`` checks that this row is
 still in the chain with this hash, so deleting the newest rows, deleting all rows, or rewriting a row
 and recomputing every later hash is detected. Every writer moves the anchor forward right after its
-transaction commits (``storage.repository.audit`` does this for sessions made by an anchored
+transaction commits (``storage.repositories.audit`` does this for sessions made by an anchored
 sessionmaker); the file is locked with ``fcntl.flock`` and replaced atomically, and a checkpoint
 older than the one in the file is never written, so concurrent processes cannot move it back.
 

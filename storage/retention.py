@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.erasure import erase_questions
 from storage.models import Question, utcnow
+from storage.repositories.erasure import erase_questions
 
 DEFAULT_RETENTION_DAYS = 180
 BATCH_SIZE = 500

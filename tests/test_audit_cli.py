@@ -27,9 +27,9 @@ from storage.db import make_engine, make_sessionmaker
 from storage.errors import AuditAnchorError
 from storage.models import AuditEvent, User
 from storage.pseudonym import Pseudonymizer
-from storage.repository.audit import GENESIS_HASH, row_hash, verify_audit, verify_chain
+from storage.repositories.audit import GENESIS_HASH, row_hash, verify_audit, verify_chain
+from storage.repositories.startup_audit import audit_startup, settings_snapshot
 from storage.settings import StorageSettings
-from storage.startup_audit import audit_startup, settings_snapshot
 from tests.support.stack import Stack
 from tests.test_consent_storage import seed
 from tests.test_e2e import _consent
@@ -40,7 +40,7 @@ WRITER = """
 import asyncio, sys
 from storage.audit_anchor import AuditAnchor
 from storage.db import make_engine, make_sessionmaker
-from storage.repository.audit import append_audit
+from storage.repositories.audit import append_audit
 from storage.settings import StorageSettings
 
 async def main(url, name, count):
@@ -109,7 +109,7 @@ async def test_verify_reports_count_then_names_the_changed_row(
 
 async def test_verify_passes_after_erasure(anchored: Sessions, migrated_db_url: str, tmp_path: Path) -> None:
     """Erasing texts is not tampering: the chain still verifies."""
-    from storage.erasure import forget_user
+    from storage.repositories.erasure import forget_user
 
     user_id = await seed(anchored, questions=2)
     async with anchored.begin() as session:

@@ -10,10 +10,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.db import make_engine, make_sessionmaker
-from storage.erasure import erase_research_text
 from storage.migrate import upgrade_async
 from storage.models import User
-from storage.repository.audit import append_audit, verify_chain
+from storage.repositories.audit import append_audit, verify_chain
+from storage.repositories.erasure import erase_research_text
 from tests.test_consent_storage import seed
 
 APP_ROLE = "meditron_app"

@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import texts
 from bot.consent import consent_for
 from bot.i18n import t
-from storage.erasure import tombstones
 from storage.models import AuditEvent, ConsentEvent, Question, User
 from storage.pseudonym import Pseudonymizer
 from storage.redis_server import connect
-from storage.repository.audit import verify_chain
-from storage.repository.users import get_or_create_user, get_user
+from storage.repositories.audit import verify_chain
+from storage.repositories.erasure import tombstones
+from storage.repositories.users import get_or_create_user, get_user
 from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker
 from tests.support.telegram_stub import Call
 from tests.test_consent_storage import consent, texts_of

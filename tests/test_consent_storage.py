@@ -7,14 +7,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.consent_history import consent_history, latest_consents
-from storage.erasure import erase_research_text, forget_user, tombstones
-from storage.field import AccessGrant, Feedback, record_feedback, record_reason
-from storage.models import Answer, Question, User, utcnow
-from storage.repository.audit import verify_chain
-from storage.repository.consent import record_consent
-from storage.repository.questions import record_answer, record_question
-from storage.repository.users import get_or_create_user, get_user
+from storage.models import AccessGrant, Answer, Feedback, Question, User, utcnow
+from storage.repositories.audit import verify_chain
+from storage.repositories.consent import consent_history, latest_consents, record_consent
+from storage.repositories.erasure import erase_research_text, forget_user, tombstones
+from storage.repositories.feedback import record_feedback, record_reason
+from storage.repositories.questions import record_answer, record_question
+from storage.repositories.users import get_or_create_user, get_user
 
 Sessions = async_sessionmaker[AsyncSession]
 PSEUDONYM = "a" * 64

@@ -14,12 +14,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.erasure import erase_research_text
-from storage.field import record_feedback, record_reason
 from storage.models import AuditEvent, User, utcnow
-from storage.repository.questions import record_answer, record_question
-from storage.repository.users import get_or_create_user
-from storage.research_export import audited_export
+from storage.repositories.erasure import erase_research_text
+from storage.repositories.export import audited_export
+from storage.repositories.feedback import record_feedback, record_reason
+from storage.repositories.questions import record_answer, record_question
+from storage.repositories.users import get_or_create_user
 from tests.test_audit_cli import _cli
 from tests.test_consent_storage import PSEUDONYM, consent, seed
 

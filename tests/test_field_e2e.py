@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import texts
 from bot.app import build_application
 from bot.i18n import t
-from storage.field import Feedback, feedback_counts
-from storage.models import Question
+from storage.models import Feedback, Question
 from storage.queue import AnswerMessage, QuestionMessage, queue_from_settings
 from storage.redis_server import connect
+from storage.repositories.feedback import feedback_counts
 from tests.support.stack import Stack, inprocess_worker
 from tests.support.telegram_stub import BOT_USERNAME, Call, running_application
 from tests.test_e2e import stack_streams_empty

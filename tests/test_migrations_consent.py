@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import check_async, upgrade_async
 from storage.models import Answer, AuditEvent, ConsentEvent, Question, User
-from storage.repository.audit import verify_chain
+from storage.repositories.audit import verify_chain
 from tests.test_consent_storage import seed
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -68,7 +68,7 @@ async def test_upgrade_from_0001_keeps_data_and_has_no_drift(db_url: str) -> Non
 async def _seed_0001(sessionmaker: Sessions) -> None:
     """Users, consents, questions, answers and audit rows through the 0001 tables only."""
     from storage.models import utcnow
-    from storage.repository.users import get_or_create_user
+    from storage.repositories.users import get_or_create_user
     from tests.test_consent_storage import consent
 
     async with sessionmaker.begin() as session:
@@ -87,7 +87,7 @@ async def _question_0001(session: AsyncSession, user: User, number: int, when: d
     """
     from sqlalchemy import insert
 
-    from storage.repository.audit import append_audit
+    from storage.repositories.audit import append_audit
 
     qid = f"q{number:031d}"
     await session.execute(insert(Question).values(
@@ -104,7 +104,7 @@ async def _question_0001(session: AsyncSession, user: User, number: int, when: d
 
 def _tombstone() -> type:
     """The tombstone model (imported late: the test starts before its table exists)."""
-    from storage.erasure import Tombstone
+    from storage.models import Tombstone
 
     return Tombstone
 

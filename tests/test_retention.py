@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.ext import ApplicationBuilder
 
 from bot.jobs.retention import INTERVAL, JOB_NAME, schedule_retention
-from storage.erasure import tombstones
 from storage.models import Question
-from storage.repository.audit import verify_chain
+from storage.repositories.audit import verify_chain
+from storage.repositories.erasure import tombstones
 from storage.retention import erase_expired
 from tests.test_consent_storage import seed, texts_of
 

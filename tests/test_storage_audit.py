@@ -17,7 +17,7 @@ from storage.db import make_sessionmaker
 from storage.errors import AuditAnchorError, AuditChainError
 from storage.models import AuditEvent, utcnow
 from storage.pseudonym import Pseudonymizer
-from storage.repository.audit import GENESIS_HASH, append_audit, row_hash, verify_audit, verify_chain
+from storage.repositories.audit import GENESIS_HASH, append_audit, row_hash, verify_audit, verify_chain
 
 Sessions = async_sessionmaker[AsyncSession]
 

@@ -13,16 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.errors import StorageError
 from storage.models import Answer, AuditEvent, Base, ConsentEvent, Question, User
-from storage.repository.audit import verify_chain
-from storage.repository.consent import record_consent
-from storage.repository.questions import (
+from storage.repositories.audit import verify_chain
+from storage.repositories.consent import record_consent
+from storage.repositories.questions import (
     count_questions,
     mark_enqueued,
     record_answer,
     record_question,
     set_question_status,
 )
-from storage.repository.users import get_or_create_user, get_user
+from storage.repositories.users import get_or_create_user, get_user
 
 Sessions = async_sessionmaker[AsyncSession]
 TEXT_SHA = "c" * 64

@@ -59,7 +59,7 @@ def _database() -> str:
 
 def add_user(args: argparse.Namespace) -> int:
     """Create a reviewer or admin account."""
-    from storage.accounts import add_account, check_password_strength
+    from storage.repositories.accounts import add_account, check_password_strength
 
     url = _database()
     password = read_password()
@@ -71,7 +71,7 @@ def add_user(args: argparse.Namespace) -> int:
 
 def disable_user(args: argparse.Namespace) -> int:
     """Disable an account; its open sessions end at their next request."""
-    from storage.accounts import disable_account
+    from storage.repositories.accounts import disable_account
 
     asyncio.run(_in_transaction(_database(), lambda s: disable_account(s, args.name)))
     print(f"account {args.name} disabled")

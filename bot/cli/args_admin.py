@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-ROLES = ("reviewer", "admin")  # kept in step with storage.accounts.ROLES (this module stays light)
+ROLES = ("reviewer", "admin")  # kept in step with storage.models.ROLES (this module stays light)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

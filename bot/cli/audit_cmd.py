@@ -10,7 +10,7 @@ from bot.cli.common import database_url, prepare_database
 from storage.audit_anchor import AuditAnchor
 from storage.db import make_engine, make_sessionmaker
 from storage.errors import AuditChainError
-from storage.repository.audit import ChainReport, verify_audit
+from storage.repositories.audit import ChainReport, verify_audit
 from storage.settings import StorageSettings
 
 

@@ -15,7 +15,7 @@ from bot.cli.common import database_url, prepare_database
 from bot.errors import BotError
 from storage.audit_anchor import AuditAnchor
 from storage.db import make_engine, make_sessionmaker
-from storage.research_export import audited_export
+from storage.repositories.export import audited_export
 from storage.settings import StorageSettings
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from bot.cli.common import database_url, prepare_database
 from storage.db import make_engine, make_sessionmaker
-from storage.field import create_invite
+from storage.repositories.invites import create_invite
 from storage.settings import StorageSettings
 
 

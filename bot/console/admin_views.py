@@ -9,9 +9,15 @@ from starlette.responses import RedirectResponse, Response
 
 from bot.console.queries import day_start
 from bot.console.web import Viewer, refuse, render, requires, sessions
-from storage.accounts import ROLES, AccountError, add_account, disable_account, list_accounts, unlock_account
-from storage.models import utcnow
-from storage.research_export import FORMATS, audited_export
+from storage.models import ROLES, utcnow
+from storage.repositories.accounts import (
+    AccountError,
+    add_account,
+    disable_account,
+    list_accounts,
+    unlock_account,
+)
+from storage.repositories.export import FORMATS, audited_export
 
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 

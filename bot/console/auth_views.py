@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from bot.console.login import attempt_login
 from bot.console.security import CSRF_FIELD, LoginLimiter, client_key, csrf_ok, safe_next
 from bot.console.web import Viewer, refuse, render, requires, sessions
-from storage.accounts import LOCK_DURATION, MAX_FAILED_LOGINS, LoginResult, end_sessions
+from storage.repositories.accounts import LOCK_DURATION, MAX_FAILED_LOGINS, LoginResult, end_sessions
 
 # One message for every failure: it must not tell an existing (locked) name from an unknown one.
 FAILED_MESSAGE = (

@@ -10,8 +10,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.accounts import LoginResult, finish_login, password_matches, start_login
 from storage.models import utcnow
+from storage.repositories.accounts import LoginResult, finish_login, password_matches, start_login
 
 
 async def attempt_login(

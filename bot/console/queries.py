@@ -10,11 +10,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.console.signals import Signals, feedback_condition, red_flag_condition, signals_of
 from storage.errors import AuditChainError
 from storage.models import Answer, AuditEvent, ConsentEvent, Question, User
-from storage.repository.audit import verify_chain
-from storage.research_export import research_conditions
+from storage.repositories.audit import verify_chain
+from storage.repositories.export import research_conditions
+from storage.repositories.signals import Signals, feedback_condition, red_flag_condition, signals_of
 
 PAGE_SIZE = 25
 MAX_PAGE = 100_000

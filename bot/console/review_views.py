@@ -13,7 +13,7 @@ from bot.console import queries, stats
 from bot.console.charts import bar_chart
 from bot.console.health import HealthProbe
 from bot.console.web import Viewer, refuse, render, requires, sessions
-from storage.repository.audit import append_audit
+from storage.repositories.audit import append_audit
 
 
 async def home(_: Request) -> Response:

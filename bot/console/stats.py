@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.console.queries import day_start
-from bot.console.signals import feedback_counts, red_flag_counts
 from storage.models import Answer, Question, User, utcnow
+from storage.repositories.feedback import feedback_counts
+from storage.repositories.signals import red_flag_counts
 
 DAYS = 30
 PERCENTILES = (50, 90, 99)

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from bot.console.security import csrf_ok, csrf_token
-from storage.accounts import ReviewAccount
+from storage.models import ReviewAccount
 
 ROLE_RANK = {"reviewer": 1, "admin": 2}
 

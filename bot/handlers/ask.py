@@ -17,8 +17,8 @@ from bot.i18n import t
 from bot.identity import current_user, user_language
 from bot.questions import queue_question, warn_if_danger
 from bot.resources import Resources
-from storage.field import group_enabled
 from storage.queue import QuestionMessage
+from storage.repositories.groups import group_enabled
 
 log = structlog.get_logger("bot.ask")
 

@@ -8,7 +8,7 @@ from telegram.ext import ContextTypes
 from bot import resources, texts
 from bot.i18n import t
 from bot.identity import user_language
-from storage.repository.questions import set_question_status
+from storage.repositories.questions import set_question_status
 
 
 async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

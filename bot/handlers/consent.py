@@ -16,9 +16,9 @@ from bot.i18n import t
 from bot.identity import consenting_user, language_of, pseudonym_of, user_language
 from bot.keyboards import ConsentChoice, consent_keyboard, parse_consent
 from bot.resources import Resources
-from storage.erasure import erase_research_text
 from storage.models import User
-from storage.repository.consent import record_consent
+from storage.repositories.consent import record_consent
+from storage.repositories.erasure import erase_research_text
 
 _VALUES = {
     "both": ("granted", "granted", texts.CONSENT_BOTH_DONE),

@@ -11,7 +11,7 @@ from bot.cleaning import clean
 from bot.i18n import t
 from bot.identity import user_language
 from bot.keyboards import parse_feedback
-from storage.field import asker_of, record_feedback, record_reason
+from storage.repositories.feedback import asker_of, record_feedback, record_reason
 
 log = structlog.get_logger("bot.feedback")
 

@@ -13,7 +13,7 @@ from bot import resources, texts
 from bot.i18n import t
 from bot.identity import user_language
 from bot.resources import Resources
-from storage.field import has_grant
+from storage.repositories.grants import has_grant
 
 log = structlog.get_logger("bot.gate")
 

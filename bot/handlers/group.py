@@ -15,8 +15,8 @@ from bot.i18n import t
 from bot.identity import current_user, user_language
 from bot.questions import queue_question, reply
 from bot.resources import Resources
-from storage.field import set_group_enabled
 from storage.queue import QuestionMessage
+from storage.repositories.groups import set_group_enabled
 
 log = structlog.get_logger("bot.group")
 

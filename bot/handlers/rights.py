@@ -14,11 +14,10 @@ from bot.i18n import t
 from bot.identity import current_user, language_of, pseudonym_of, user_language
 from bot.keyboards import consent_keyboard
 from bot.resources import Resources
-from storage.consent_history import latest_consents
-from storage.erasure import erase_research_text, forget_user
 from storage.models import ConsentEvent, User
-from storage.repository.consent import record_consent
-from storage.repository.users import get_user
+from storage.repositories.consent import latest_consents, record_consent
+from storage.repositories.erasure import erase_research_text, forget_user
+from storage.repositories.users import get_user
 
 log = structlog.get_logger("bot.rights")
 

@@ -12,7 +12,7 @@ from bot.consent import consent_for
 from bot.i18n import t
 from bot.identity import user_language
 from bot.keyboards import consent_keyboard
-from storage.field import redeem_invite
+from storage.repositories.invites import redeem_invite
 
 log = structlog.get_logger("bot.start")
 

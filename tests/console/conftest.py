@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from bot.console import create_app
-from storage.accounts import add_account
 from storage.audit_anchor import AuditAnchor
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.pseudonym import Pseudonymizer
+from storage.repositories.accounts import add_account
 from tests.console.helpers import ADMIN, REVIEWER, SECRET, Seeded, client_for, login
 from tests.console.seeding import Template, clone, postgres_template, sqlite_template
 from tests.support.stack import PSEUDONYM_KEY

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import texts
 from bot.console import create_app
 from storage.models import Question
-from storage.repository.audit import verify_chain
+from storage.repositories.audit import verify_chain
 from tests.console.helpers import REVIEWER, SECRET, audit_rows, client_for, login
 from tests.support.stack import Stack, inprocess_worker
 from tests.support.telegram_stub import BOT_USERNAME

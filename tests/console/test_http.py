@@ -18,11 +18,11 @@ from starlette.applications import Starlette
 from bot.console import create_app
 from bot.console.health import redis_probe
 from bot.console.security import LoginLimiter
-from storage.accounts import MAX_FAILED_LOGINS, disable_account, get_account
 from storage.models import AuditEvent, utcnow
 from storage.queue import Queue
 from storage.queue.messages import QuestionMessage
-from storage.research_export import EXPORT_FIELDS
+from storage.repositories.accounts import MAX_FAILED_LOGINS, disable_account, get_account
+from storage.repositories.export import EXPORT_FIELDS
 from storage.settings import StorageSettings
 from tests.console.helpers import (
     ADMIN,

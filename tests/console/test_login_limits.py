@@ -21,9 +21,9 @@ from bot.console import create_app
 from bot.console.app import SERVER_ERROR_MESSAGE
 from bot.console.security import LoginLimiter, security_headers
 from bot.console.settings import ConsoleSettings
-from storage.accounts import MAX_FAILED_LOGINS, get_account
 from storage.db import make_engine, make_sessionmaker
 from storage.models import utcnow
+from storage.repositories.accounts import MAX_FAILED_LOGINS, get_account
 from tests.console.helpers import (
     ADMIN,
     REVIEWER,

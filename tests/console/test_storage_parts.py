@@ -21,7 +21,8 @@ from bot.console.login import attempt_login
 from bot.console.secret import ConsoleKeyError, load_or_create_secret
 from bot.console.stats import histogram, percentile
 from bot.i18n import t
-from storage.accounts import (
+from storage.models import utcnow
+from storage.repositories.accounts import (
     MAX_FAILED_LOGINS,
     AccountError,
     add_account,
@@ -30,10 +31,9 @@ from storage.accounts import (
     start_login,
     unlock_account,
 )
-from storage.models import utcnow
-from storage.repository.questions import record_question
-from storage.repository.users import get_or_create_user
-from storage.research_export import EXPORT_FIELDS, audited_export, export_rows, write_csv, write_jsonl
+from storage.repositories.export import EXPORT_FIELDS, audited_export, export_rows, write_csv, write_jsonl
+from storage.repositories.questions import record_question
+from storage.repositories.users import get_or_create_user
 from tests.console.helpers import Seeded, audit_rows, sha256
 from tests.console.seeding import FEEDBACK_REASON, RESEARCHER, question_text
 from tests.support.stack import Stack, inprocess_worker

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.errors import UnknownQuestionError
 from storage.models import ANSWER_STATUSES, QUESTION_STATUSES, Answer, Question, User, utcnow
-from storage.repository.audit import append_audit
+from storage.repositories.audit import append_audit
 
 RED_FLAG_EVENT = "question.red_flag"
 RED_FLAG_LABEL = re.compile(r"[a-z]{2,3}:[a-z0-9_]{1,28}")  # language:rule, as bot.redflags labels them

@@ -1,8 +1,9 @@
-"""Red flags and feedback, as the review pages filter, show and count them.
+"""Red flags and feedback of questions, as the review pages filter, show and count them.
 
-Feedback comes from the ``feedback`` table (``storage.field.Feedback``: rating up|down and an
-optional reason). Red flags come from ``questions.red_flag``, the label of the danger sign the
-bot matched when it recorded the question (``storage.repository.questions.record_question``).
+Feedback comes from the ``feedback`` table (``storage.models.Feedback``: rating up|down and an
+optional reason; its counts are ``storage.repositories.feedback.feedback_counts``). Red flags come
+from ``questions.red_flag``, the label of the danger sign the bot matched when it recorded the
+question (``storage.repositories.questions.record_question``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.field import Feedback
-from storage.models import Question
+from storage.models import Feedback, Question
 
 
 @dataclass(frozen=True)
@@ -54,19 +54,6 @@ async def signals_of(session: AsyncSession, questions: list[Question]) -> dict[s
             feedback_reason=given.reason if given else None,
         )
     return result
-
-
-async def feedback_counts(session: AsyncSession, since: datetime) -> dict[str, int]:
-    """👍 and 👎 on answers to questions received since ``since``."""
-    query = (
-        select(Feedback.rating, func.count())
-        .join(Question, Question.id == Feedback.question_id)
-        .where(Question.received_at >= since)
-        .group_by(Feedback.rating)
-    )
-    counts = {"up": 0, "down": 0}
-    counts.update({str(rating): int(count) for rating, count in (await session.execute(query)).tuples()})
-    return counts
 
 
 async def red_flag_counts(session: AsyncSession, since: datetime) -> list[tuple[str, int]]:

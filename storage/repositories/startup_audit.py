@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import AuditEvent
-from storage.repository.audit import AUDIT_LOCK_ID, append_audit
+from storage.repositories.audit import append_audit, lock_chain
 
 CONFIG_EVENT = "config.changed"
 MODEL_EVENT = "model.changed"
@@ -60,12 +60,6 @@ async def _last_payload(session: AsyncSession, event: str, component: str) -> di
     return json.loads(payload) if payload is not None else None
 
 
-async def _lock(session: AsyncSession) -> None:
-    """Serialise with other starting processes (the audit chain's lock; SQLite: BEGIN IMMEDIATE)."""
-    if (await session.connection()).dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": AUDIT_LOCK_ID})
-
-
 async def _config_change(session: AsyncSession, component: str, config: Mapping[str, Scalar]) -> bool:
     """Append ``config.changed`` if the snapshot differs from the last one; True if appended."""
     previous = await _last_payload(session, CONFIG_EVENT, component)
@@ -100,7 +94,7 @@ async def audit_startup(
     prompt_version: str | None = None,
 ) -> list[str]:
     """Record configuration (and model) changes of ``component`` since its last start; return the events."""
-    await _lock(session)
+    await lock_chain(session)  # serialise with other starting processes
     events = [CONFIG_EVENT] if await _config_change(session, component, config) else []
     if model_sha256 is not None or prompt_version is not None:
         model = {"model_sha256": model_sha256, "prompt_version": prompt_version}

@@ -1,4 +1,4 @@
-"""Consent changes: one immutable event per change, mirrored in the user's cached booleans."""
+"""Consent: one immutable event per change, mirrored in the user's cached booleans, and its history."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import CONSENT_SCOPES, CONSENT_SOURCES, CONSENT_VALUES, ConsentEvent, User
-from storage.repository.audit import append_audit
+from storage.repositories.audit import append_audit
 
 
 def _require(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -81,3 +81,14 @@ def _apply_to_user(user: User, scope: str, new_value: str, text_version: str) ->
     else:
         user.research_consent = granted
     user.consent_text_version = text_version
+
+
+async def latest_consents(session: AsyncSession, user_id: int) -> dict[str, ConsentEvent]:
+    """The newest consent event per scope ("service", "research") of a user."""
+    return {event.scope: event for event in await consent_history(session, user_id)}
+
+
+async def consent_history(session: AsyncSession, user_id: int) -> list[ConsentEvent]:
+    """Every consent event of a user, oldest first."""
+    query = select(ConsentEvent).where(ConsentEvent.user_id == user_id).order_by(ConsentEvent.id)
+    return list((await session.execute(query)).scalars())

@@ -11,38 +11,24 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.field import AccessGrant, Feedback, GroupChat
-from storage.models import Answer, Base, Question, User, utcnow
-from storage.repository.audit import append_audit
+from storage.models import (
+    ERASURE_REASONS,
+    AccessGrant,
+    Answer,
+    Feedback,
+    GroupChat,
+    Question,
+    Tombstone,
+    User,
+    utcnow,
+)
+from storage.repositories.audit import append_audit
 
-ERASURE_REASONS = ("withdrawal", "forget", "retention")
-ERASURE_KINDS = ("question", "user")
 ERASED_MARK = "erased"
-
-
-class Tombstone(Base):
-    """What was erased (kind, reference, fields), when and why; never updated."""
-
-    __tablename__ = "erasures"
-    __table_args__ = (
-        CheckConstraint("reason IN ('withdrawal', 'forget', 'retention')", name="reason"),
-        CheckConstraint("kind IN ('question', 'user')", name="kind"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    erased_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    reason: Mapped[str] = mapped_column(String(16))
-    kind: Mapped[str] = mapped_column(String(16))
-    ref: Mapped[str] = mapped_column(String(64), index=True)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
-    fields: Mapped[str] = mapped_column(String(255))
-    chars: Mapped[int] = mapped_column(Integer, default=0)
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,11 @@ def row_hash(
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-async def _lock_chain(session: AsyncSession) -> None:
-    """Serialise appenders until the end of the transaction (PostgreSQL advisory lock)."""
+async def lock_chain(session: AsyncSession) -> None:
+    """Serialise audit writers until the end of the transaction (PostgreSQL advisory lock).
+
+    On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE, see db.py).
+    """
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": AUDIT_LOCK_ID})
@@ -90,7 +93,7 @@ async def append_audit(
 ) -> AuditEvent:
     """Append one event to the chain inside the caller's transaction and return it."""
     anchor = anchor_of(session)
-    await _lock_chain(session)
+    await lock_chain(session)
     await session.flush()  # earlier appends in this transaction are part of the chain
     prev_hash = await _last_hash(session)
     created_at, payload_text = utcnow(), canonical_json(payload)

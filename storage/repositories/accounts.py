@@ -16,26 +16,13 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import (
-    Boolean,
-    CheckConstraint,
-    ColumnElement,
-    Integer,
-    String,
-    and_,
-    false,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.errors import StorageError
-from storage.models import Base, utcnow
-from storage.repository.audit import append_audit
+from storage.models import ROLES, ReviewAccount
+from storage.repositories.audit import append_audit
 
-ROLES = ("reviewer", "admin")
 MAX_FAILED_LOGINS = 5
 LOCK_DURATION = timedelta(minutes=15)
 MIN_PASSWORD_CHARS = 12
@@ -47,28 +34,6 @@ _DUMMY_HASH = _HASHER.hash("not a password of anybody: evens out the time of unk
 
 class AccountError(StorageError):
     """An account operation was refused (bad name, weak password, unknown or duplicate account)."""
-
-
-class ReviewAccount(Base):
-    """A person who may log in to the review console."""
-
-    __tablename__ = "review_accounts"
-    __table_args__ = (CheckConstraint("role IN ('reviewer', 'admin')", name="role"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16))
-    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    locked_until: Mapped[datetime | None]
-    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    last_login_at: Mapped[datetime | None]
-
-    def __repr__(self) -> str:
-        """Describe the account without its hash."""
-        return f"ReviewAccount(name={self.name!r}, role={self.role!r}, disabled={self.disabled})"
 
 
 @dataclass(frozen=True)

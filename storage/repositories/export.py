@@ -18,9 +18,8 @@ from typing import IO, Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.field import Feedback
-from storage.models import Answer, ConsentEvent, Question, User
-from storage.repository.audit import append_audit
+from storage.models import Answer, ConsentEvent, Feedback, Question, User
+from storage.repositories.audit import append_audit
 
 ExportRow = dict[str, Any]
 FORMATS = ("csv", "jsonl")

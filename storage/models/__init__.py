@@ -1,0 +1,41 @@
+"""Every ORM model of the database, one module per aggregate; importing this fills ``Base.metadata``."""
+
+from storage.models.accounts import ROLES, ReviewAccount
+from storage.models.audit import AuditEvent
+from storage.models.base import NAMING_CONVENTION, Base, UTCDateTime, utcnow
+from storage.models.consent import CONSENT_SCOPES, CONSENT_SOURCES, CONSENT_VALUES, ConsentEvent
+from storage.models.erasure import ERASURE_KINDS, ERASURE_REASONS, Tombstone
+from storage.models.feedback import RATINGS, Feedback
+from storage.models.grants import GRANT_SOURCES, AccessGrant
+from storage.models.groups import GroupChat
+from storage.models.invites import InviteCode
+from storage.models.questions import ANSWER_STATUSES, QUESTION_STATUSES, Answer, Question
+from storage.models.users import User
+
+__all__ = [
+    "ANSWER_STATUSES",
+    "CONSENT_SCOPES",
+    "CONSENT_SOURCES",
+    "CONSENT_VALUES",
+    "ERASURE_KINDS",
+    "ERASURE_REASONS",
+    "GRANT_SOURCES",
+    "NAMING_CONVENTION",
+    "QUESTION_STATUSES",
+    "RATINGS",
+    "ROLES",
+    "AccessGrant",
+    "Answer",
+    "AuditEvent",
+    "Base",
+    "ConsentEvent",
+    "Feedback",
+    "GroupChat",
+    "InviteCode",
+    "Question",
+    "ReviewAccount",
+    "Tombstone",
+    "UTCDateTime",
+    "User",
+    "utcnow",
+]
