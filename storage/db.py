@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage.errors import DatabaseUnavailableError
+from storage.urls import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CHECKPOINT_BUSY_TIMEOUT_MS = 2_000
@@ -52,14 +53,6 @@ def normalize_url(url: str) -> str:
         parsed = parsed.update_query_dict({"ssl": parsed.query["sslmode"]})
         parsed = parsed.difference_update_query(["sslmode"])
     return parsed.render_as_string(hide_password=False)
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***`` (safe to log)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable database URL>"
 
 
 def make_engine(url: str) -> AsyncEngine:

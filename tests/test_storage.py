@@ -14,17 +14,11 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from storage.db import (
-    check_connection,
-    default_sqlite_url,
-    make_engine,
-    make_sessionmaker,
-    normalize_url,
-    redact_url,
-)
+from storage.db import check_connection, default_sqlite_url, make_engine, make_sessionmaker, normalize_url
 from storage.errors import DatabaseUnavailableError
 from storage.migrate import check, check_async, make_config, upgrade
 from storage.models import Base
+from storage.urls import redact_url
 
 PASSWORD = "s3cret-Passw0rd"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from bot.cli.common import database_url, prepare_database
-from storage.db import redact_url
 from storage.settings import StorageSettings
+from storage.urls import redact_url
 
 
 def upgrade(_: argparse.Namespace) -> int:
