@@ -45,7 +45,6 @@ class InferenceSettings(BaseSettings):
     max_answer_tokens: int = Field(default=384, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    worker_batch: int = Field(default=1, ge=1, description="unused (MAX_SEQUENCES)")
     max_sequences: int = Field(default=4, ge=1, le=64, description="questions answered at once (one batch)")
     prefix_reuse: bool = Field(default=True, description="evaluate the instruction prefix once, reuse its KV")
     memory_guard: bool = Field(default=True, description="refuse to start when model + KV cache do not fit")
