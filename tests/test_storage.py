@@ -18,7 +18,6 @@ from storage.db import check_connection, default_sqlite_url, make_engine, make_s
 from storage.errors import DatabaseUnavailableError
 from storage.migrate import check, check_async, make_config, upgrade
 from storage.models import Base
-from storage.urls import redact_url
 
 PASSWORD = "s3cret-Passw0rd"
 
@@ -122,13 +121,6 @@ def test_normalize_url_picks_async_drivers(given: str, expected: str) -> None:
 def test_default_sqlite_url_points_into_data_dir(tmp_path: Path) -> None:
     """The default database is ``<data_dir>/meditron.db`` through aiosqlite."""
     assert default_sqlite_url(tmp_path) == f"sqlite+aiosqlite:///{tmp_path}/meditron.db"
-
-
-def test_redact_url_hides_password() -> None:
-    """``redact_url`` replaces the password with ***."""
-    redacted = redact_url(f"postgresql://bot:{PASSWORD}@db.example:5432/meditron")
-    assert PASSWORD not in redacted
-    assert redacted == "postgresql://bot:***@db.example:5432/meditron"
 
 
 async def test_check_connection_unreachable_postgres_hides_password() -> None:
