@@ -29,6 +29,12 @@ def one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+def check_one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``value`` is one of ``allowed`` (what the check constraint enforces)."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC that always comes back timezone-aware (also on SQLite)."""
 

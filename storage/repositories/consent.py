@@ -6,13 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import CONSENT_SCOPES, CONSENT_SOURCES, CONSENT_VALUES, ConsentEvent, User
+from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
-
-
-def _require(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    """Raise ValueError unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
 
 
 async def current_consent(session: AsyncSession, user: User, scope: str) -> str | None:
@@ -38,9 +33,9 @@ async def record_consent(
     source: str,
 ) -> ConsentEvent:
     """Append a consent event (old value = the user's current state) and audit it."""
-    _require("scope", scope, CONSENT_SCOPES)
-    _require("new_value", new_value, CONSENT_VALUES)
-    _require("source", source, CONSENT_SOURCES)
+    check_one_of("scope", scope, CONSENT_SCOPES)
+    check_one_of("new_value", new_value, CONSENT_VALUES)
+    check_one_of("source", source, CONSENT_SOURCES)
     await session.flush()  # make sure the user has an id
     old_value = await current_consent(session, user, scope)
     consent = ConsentEvent(

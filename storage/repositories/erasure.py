@@ -26,6 +26,7 @@ from storage.models import (
     User,
     utcnow,
 )
+from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
 
 ERASED_MARK = "erased"
@@ -37,12 +38,6 @@ class ErasureResult:
 
     questions: int
     chars: int
-
-
-def _check_reason(reason: str) -> None:
-    """Raise ValueError for an unknown reason."""
-    if reason not in ERASURE_REASONS:
-        raise ValueError(f"reason must be one of {ERASURE_REASONS}, not {reason!r}")
 
 
 async def _answers_and_feedback(
@@ -77,7 +72,7 @@ async def erase_questions(
 
     ``stop_research`` also clears the research flag, so an answer still on its way is not stored.
     """
-    _check_reason(reason)
+    check_one_of("reason", reason, ERASURE_REASONS)
     if not questions:
         return ErasureResult(0, 0)
     answers, feedback = await _answers_and_feedback(session, [q.id for q in questions])

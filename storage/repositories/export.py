@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Answer, ConsentEvent, Feedback, Question, User
+from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
 
 ExportRow = dict[str, Any]
@@ -198,8 +199,7 @@ def write_jsonl(rows: Iterable[ExportRow], stream: IO[str]) -> None:
 
 def render(rows: list[ExportRow], fmt: str) -> bytes:
     """The file content of ``rows`` in ``fmt`` ("csv" or "jsonl"), UTF-8."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+    check_one_of("format", fmt, FORMATS)
     buffer = io.StringIO()
     (write_csv if fmt == "csv" else write_jsonl)(rows, buffer)
     return buffer.getvalue().encode("utf-8")

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import RATINGS, Feedback, Question, User, utcnow
+from storage.models.base import check_one_of
 
 MAX_REASON_CHARS = 300
 
@@ -27,8 +28,7 @@ async def _feedback_of(session: AsyncSession, question_id: str) -> Feedback | No
 
 async def record_feedback(session: AsyncSession, question_id: str, rating: str) -> Feedback:
     """Store (or change) the rating of an answer."""
-    if rating not in RATINGS:
-        raise ValueError(f"rating must be one of {RATINGS}, not {rating!r}")
+    check_one_of("rating", rating, RATINGS)
     feedback = await _feedback_of(session, question_id)
     if feedback is None:
         feedback = Feedback(question_id=question_id, rating=rating)

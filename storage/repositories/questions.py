@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.errors import UnknownQuestionError
 from storage.models import ANSWER_STATUSES, QUESTION_STATUSES, Answer, Question, User, utcnow
+from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
 
 RED_FLAG_EVENT = "question.red_flag"
@@ -90,8 +91,7 @@ async def mark_enqueued(session: AsyncSession, question_id: str, enqueued_at: da
 
 async def set_question_status(session: AsyncSession, question_id: str, status: str) -> None:
     """Set the question's status ("queued", "answered", "cancelled" or "failed")."""
-    if status not in QUESTION_STATUSES:
-        raise ValueError(f"status must be one of {QUESTION_STATUSES}, not {status!r}")
+    check_one_of("status", status, QUESTION_STATUSES)
     question = await _get_question(session, question_id)
     question.status = status
     await session.flush()
@@ -115,8 +115,7 @@ async def record_answer(
     stop_reason: str,
 ) -> Answer:
     """Store the answer (text only for research), audit it, mark the question answered/failed."""
-    if status not in ANSWER_STATUSES:
-        raise ValueError(f"status must be one of {ANSWER_STATUSES}, not {status!r}")
+    check_one_of("status", status, ANSWER_STATUSES)
     question = await _get_question(session, question_id)
     text_sha256 = sha256_hex(text) if question.research else None
     answer = Answer(
