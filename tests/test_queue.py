@@ -1,4 +1,4 @@
-"""The queue contract on a real Redis: enqueue, read, finish, reclaim, dead-letter, cancel, trim."""
+"""The queue contract on real Redis: enqueue, read, finish, reclaim, dead-letter, cancel, trim, ask, alive."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Queue and worker health read from Redis (read-only: lengths and consumer idle times)."""
+"""Queue and worker health read from Redis (read-only: lengths, and which workers the queue counts alive)."""
 
 from __future__ import annotations
 

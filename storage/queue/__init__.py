@@ -1,4 +1,4 @@
-"""The queue contract between the bot and the workers: streams, groups, schema, claim/ack/dead-letter."""
+"""The queue contract of the bot, the workers and `ask`: streams, groups, schema, claims, worker liveness."""
 
 from storage.queue.messages import SCHEMA_VERSION, AnswerMessage, QuestionMessage
 from storage.queue.streams import Consumer, Delivery, Enqueued, Queue, QueueNames, queue_from_settings
