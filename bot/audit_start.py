@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.consent import available, current_revision
+from bot.consent_texts import available, current_revision
 from bot.settings import BotSettings
 from storage.repositories.startup_audit import audit_startup, settings_snapshot
 from storage.settings import StorageSettings

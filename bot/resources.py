@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.consent import ConsentText
+from bot.consent_texts import ConsentText
 from bot.fieldstate import FieldState
 from bot.settings import BotSettings
 from storage.pseudonym import Pseudonymizer

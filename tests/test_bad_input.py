@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
-from bot.cleaning import clean
-from bot.i18n import t
+from bot.telegram.cleaning import clean
+from bot.telegram.i18n import t
 from storage.models import ConsentEvent, Question, User
 from tests.support.stack import Stack, inprocess_worker
 

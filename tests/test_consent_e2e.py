@@ -12,8 +12,9 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
-from bot.consent import consent_for
-from bot.i18n import t
+from bot.consent_texts import consent_for
+from bot.telegram.i18n import t
+from storage.erasure import tombstones
 from storage.models import AuditEvent, ConsentEvent, Question, User
 from storage.pseudonym import Pseudonymizer
 from storage.redis_server import connect

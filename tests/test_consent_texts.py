@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.consent import available, consent_for, current_revision, is_current, load_consent_text
+from bot.consent_texts import available, consent_for, current_revision, is_current, load_consent_text
 
 
 def _texts(tmp_path: Path, *names: str) -> Path:

@@ -10,7 +10,7 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
 from bot import texts
-from bot.i18n import LANGUAGES, locale_dir, t
+from bot.telegram.i18n import LANGUAGES, locale_dir, t
 
 TRANSLATED = [lang for lang in LANGUAGES if lang != "en"]
 STRINGS = {

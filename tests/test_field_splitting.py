@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.splitting import split_message, utf16_len
+from bot.telegram.splitting import split_message, utf16_len
 
 
 def test_short_text_is_one_piece() -> None:

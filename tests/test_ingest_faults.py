@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from bot import texts
-from bot.app import INGEST, build_application
-from bot.ingest import UpdateIngest
+from bot.telegram.app import INGEST, build_application
+from bot.telegram.ingest import UpdateIngest
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Answer, Question

@@ -9,10 +9,10 @@ import sys
 import time
 import uuid
 
-from bot import texts
 from bot.cli.common import private_redis_dir
 from bot.cli.run_cmd import _start_worker, _stop_worker
-from bot.delivery import answer_text, latency_split
+from bot.telegram import texts
+from bot.telegram.delivery import answer_text, latency_split
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
 from storage.queue import QuestionMessage, queue_from_settings

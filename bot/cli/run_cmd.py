@@ -11,12 +11,12 @@ import sys
 
 import structlog
 
-from bot.alerts import alert
-from bot.app import AppType, build_application, run_bot
 from bot.cli.common import database_url, prepare_database, private_redis_dir, shared_redis_url
 from bot.runlock import RunLock
 from bot.settings import BotSettings
 from bot.supervisor import ChildSpec, Supervisor, die_with_parent
+from bot.telegram.alerts import alert
+from bot.telegram.app import AppType, build_application, run_bot
 from inference.modelfile import validate_gguf
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model

@@ -25,8 +25,8 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from bot import texts
-from bot.i18n import t
 from bot.settings import BotSettings
+from bot.telegram.i18n import t
 from storage.audit_anchor import ANCHOR_FILE_NAME
 from storage.db import default_sqlite_url, make_engine
 from storage.migrate import upgrade_async

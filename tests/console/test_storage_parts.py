@@ -20,9 +20,8 @@ from bot.console.charts import bar_chart, nice_ceiling
 from bot.console.login import attempt_login
 from bot.console.secret import ConsoleKeyError, load_or_create_secret
 from bot.console.stats import histogram, percentile
-from bot.i18n import t
-from storage.models import utcnow
-from storage.repositories.accounts import (
+from bot.telegram.i18n import t
+from storage.accounts import (
     MAX_FAILED_LOGINS,
     AccountError,
     add_account,

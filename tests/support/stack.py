@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.app import build_application
 from bot.settings import BotSettings
+from bot.telegram.app import build_application
 from inference.engine import Engine
 from inference.worker import Worker, WorkerConfig
 from storage.audit_anchor import AuditAnchor

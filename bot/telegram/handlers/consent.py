@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import CallbackQuery, Update
-from telegram.ext import ContextTypes
 
-from bot import resources, texts
-from bot.consent import ConsentText, consent_for, is_current, load_consent_text
-from bot.i18n import t
-from bot.identity import consenting_user, language_of, pseudonym_of, user_language
-from bot.keyboards import ConsentChoice, consent_keyboard, parse_consent
+from bot.consent_texts import ConsentText, consent_for, is_current, load_consent_text
 from bot.resources import Resources
+from bot.telegram import texts
+from bot.telegram.context import BotContext
+from bot.telegram.i18n import t
+from bot.telegram.identity import consenting_user, language_of, pseudonym_of, user_language
+from bot.telegram.keyboards import ConsentChoice, consent_keyboard, parse_consent
+from storage.erasure import erase_research_text
 from storage.models import User
 from storage.repositories.consent import record_consent
 from storage.repositories.erasure import erase_research_text
@@ -37,13 +38,13 @@ def shown_text(res: Resources, version: str) -> ConsentText:
     return load_consent_text(res.settings.retention_days, res.settings.reviewers, version)
 
 
-async def on_consent_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_consent_button(update: Update, context: BotContext) -> None:
     """Store a consent choice (the first one creates the user row); forged or stale buttons get the
     current prompt instead."""
     query = update.callback_query
     if query is None or update.effective_user is None:
         return
-    res = resources.get(context.bot_data)
+    res = context.resources
     language = user_language(update, res)
     choice = parse_consent(query.data)
     if choice is None or not is_current(choice.version):

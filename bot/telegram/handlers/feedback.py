@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import structlog
 from telegram import ForceReply, ReplyParameters, Update
-from telegram.ext import ApplicationHandlerStop, ContextTypes
+from telegram.ext import ApplicationHandlerStop
 
-from bot import resources, texts
-from bot.cleaning import clean
-from bot.i18n import t
-from bot.identity import user_language
-from bot.keyboards import parse_feedback
-from storage.repositories.feedback import asker_of, record_feedback, record_reason
+from bot.telegram import texts
+from bot.telegram.cleaning import clean
+from bot.telegram.context import BotContext
+from bot.telegram.i18n import t
+from bot.telegram.identity import user_language
+from bot.telegram.keyboards import parse_feedback
+from storage.field import asker_of, record_feedback, record_reason
 
 log = structlog.get_logger("bot.feedback")
 
 
-async def on_feedback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_feedback(update: Update, context: BotContext) -> None:
     """Store the asker's rating; after a 👎 ask (optionally) what was wrong."""
-    query, user, res = update.callback_query, update.effective_user, resources.get(context.bot_data)
+    query, user, res = update.callback_query, update.effective_user, context.resources
     if query is None or user is None:
         return
     language = user_language(update, res)
@@ -45,9 +46,9 @@ async def on_feedback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await res.state.remember_prompt(res.pseudonyms.chat(prompt.chat.id), prompt.message_id, parsed[1])
 
 
-async def reason(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def reason(update: Update, context: BotContext) -> None:
     """A reply to a reason prompt is the reason (not a question); anything else goes on."""
-    message, res = update.effective_message, resources.get(context.bot_data)
+    message, res = update.effective_message, context.resources
     replied = message.reply_to_message if message is not None else None
     if message is None or replied is None or update.effective_user is None:
         return

@@ -5,15 +5,17 @@ from __future__ import annotations
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
-from telegram.ext import ContextTypes
 
-from bot import resources, texts
-from bot.consent import available, consent_for, is_current
-from bot.handlers.consent import shown_text
-from bot.i18n import t
-from bot.identity import current_user, language_of, pseudonym_of, user_language
-from bot.keyboards import consent_keyboard
+from bot.consent_texts import available, consent_for, is_current
 from bot.resources import Resources
+from bot.telegram import texts
+from bot.telegram.context import BotContext
+from bot.telegram.handlers.consent import shown_text
+from bot.telegram.i18n import t
+from bot.telegram.identity import current_user, language_of, pseudonym_of, user_language
+from bot.telegram.keyboards import consent_keyboard
+from storage.consent_history import latest_consents
+from storage.erasure import erase_research_text, forget_user
 from storage.models import ConsentEvent, User
 from storage.repositories.consent import latest_consents, record_consent
 from storage.repositories.erasure import erase_research_text, forget_user
@@ -42,9 +44,9 @@ def _status(version: str | None, latest: dict[str, ConsentEvent], language: str)
     return status
 
 
-async def consent_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def consent_command(update: Update, context: BotContext) -> None:
     """Show what the user agreed to, the current text and the buttons to change it."""
-    message, res = update.effective_message, resources.get(context.bot_data)
+    message, res = update.effective_message, context.resources
     if message is None or update.effective_user is None:
         return
     language = user_language(update, res)
@@ -74,9 +76,9 @@ async def _withdraw_consent(
     )  # fmt: skip
 
 
-async def withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def withdraw(update: Update, context: BotContext) -> None:
     """Withdraw research consent, erase the user's kept texts and held question; confirm in one message."""
-    message, res = update.effective_message, resources.get(context.bot_data)
+    message, res = update.effective_message, context.resources
     if message is None or update.effective_user is None:
         return
     held = await res.state.drop_held(pseudonym_of(update, res))
@@ -98,9 +100,9 @@ def _held_note(held: bool, language: str) -> str:
     return "\n\n" + t(texts.HELD_QUESTION_ERASED, language) if held else ""
 
 
-async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def forget(update: Update, context: BotContext) -> None:
     """Erase everything about the user and end their service consent; confirm in one message."""
-    message, res = update.effective_message, resources.get(context.bot_data)
+    message, res = update.effective_message, context.resources
     if message is None or update.effective_user is None:
         return
     language = user_language(update, res)

@@ -7,14 +7,16 @@ from typing import Any
 import structlog
 from telegram import Message, Update
 from telegram.constants import ChatMemberStatus
-from telegram.ext import ContextTypes, filters
+from telegram.ext import filters
 
-from bot import resources, texts
-from bot.handlers.consent import has_consent
-from bot.i18n import t
-from bot.identity import current_user, user_language
-from bot.questions import queue_question, reply
+from bot.flows.ask import queue_question, reply
 from bot.resources import Resources
+from bot.telegram import texts
+from bot.telegram.context import BotContext
+from bot.telegram.handlers.consent import has_consent
+from bot.telegram.i18n import t
+from bot.telegram.identity import current_user, user_language
+from storage.field import set_group_enabled
 from storage.queue import QuestionMessage
 from storage.repositories.groups import set_group_enabled
 
@@ -40,19 +42,19 @@ class _Addressed(filters.MessageFilter):
 ADDRESSED = _Addressed()
 
 
-async def enable(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def enable(update: Update, context: BotContext) -> None:
     """/enable: an administrator switches the bot on in this group."""
     await _switch(update, context, on=True)
 
 
-async def disable(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def disable(update: Update, context: BotContext) -> None:
     """/disable: an administrator switches the bot off in this group."""
     await _switch(update, context, on=False)
 
 
-async def _switch(update: Update, context: ContextTypes.DEFAULT_TYPE, *, on: bool) -> None:
+async def _switch(update: Update, context: BotContext, *, on: bool) -> None:
     """Check the sender is an administrator (getChatMember), then store the switch."""
-    message, user, res = update.effective_message, update.effective_user, resources.get(context.bot_data)
+    message, user, res = update.effective_message, update.effective_user, context.resources
     if message is None or user is None:
         return
     language = user_language(update, res)
@@ -71,7 +73,7 @@ async def _switch(update: Update, context: ContextTypes.DEFAULT_TYPE, *, on: boo
     await message.reply_text(t(texts.GROUP_ENABLED if on else texts.GROUP_DISABLED_DONE, language))
 
 
-async def added_to_group(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def added_to_group(update: Update, context: BotContext) -> None:
     """The bot was added to a group: say hello and how an administrator switches it on."""
     change = update.my_chat_member
     if change is None or change.chat.type not in (change.chat.GROUP, change.chat.SUPERGROUP):
@@ -84,15 +86,13 @@ async def added_to_group(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         ChatMemberStatus.BANNED,
     ):
         await context.bot.send_message(
-            change.chat.id, t(texts.GROUP_HELLO, user_language(update, resources.get(context.bot_data)))
+            change.chat.id, t(texts.GROUP_HELLO, user_language(update, context.resources))
         )
 
 
-async def hold_for_consent(
-    context: ContextTypes.DEFAULT_TYPE, question: QuestionMessage, language: str
-) -> None:
+async def hold_for_consent(context: BotContext, question: QuestionMessage, language: str) -> None:
     """Keep a group question until its asker consents in private; drop it after a timeout."""
-    res = resources.get(context.bot_data)
+    res = context.resources
     await res.state.hold(question, res.settings.consent_hold_s)
     link = f"https://t.me/{context.bot.username}?start={CONSENT_PAYLOAD}"
     minutes = max(1, round(res.settings.consent_hold_s / 60))
@@ -105,25 +105,25 @@ async def hold_for_consent(
     log.info("question.held")
 
 
-async def _drop_held(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _drop_held(context: BotContext) -> None:
     """The asker did not consent in time: forget the question and say so in the group."""
     assert context.job is not None
     data: dict[str, Any] = context.job.data  # type: ignore[assignment]
-    res = resources.get(context.bot_data)
+    res = context.resources
     held = await res.state.take_held(data["user"], data["question_id"])
     if held is not None:
         await reply(context.bot, held, t(texts.GROUP_QUESTION_DROPPED, data["language"]))
         log.info("question.hold_expired")
 
 
-async def release_held(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def release_held(update: Update, context: BotContext) -> None:
     """After a consent choice in private: queue the user's held group question, if any."""
     await release_if_consented(update, context)
 
 
-async def release_if_consented(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+async def release_if_consented(update: Update, context: BotContext) -> bool:
     """Queue the consented user's held group question; True if there was one."""
-    user, res = update.effective_user, resources.get(context.bot_data)
+    user, res = update.effective_user, context.resources
     if user is None:
         return False
     async with res.sessionmaker.begin() as session:
@@ -131,7 +131,7 @@ async def release_if_consented(update: Update, context: ContextTypes.DEFAULT_TYP
     return consented and await _release(update, context, res)
 
 
-async def _release(update: Update, context: ContextTypes.DEFAULT_TYPE, res: Resources) -> bool:
+async def _release(update: Update, context: BotContext, res: Resources) -> bool:
     """Queue the held question in its group and tell the user in private."""
     assert update.effective_user is not None
     assert update.effective_chat is not None

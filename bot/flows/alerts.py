@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from telegram.ext import ContextTypes
-
-from bot import resources, texts
-from bot.alerts import alert
 from bot.resources import Resources
+from bot.telegram import texts
+from bot.telegram.alerts import alert
+from bot.telegram.context import BotContext
 
 
 @dataclass
@@ -25,7 +24,7 @@ class MonitorState:
     workers_down: bool = False
 
 
-async def _check_workers(context: ContextTypes.DEFAULT_TYPE, res: Resources, state: MonitorState) -> None:
+async def _check_workers(context: BotContext, res: Resources, state: MonitorState) -> None:
     """Alert when no worker has read the queue for WORKER_DOWN_S, and again when one is back."""
     live = await res.queue.live_workers()
     down = live == 0
@@ -37,9 +36,9 @@ async def _check_workers(context: ContextTypes.DEFAULT_TYPE, res: Resources, sta
     state.workers_down = down
 
 
-async def check(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def check(context: BotContext) -> None:
     """One round of checks (a repeating job while ADMIN_CHAT_ID is set)."""
-    res = resources.get(context.bot_data)
+    res = context.resources
     state: MonitorState = context.bot_data.setdefault("monitor", MonitorState())
     chat = res.settings.admin_chat_id
     dead = await res.queue.dead_count()

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
 
-from bot import resources, texts
-from bot.i18n import t
-from bot.identity import user_language
-from storage.repositories.questions import set_question_status
+from bot.telegram import texts
+from bot.telegram.context import BotContext
+from bot.telegram.i18n import t
+from bot.telegram.identity import user_language
+from storage.repository.questions import set_question_status
 
 
-async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def cancel(update: Update, context: BotContext) -> None:
     """Take the pending question off the queue; a worker that has it drops the answer."""
-    message, res = update.effective_message, resources.get(context.bot_data)
+    message, res = update.effective_message, context.resources
     if message is None or update.effective_user is None:
         return
     question_id = await res.queue.cancel(res.pseudonyms.user(update.effective_user.id))

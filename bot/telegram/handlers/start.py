@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import structlog
 from telegram import Update
-from telegram.ext import ContextTypes
 
-from bot import resources, texts
-from bot.cleaning import clean
-from bot.consent import consent_for
-from bot.i18n import t
-from bot.identity import user_language
-from bot.keyboards import consent_keyboard
-from storage.repositories.invites import redeem_invite
+from bot.consent_texts import consent_for
+from bot.telegram import texts
+from bot.telegram.cleaning import clean
+from bot.telegram.context import BotContext
+from bot.telegram.i18n import t
+from bot.telegram.identity import user_language
+from bot.telegram.keyboards import consent_keyboard
+from storage.field import redeem_invite
 
 log = structlog.get_logger("bot.start")
 
 
-async def send_consent_prompt(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def send_consent_prompt(update: Update, context: BotContext) -> None:
     """Send the welcome, the disclaimer and the three consent buttons."""
-    res = resources.get(context.bot_data)
+    res = context.resources
     assert update.effective_chat is not None
     language = user_language(update, res)
     consent = consent_for(language, res.settings.retention_days, res.settings.reviewers)
@@ -30,12 +30,12 @@ async def send_consent_prompt(update: Update, context: ContextTypes.DEFAULT_TYPE
     )
 
 
-async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def start(update: Update, context: BotContext) -> None:
     """Greet a user in private (after redeeming an invite code); in a group, point to a private chat."""
     chat = update.effective_chat
     if chat is None or update.effective_user is None:
         return
-    res = resources.get(context.bot_data)
+    res = context.resources
     if chat.type != chat.PRIVATE:
         await context.bot.send_message(chat.id, t(texts.GROUP_HELLO, user_language(update, res)))
         return
@@ -43,16 +43,16 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if payload and payload != "consent" and not await redeem(update, context, payload):
         return
     if payload == "consent":
-        from bot.handlers.group import release_if_consented  # group handlers import this module
+        from bot.telegram.handlers.group import release_if_consented  # group handlers import this module
 
         if await release_if_consented(update, context):
             return
     await send_consent_prompt(update, context)
 
 
-async def redeem(update: Update, context: ContextTypes.DEFAULT_TYPE, code: str) -> bool:
+async def redeem(update: Update, context: BotContext, code: str) -> bool:
     """Redeem an invite code; say whether it worked."""
-    res = resources.get(context.bot_data)
+    res = context.resources
     assert update.effective_user is not None
     assert update.effective_chat is not None
     pseudonym = res.pseudonyms.user(update.effective_user.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot import texts
+from bot.telegram import texts
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NUL = "\x00"
@@ -27,7 +27,7 @@ class CleanText:
 
     @property
     def notices(self) -> tuple[str, ...]:
-        """The sentences of ``bot.texts`` that tell the sender what was left out (none if nothing)."""
+        """The sentences of ``texts`` that tell the sender what was left out (none if nothing)."""
         found = ((self.surrogates, texts.INPUT_BROKEN_CHARACTER), (self.nuls, texts.INPUT_NUL_CHARACTER))
         return tuple(notice for count, notice in found if count)
 

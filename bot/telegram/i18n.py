@@ -1,8 +1,8 @@
 """Translations of the bot's strings (gettext catalogues in ``bot/locale``) and each user's language.
 
-The English sentences in ``bot.texts`` are the message ids. Catalogues are edited as ``.po`` files and
-shipped compiled (``.mo``); ``tests/test_field_i18n.py`` fails when a catalogue misses a string or
-its ``.mo`` is stale.
+The English sentences in ``bot.telegram.texts`` are the message ids. Catalogues are edited as
+``.po`` files and shipped compiled (``.mo``); ``tests/test_field_i18n.py`` fails when a catalogue
+misses a string or its ``.mo`` is stale.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def catalogue(language: str) -> gettext.NullTranslations:
 
 
 def t(message: str, language: str) -> str:
-    """``message`` (an English string from bot.texts) in ``language``."""
+    """``message`` (an English string from bot.telegram.texts) in ``language``."""
     return catalogue(supported(language)).gettext(message)
 
 

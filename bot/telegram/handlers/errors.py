@@ -8,12 +8,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from telegram import Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
-from telegram.ext import ContextTypes
 
-from bot import resources, texts
-from bot.i18n import t
-from bot.identity import user_language
-from bot.ingest import retry_later
+from bot.telegram import texts
+from bot.telegram.context import BotContext
+from bot.telegram.i18n import t
+from bot.telegram.identity import user_language
+from bot.telegram.ingest import retry_later
 from storage.errors import DatabaseUnavailableError, RedisUnavailableError
 
 log = structlog.get_logger("bot.errors")
@@ -53,7 +53,7 @@ def already_done(error: BaseException | None) -> bool:
     return isinstance(error, BadRequest) and any(part in error.message.lower() for part in ALREADY_DONE)
 
 
-async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_error(update: object, context: BotContext) -> None:
     """Retry an update that failed on an outage; otherwise tell the user, at most once per update."""
     error = context.error
     update_id = getattr(update, "update_id", None)
@@ -68,7 +68,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not isinstance(update, Update) or update.effective_chat is None:
         return
     try:
-        res = resources.get(context.bot_data)
+        res = context.resources
         if not await res.updates.once(f"error-reply:{update.update_id}"):
             return
         language = user_language(update, res)

@@ -13,8 +13,20 @@ from telegram.ext import (
     filters,
 )
 
-import bot.handlers.rights as rights
-from bot.handlers import ask, cancel, consent, errors, fallback, feedback, gate, group, info, lang, start
+import bot.telegram.handlers.rights as rights
+from bot.telegram.handlers import (
+    ask,
+    cancel,
+    consent,
+    errors,
+    fallback,
+    feedback,
+    gate,
+    group,
+    info,
+    lang,
+    start,
+)
 
 PRIVATE = filters.ChatType.PRIVATE
 NEW_MESSAGE = filters.UpdateType.MESSAGE

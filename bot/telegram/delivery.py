@@ -13,17 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
-from bot import texts
-from bot.i18n import t
-from bot.keyboards import feedback_keyboard
 from bot.resources import Resources
-from bot.splitting import split_message
+from bot.telegram import texts
+from bot.telegram.i18n import t
+from bot.telegram.keyboards import feedback_keyboard
+from bot.telegram.splitting import split_message
 from storage.models import Answer, Question
 from storage.queue import AnswerMessage, Delivery
 from storage.repositories.questions import record_answer, set_question_status
 from storage.repositories.startup_audit import audit_startup
 
-log = structlog.get_logger("bot.delivery")
+log = structlog.get_logger("bot.telegram.delivery")
 
 ACK_GRACE_S = 1.0  # how long a ready answer waits for its own acknowledgement to go out first
 FAILURE_TEXTS = {"too long": texts.TOO_LONG_FOR_MODEL}

@@ -6,7 +6,7 @@ import structlog
 from telegram import Bot
 from telegram.error import TelegramError
 
-log = structlog.get_logger("bot.alerts")
+log = structlog.get_logger("bot.telegram.alerts")
 
 
 async def alert(bot: Bot, chat_id: int | None, text: str) -> bool:

@@ -11,17 +11,20 @@ import structlog
 from redis.exceptions import RedisError
 from telegram.constants import ChatAction
 from telegram.error import InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
-from bot import handlers, monitor, resources
+from bot import resources
 from bot.audit_start import audit_bot_start
-from bot.consent import load_consent_text
-from bot.delivery import AnswerDelivery
+from bot.consent_texts import load_consent_text
 from bot.errors import ConfigurationError
-from bot.ingest import IngestConfig, UpdateIngest
+from bot.flows import alerts
 from bot.jobs.hygiene import start_hygiene
 from bot.jobs.retention import schedule_retention
 from bot.settings import BotSettings
+from bot.telegram import handlers
+from bot.telegram.context import CONTEXT_TYPES, BotContext
+from bot.telegram.delivery import AnswerDelivery
+from bot.telegram.ingest import IngestConfig, UpdateIngest
 from storage.audit_anchor import AuditAnchor
 from storage.db import check_connection, make_engine, make_sessionmaker
 from storage.pseudonym import Pseudonymizer
@@ -30,7 +33,7 @@ from storage.queue.updates import UpdateLog
 from storage.redis_server import connect
 from storage.settings import StorageSettings
 
-log = structlog.get_logger("bot.app")
+log = structlog.get_logger("bot.telegram.app")
 
 AppType = Application[Any, Any, Any, Any, Any, Any]
 INGEST = "ingest"
@@ -79,7 +82,7 @@ def build_application(
         )
         if settings.admin_chat_id is not None:
             interval = settings.monitor_interval_s
-            app.job_queue.run_repeating(monitor.check, interval=interval, first=interval)
+            app.job_queue.run_repeating(alerts.check, interval=interval, first=interval)
         schedule_retention(app.job_queue, res.sessionmaker, settings.retention_days)
         app.bot_data["hygiene"] = await start_hygiene(app.job_queue, redis, engine, settings, storage)
         await audit_bot_start(res.sessionmaker, settings, storage)
@@ -102,11 +105,12 @@ def build_application(
 
     application = (
         ApplicationBuilder()
+        .context_types(CONTEXT_TYPES)
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_url)
         .base_file_url(settings.telegram_file_url)
         .rate_limiter(AIORateLimiter(max_retries=3))
-        .updater(None)  # bot.ingest polls Telegram and stores every update before confirming it
+        .updater(None)  # bot.telegram.ingest polls Telegram and stores every update before confirming it
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
@@ -160,13 +164,13 @@ async def _initialize(app: AppType) -> None:
             await asyncio.sleep(1.0 + attempt)
 
 
-async def _typing_tick(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _typing_tick(context: BotContext) -> None:
     """Show "typing…" in the chats whose question is being answered now (for a bounded time).
 
     Only the oldest waiting questions, as many as the workers answer at once, get it: a chat action
     counts against Telegram's outgoing limit like a message, and would otherwise delay answers.
     """
-    res = resources.get(context.bot_data)
+    res = context.resources
     now = time.monotonic()
     for chat_id, since in list(res.typing_chats.items()):
         if now - since > res.settings.typing_max_s:

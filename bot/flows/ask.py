@@ -15,17 +15,18 @@ import structlog
 from telegram import Bot, Message, ReplyParameters
 from telegram.error import TelegramError
 
-from bot import redflags, texts
-from bot.alerts import alert
-from bot.i18n import t
+from bot import redflags
 from bot.redflags import RedFlag
 from bot.resources import Resources
+from bot.telegram import texts
+from bot.telegram.alerts import alert
+from bot.telegram.i18n import t
 from storage.models import Question
 from storage.queue import QuestionMessage
 from storage.repositories.questions import mark_enqueued, record_question
 from storage.repositories.users import get_or_create_user
 
-log = structlog.get_logger("bot.questions")
+log = structlog.get_logger("bot.flows.ask")
 
 
 async def reply(bot: Bot, question: QuestionMessage, text: str) -> Message:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 
-from bot.i18n import LANGUAGES, supported
 from bot.resources import Resources
+from bot.telegram.i18n import LANGUAGES, supported
 from storage.models import User
 from storage.repositories.users import get_or_create_user, get_user
 

@@ -7,42 +7,43 @@ import uuid
 
 import structlog
 from telegram import Message, Update
-from telegram.ext import ContextTypes
 
-from bot import resources, texts
-from bot.handlers.consent import has_consent
-from bot.handlers.fallback import readable
-from bot.handlers.start import send_consent_prompt
-from bot.i18n import t
-from bot.identity import current_user, user_language
-from bot.questions import queue_question, warn_if_danger
+from bot.flows.ask import queue_question, warn_if_danger
 from bot.resources import Resources
+from bot.telegram import texts
+from bot.telegram.context import BotContext
+from bot.telegram.handlers.consent import has_consent
+from bot.telegram.handlers.fallback import readable
+from bot.telegram.handlers.start import send_consent_prompt
+from bot.telegram.i18n import t
+from bot.telegram.identity import current_user, user_language
+from storage.field import group_enabled
 from storage.queue import QuestionMessage
 from storage.repositories.groups import group_enabled
 
 log = structlog.get_logger("bot.ask")
 
 
-async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def ask(update: Update, context: BotContext) -> None:
     """A private text message is a question."""
     if update.effective_message is not None:
         await submit(update, context, update.effective_message.text or "")
 
 
-async def ask_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def ask_command(update: Update, context: BotContext) -> None:
     """``/ask question`` in a group or a private chat."""
     message = update.effective_message
     if message is None:
         return
     text = (message.text or "").partition(" ")[2]
     if not text.strip():
-        res = resources.get(context.bot_data)
+        res = context.resources
         await message.reply_text(t(texts.ASK_USAGE, user_language(update, res)))
         return
     await submit(update, context, text)
 
 
-async def addressed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def addressed(update: Update, context: BotContext) -> None:
     """A group message that mentions the bot or replies to it: the rest of the text is the question."""
     message = update.effective_message
     if message is not None:
@@ -51,9 +52,9 @@ async def addressed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await submit(update, context, text)
 
 
-async def submit(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
+async def submit(update: Update, context: BotContext, text: str) -> None:
     """Danger signs first; then group switch, consent, fairness, and the queue."""
-    message, res = update.effective_message, resources.get(context.bot_data)
+    message, res = update.effective_message, context.resources
     if message is None or update.effective_user is None:
         return
     language = user_language(update, res)
@@ -85,13 +86,13 @@ async def _group_on(message: Message, res: Resources, language: str) -> bool:
 
 
 async def _consent_first(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, question: QuestionMessage, language: str
+    update: Update, context: BotContext, question: QuestionMessage, language: str
 ) -> None:
     """Private: the consent prompt. Group: hold the question and link to a private consent."""
     if question.chat_type == "private":
         await send_consent_prompt(update, context)
         return
-    from bot.handlers.group import hold_for_consent  # group handlers import this module
+    from bot.telegram.handlers.group import hold_for_consent  # group handlers import this module
 
     await hold_for_consent(context, question, language)
 

@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import structlog
 from telegram import Update
-from telegram.ext import ApplicationHandlerStop, ContextTypes
+from telegram.ext import ApplicationHandlerStop
 
-from bot import resources, texts
-from bot.i18n import t
-from bot.identity import user_language
 from bot.resources import Resources
-from storage.repositories.grants import has_grant
+from bot.telegram import texts
+from bot.telegram.context import BotContext
+from bot.telegram.i18n import t
+from bot.telegram.identity import user_language
+from storage.field import has_grant
 
 log = structlog.get_logger("bot.gate")
 
 
-async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def gate(update: Update, context: BotContext) -> None:
     """Stop what the bot must not handle; let everything else through."""
-    res = resources.get(context.bot_data)
+    res = context.resources
     if update.channel_post is not None or update.edited_channel_post is not None:
         await _channel(update, context)
     user = update.effective_user
@@ -34,7 +35,7 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         raise ApplicationHandlerStop
 
 
-async def _channel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _channel(update: Update, context: BotContext) -> None:
     """A channel post: say once where the bot works (new posts only), then stop."""
     if update.channel_post is not None:
         log.info("gate.channel_post")
@@ -42,7 +43,7 @@ async def _channel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     raise ApplicationHandlerStop
 
 
-async def _too_fast(update: Update, context: ContextTypes.DEFAULT_TYPE, res: Resources) -> bool:
+async def _too_fast(update: Update, context: BotContext, res: Resources) -> bool:
     """Per-user and per-group message rate limits; the first message over the limit gets a reply."""
     assert update.effective_user is not None
     assert update.effective_chat is not None

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
 
-from bot import resources, texts
-from bot.i18n import t
-from bot.identity import current_user, user_language
+from bot.telegram import texts
+from bot.telegram.context import BotContext
+from bot.telegram.i18n import t
+from bot.telegram.identity import current_user, user_language
 
 
-async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def help_command(update: Update, context: BotContext) -> None:
     """Say what the bot does and list the commands."""
     if update.effective_message is not None:
-        language = user_language(update, resources.get(context.bot_data))
+        language = user_language(update, context.resources)
         await update.effective_message.reply_text(
             f"{t(texts.HELP, language)}\n\n{t(texts.RIGHTS_HELP, language)}"
         )
 
 
-async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def privacy(update: Update, context: BotContext) -> None:
     """Say what is kept, for how long, who reads it, and the user's current choice."""
-    message, res = update.effective_message, resources.get(context.bot_data)
+    message, res = update.effective_message, context.resources
     if message is None or update.effective_user is None:
         return
     async with res.sessionmaker.begin() as session:

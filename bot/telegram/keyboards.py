@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot import texts
-from bot.i18n import t
+from bot.telegram import texts
+from bot.telegram.i18n import t
 
 CHOICES = ("both", "service", "decline")
 _CONSENT_RE = re.compile(r"^consent:(both|service|decline):([a-z]{2}-\d{1,4})$")
