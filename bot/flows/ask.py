@@ -26,7 +26,7 @@ from storage.queue import QuestionMessage
 from storage.repositories.questions import mark_enqueued, record_question
 from storage.repositories.users import get_or_create_user
 
-log = structlog.get_logger("bot.flows.ask")
+log = structlog.get_logger("bot.questions")
 
 
 async def reply(bot: Bot, question: QuestionMessage, text: str) -> Message:

@@ -33,7 +33,7 @@ from storage.queue.updates import UpdateLog
 from storage.redis_server import connect
 from storage.settings import StorageSettings
 
-log = structlog.get_logger("bot.telegram.app")
+log = structlog.get_logger("bot.app")
 
 AppType = Application[Any, Any, Any, Any, Any, Any]
 INGEST = "ingest"

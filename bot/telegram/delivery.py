@@ -23,7 +23,7 @@ from storage.queue import AnswerMessage, Delivery
 from storage.repositories.questions import record_answer, set_question_status
 from storage.repositories.startup_audit import audit_startup
 
-log = structlog.get_logger("bot.telegram.delivery")
+log = structlog.get_logger("bot.delivery")
 
 ACK_GRACE_S = 1.0  # how long a ready answer waits for its own acknowledgement to go out first
 FAILURE_TEXTS = {"too long": texts.TOO_LONG_FOR_MODEL}

@@ -26,7 +26,7 @@ from telegram import Bot, Update
 from bot.errors import BotError
 from storage.queue.updates import StoredUpdate, UpdateLog, update_id_of
 
-log = structlog.get_logger("bot.telegram.ingest")
+log = structlog.get_logger("bot.ingest")
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "channel_post", "my_chat_member"]
 TELEGRAM_RETRIES = 5  # an update whose handling failed on Telegram's side this often is given up
