@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot import texts
+from bot.telegram import texts
 from inference.synthetic import TINY, write_gemma2_gguf
 from tests.support.stack import LoggedProcess
 from tests.support.telegram_stub import TelegramStub

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import texts
+from bot.telegram import texts
 from bot.telegram.cleaning import clean
 from bot.telegram.i18n import t
 from storage.models import ConsentEvent, Question, User

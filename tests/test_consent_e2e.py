@@ -11,10 +11,9 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import texts
 from bot.consent_texts import consent_for
+from bot.telegram import texts
 from bot.telegram.i18n import t
-from storage.erasure import tombstones
 from storage.models import AuditEvent, ConsentEvent, Question, User
 from storage.pseudonym import Pseudonymizer
 from storage.redis_server import connect

@@ -26,10 +26,10 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from bot import texts
 from bot.fieldstate import FieldState
 from bot.jobs.hygiene import Hygiene
 from bot.settings import BotSettings
+from bot.telegram import texts
 from bot.telegram.app import build_application
 from storage.db import WalCheckpoint, checkpoint_wal, default_sqlite_url, make_engine
 from storage.hygiene import rewrite_aof

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import texts
+from bot.telegram import texts
 from storage.models import Answer, AuditEvent, ConsentEvent, Question
 from tests.support.stack import Stack, inprocess_worker
 from tests.support.telegram_stub import Call

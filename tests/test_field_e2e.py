@@ -16,11 +16,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import texts
+from bot.telegram import texts
 from bot.telegram.app import build_application
 from bot.telegram.i18n import t
-from storage.field import Feedback, feedback_counts
-from storage.models import Question
+from storage.models import Feedback, Question
 from storage.queue import AnswerMessage, QuestionMessage, queue_from_settings
 from storage.redis_server import connect
 from storage.repositories.feedback import feedback_counts

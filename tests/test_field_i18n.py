@@ -9,7 +9,7 @@ import pytest
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
-from bot import texts
+from bot.telegram import texts
 from bot.telegram.i18n import LANGUAGES, locale_dir, t
 
 TRANSLATED = [lang for lang in LANGUAGES if lang != "en"]

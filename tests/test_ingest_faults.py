@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from bot import texts
+from bot.telegram import texts
 from bot.telegram.app import INGEST, build_application
 from bot.telegram.ingest import UpdateIngest
 from storage.db import make_engine, make_sessionmaker

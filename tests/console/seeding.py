@@ -24,8 +24,8 @@ from pydantic import SecretStr
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
-from bot import texts
 from bot.settings import BotSettings
+from bot.telegram import texts
 from bot.telegram.i18n import t
 from storage.audit_anchor import ANCHOR_FILE_NAME
 from storage.db import default_sqlite_url, make_engine

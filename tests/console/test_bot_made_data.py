@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import texts
 from bot.console import create_app
+from bot.telegram import texts
 from storage.models import Question
 from storage.repositories.audit import verify_chain
 from tests.console.helpers import REVIEWER, SECRET, audit_rows, client_for, login

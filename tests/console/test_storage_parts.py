@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import texts
 from bot.console.charts import bar_chart, nice_ceiling
 from bot.console.login import attempt_login
 from bot.console.secret import ConsoleKeyError, load_or_create_secret
 from bot.console.stats import histogram, percentile
+from bot.telegram import texts
 from bot.telegram.i18n import t
-from storage.accounts import (
+from storage.models import utcnow
+from storage.repositories.accounts import (
     MAX_FAILED_LOGINS,
     AccountError,
     add_account,

@@ -17,7 +17,6 @@ from bot.telegram.handlers.fallback import readable
 from bot.telegram.handlers.start import send_consent_prompt
 from bot.telegram.i18n import t
 from bot.telegram.identity import current_user, user_language
-from storage.field import group_enabled
 from storage.queue import QuestionMessage
 from storage.repositories.groups import group_enabled
 

@@ -8,7 +8,7 @@ from bot.telegram import texts
 from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
 from bot.telegram.identity import user_language
-from storage.repository.questions import set_question_status
+from storage.repositories.questions import set_question_status
 
 
 async def cancel(update: Update, context: BotContext) -> None:

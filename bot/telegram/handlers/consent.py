@@ -16,7 +16,6 @@ from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
 from bot.telegram.identity import consenting_user, language_of, pseudonym_of, user_language
 from bot.telegram.keyboards import ConsentChoice, consent_keyboard, parse_consent
-from storage.erasure import erase_research_text
 from storage.models import User
 from storage.repositories.consent import record_consent
 from storage.repositories.erasure import erase_research_text

@@ -12,7 +12,7 @@ from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
 from bot.telegram.identity import user_language
 from bot.telegram.keyboards import parse_feedback
-from storage.field import asker_of, record_feedback, record_reason
+from storage.repositories.feedback import asker_of, record_feedback, record_reason
 
 log = structlog.get_logger("bot.feedback")
 

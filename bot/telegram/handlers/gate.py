@@ -14,7 +14,7 @@ from bot.telegram import texts
 from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
 from bot.telegram.identity import user_language
-from storage.field import has_grant
+from storage.repositories.grants import has_grant
 
 log = structlog.get_logger("bot.gate")
 

@@ -16,7 +16,6 @@ from bot.telegram.context import BotContext
 from bot.telegram.handlers.consent import has_consent
 from bot.telegram.i18n import t
 from bot.telegram.identity import current_user, user_language
-from storage.field import set_group_enabled
 from storage.queue import QuestionMessage
 from storage.repositories.groups import set_group_enabled
 

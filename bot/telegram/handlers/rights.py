@@ -14,8 +14,6 @@ from bot.telegram.handlers.consent import shown_text
 from bot.telegram.i18n import t
 from bot.telegram.identity import current_user, language_of, pseudonym_of, user_language
 from bot.telegram.keyboards import consent_keyboard
-from storage.consent_history import latest_consents
-from storage.erasure import erase_research_text, forget_user
 from storage.models import ConsentEvent, User
 from storage.repositories.consent import latest_consents, record_consent
 from storage.repositories.erasure import erase_research_text, forget_user

@@ -12,7 +12,7 @@ from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
 from bot.telegram.identity import user_language
 from bot.telegram.keyboards import consent_keyboard
-from storage.field import redeem_invite
+from storage.repositories.invites import redeem_invite
 
 log = structlog.get_logger("bot.start")
 
