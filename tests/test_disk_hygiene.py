@@ -169,7 +169,7 @@ async def disk_bot(disk_stack: Stack) -> AsyncIterator[Any]:
     """The real Application on ``disk_stack``."""
     stack = disk_stack
     app = build_application(stack.bot, stack.storage, redis_url=stack.redis_url, database_url=stack.db_url)
-    async with running_application(app, poll_timeout=5):
+    async with running_application(app):
         await stack.stub.wait_until_polling()
         yield app
 

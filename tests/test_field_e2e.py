@@ -47,7 +47,7 @@ async def bot(stack: Stack, **settings: Any) -> AsyncIterator[Any]:
     """The real Application with some settings changed, polling the stand-in."""
     changed = stack.bot.model_copy(update=settings)
     app = build_application(changed, stack.storage, redis_url=stack.redis_url, database_url=stack.db_url)
-    async with running_application(app, poll_timeout=5):
+    async with running_application(app):
         await stack.stub.wait_until_polling()
         yield app
 

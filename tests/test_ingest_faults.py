@@ -79,7 +79,7 @@ async def consent(stub: TelegramStub, user: int) -> None:
 async def bot_on(stack: Stack) -> AsyncIterator[UpdateIngest]:
     """The real Application on ``stack``, polling the stand-in; yields its ingest."""
     app = build_application(stack.bot, stack.storage, redis_url=stack.redis_url, database_url=stack.db_url)
-    async with running_application(app, poll_timeout=5):
+    async with running_application(app):
         await stack.stub.wait_until_polling()
         yield app.bot_data[INGEST]
 

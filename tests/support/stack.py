@@ -94,7 +94,7 @@ def stack(
 async def running_bot(stack: Stack) -> AsyncIterator[Any]:
     """The real Application polling the stand-in, with its answer delivery running."""
     app = build_application(stack.bot, stack.storage, redis_url=stack.redis_url, database_url=stack.db_url)
-    async with running_application(app, poll_timeout=5):
+    async with running_application(app):
         await stack.stub.wait_until_polling()
         yield app
 
