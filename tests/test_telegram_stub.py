@@ -25,7 +25,7 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
 
-from bot.ingest import ALLOWED_UPDATES
+from bot.telegram.ingest import ALLOWED_UPDATES
 from tests.support.telegram_stub import BOT_USERNAME, TelegramStub
 
 GROUP = -100777
@@ -38,7 +38,7 @@ async def bot(telegram_stub: TelegramStub) -> AsyncIterator[Bot]:
 
 
 async def get_updates(stub: TelegramStub, **params: Any) -> list[dict[str, Any]]:
-    """One getUpdates as bot.ingest sends it (JSON body), the raw result."""
+    """One getUpdates as bot.telegram.ingest sends it (JSON body), the raw result."""
     body = {"limit": 100, "allowed_updates": ALLOWED_UPDATES, **params}
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.post(f"{stub.base_url}{stub.token}/getUpdates", json=body)

@@ -4,8 +4,8 @@ The real bot is pointed at it (``TELEGRAM_API_URL=stub.base_url``, ``TELEGRAM_BO
 posts to ``{base_url}{token}/{method}``. Only what the bot uses is served (``SERVED``), with plain text only.
 Anything else is refused (404 for a method, 400 for a ``parse_mode`` or another chat action than typing),
 so a bot that starts using something new fails here first instead of passing unchecked. PTB's form bodies
-send strings as-is and JSON-encode every other value; bot.ingest posts JSON. Importing this plugin sets
-``PTB_TIMEDELTA=1`` as bot.app does, so that building a ``RetryAfter`` does not warn.
+send strings as-is and JSON-encode every other value; bot.telegram.ingest posts JSON. Importing this
+plugin sets ``PTB_TIMEDELTA=1`` as bot.telegram.app does, so that building a ``RetryAfter`` does not warn.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ DEFAULT_GROUP_CHAT_ID = -1001234567890
 MAX_MESSAGE_LENGTH = 4096  # UTF-16 code units
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_CALLBACK_ANSWER_LENGTH = 200
-# getMe on initialize, getUpdates from bot.ingest, and what the handlers and the delivery call.
+# getMe on initialize, getUpdates from bot.telegram.ingest, and what the handlers and the delivery call.
 SERVED = ("getMe", "getUpdates", "sendMessage", "sendChatAction", "answerCallbackQuery", "editMessageText",
           "editMessageReplyMarkup", "getChatMember")  # fmt: skip
 NOT_MODIFIED = (
@@ -629,12 +629,12 @@ def _callback_datas(message: JSONDict) -> set[str]:
 async def running_application(
     app: Application[Any, Any, Any, Any, Any, Any],
 ) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
-    """Run the bot's ``app`` without owning the loop (no PTB updater: post_init starts bot.ingest).
+    """Run the bot's ``app`` without owning the loop (no PTB updater: post_init starts the ingest).
 
     Order as in PTB: initialize, post_init, start ... stop, post_stop, shutdown, post_shutdown.
     """
     if app.updater is not None:
-        raise ValueError("build the Application with .updater(None), as bot.app does")
+        raise ValueError("build the Application with .updater(None), as bot.telegram.app does")
     try:
         await app.initialize()
         if app.post_init:
