@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 
 import structlog
 from redis.exceptions import RedisError
+
+from storage.queue.backoff import Backoff
 
 log = structlog.get_logger("inference.outage")
 
@@ -24,11 +25,9 @@ class Outage:
 
     def __init__(self, name: str = "redis", *, first_s: float = 0.1, cap_s: float = 2.0) -> None:
         self.name = name
-        self.first_s = first_s
-        self.cap_s = cap_s
         self.outages = 0
         self._since: float | None = None
-        self._failures = 0
+        self._backoff = Backoff(first_s, cap_s, jitter=0.25)
         self._back: asyncio.Event | None = None
 
     @property
@@ -42,9 +41,7 @@ class Outage:
             self._since = time.monotonic()
             self.outages += 1
             log.warning(f"{self.name}.unavailable", error=type(exc).__name__)
-        self._failures += 1
-        delay = min(self.cap_s, self.first_s * 2 ** min(self._failures - 1, 16))
-        return float(delay * random.uniform(0.75, 1.0))  # noqa: S311 (jitter, not a secret)
+        return self._backoff.failed()
 
     def recovered(self) -> None:
         """Record a success; logs the end of an outage once."""
@@ -52,7 +49,7 @@ class Outage:
             return
         log.info(f"{self.name}.recovered", down_s=round(time.monotonic() - self._since, 2))
         self._since = None
-        self._failures = 0
+        self._backoff.reset()
         if self._back is not None:
             self._back.set()
             self._back = None

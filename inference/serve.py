@@ -14,7 +14,7 @@ from inference.settings import InferenceSettings
 from inference.setup import ensure_model
 from inference.worker import Worker, WorkerConfig
 from storage.queue import queue_from_settings
-from storage.redis_server import connect
+from storage.queue.connection import connect
 from storage.settings import StorageSettings
 
 log = structlog.get_logger("inference.serve")

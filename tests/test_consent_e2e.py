@@ -16,7 +16,7 @@ from bot.telegram import texts
 from bot.telegram.i18n import t
 from storage.models import AuditEvent, ConsentEvent, Question, User
 from storage.pseudonym import Pseudonymizer
-from storage.redis_server import connect
+from storage.queue.connection import connect
 from storage.repositories.audit import verify_chain
 from storage.repositories.erasure import tombstones
 from storage.repositories.users import get_or_create_user, get_user

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from bot.fieldstate import FieldState
 from bot.jobs.hygiene import Hygiene
+from bot.process.private_redis import PrivateRedis
 from bot.settings import BotSettings
 from bot.telegram import texts
 from bot.telegram.app import build_application
@@ -36,7 +37,6 @@ from storage.hygiene import rewrite_aof
 from storage.migrate import upgrade_async
 from storage.models import Answer
 from storage.queue import QuestionMessage, QueueNames
-from storage.redis_server import PrivateRedis
 from storage.settings import StorageSettings
 from tests.support.stack import PSEUDONYM_KEY, LoggedProcess, Stack, inprocess_worker
 from tests.support.telegram_stub import TelegramStub, running_application

@@ -165,7 +165,7 @@ async def stack_streams_empty(stack: Stack, timeout: float = 10.0) -> bool:
     """
     import asyncio
 
-    from storage.redis_server import connect
+    from storage.queue.connection import connect
 
     redis = await connect(stack.redis_url)
     ns = stack.storage.queue_namespace

@@ -21,7 +21,7 @@ from bot.telegram.app import build_application
 from bot.telegram.i18n import t
 from storage.models import Feedback, Question
 from storage.queue import AnswerMessage, QuestionMessage, queue_from_settings
-from storage.redis_server import connect
+from storage.queue.connection import connect
 from storage.repositories.feedback import feedback_counts
 from tests.support.stack import Stack, inprocess_worker
 from tests.support.telegram_stub import BOT_USERNAME, Call, running_application

@@ -20,13 +20,13 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from bot.process.private_redis import PrivateRedis
 from bot.telegram import texts
 from bot.telegram.app import INGEST, build_application
 from bot.telegram.ingest import UpdateIngest
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Answer, Question
-from storage.redis_server import PrivateRedis
 from tests.support.stack import Stack, inprocess_worker
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.telegram_stub import TelegramStub, running_application

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bot.runlock import start_time
+from bot.process.runlock import start_time
 from bot.telegram import texts
 from tests.support.stack import LoggedProcess
 from tests.support.telegram_stub import TelegramStub

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from bot.errors import AlreadyRunningError, ChildStartError
-from bot.runlock import RunLock, start_time
-from bot.supervisor import Backoff, ChildSpec, Supervisor
+from bot.process.runlock import RunLock, start_time
+from bot.process.supervisor import ChildSpec, Supervisor
+from storage.queue.backoff import Backoff
 
 # Sleeps, then exits with code 3 (its "crash"); on SIGTERM appends its name to a file and exits 0.
 CHILD = """
@@ -33,7 +34,7 @@ sys.exit(3)
 # A "parent" that supervises one long sleeper, prints its pid, and waits to be killed.
 PARENT = """
 import asyncio, sys
-from bot.supervisor import ChildSpec, Supervisor
+from bot.process.supervisor import ChildSpec, Supervisor
 async def main():
     supervisor = Supervisor()
     pid = await supervisor.start(ChildSpec("sleeper", [sys.executable, "-c", "import time; time.sleep(300)"]))
@@ -46,7 +47,7 @@ asyncio.run(main())
 LEFTOVER = """
 import subprocess, sys, time
 from pathlib import Path
-from bot.runlock import RunLock
+from bot.process.runlock import RunLock
 lock = RunLock(Path(sys.argv[1]))
 lock.acquire()
 child = subprocess.Popen(
@@ -107,12 +108,6 @@ def _gone_within(pid: int, timeout: float) -> bool:
         os.close(handle)
 
 
-def test_backoff_doubles_up_to_its_cap() -> None:
-    """Delays double from the initial one and stop at the maximum."""
-    backoff = Backoff(initial_s=0.5, maximum_s=4.0)
-    assert [backoff.delay(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-
-
 async def test_a_dead_child_restarts_with_capped_backoff_that_resets_after_a_healthy_run(
     tmp_path: Path,
 ) -> None:
@@ -135,7 +130,7 @@ async def test_a_dead_child_restarts_with_capped_backoff_that_resets_after_a_hea
                 await changed.wait()
         return starts[count - 1][0]
 
-    supervisor = Supervisor(Backoff(0.1, 0.4, healthy_s=1.0), on_exit=exited, on_start=started)
+    supervisor = Supervisor(Backoff(0.1, 0.4), healthy_s=1.0, on_exit=exited, on_start=started)
     # Each run lives 1.5 s unless killed; the four killed ones are far from healthy.
     await supervisor.start(_spec("crashy", tmp_path / "stops.log", life=1.5))
     try:

@@ -27,12 +27,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from bot.process.private_redis import PrivateRedis
 from inference.batch import BatchEngine
 from inference.prompt import build_prompt, preamble_prompt
 from inference.worker import Worker, WorkerConfig
 from storage.queue import QuestionMessage, Queue, QueueNames
+from storage.queue.connection import connect
 from storage.queue.streams import FAILED_TEXT
-from storage.redis_server import PrivateRedis, connect
 from tests.support.stack import LoggedProcess
 
 Start = Callable[..., Any]

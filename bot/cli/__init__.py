@@ -9,11 +9,12 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
+from bot.cli.config_errors import describe_validation_error
 from bot.cli.parser import build_parser
 from bot.errors import BotError
+from bot.process.logs import configure_logging
 from inference.errors import InferenceError
 from storage.errors import StorageError
-from storage.logs import configure_logging
 
 
 def _handler(name: str) -> Callable[..., int]:
@@ -31,8 +32,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _handler(args.handler)(args)
     except ValidationError as exc:
-        from bot.cli.common import describe_validation_error
-
         print(f"meditron-bot: error: {describe_validation_error(exc)}", file=sys.stderr)
         return 2
     except (BotError, StorageError, InferenceError) as exc:

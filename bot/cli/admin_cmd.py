@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli.common import database_url, prepare_database, shared_redis_url
+from bot.cli.database import database_url, prepare_database
+from bot.process.private_redis import shared_redis_url
 from storage.audit_anchor import AuditAnchor
 from storage.db import make_engine, make_sessionmaker
 from storage.errors import RedisUnavailableError

@@ -9,14 +9,14 @@ import sys
 import time
 import uuid
 
-from bot.cli.common import private_redis_dir
-from bot.cli.run_cmd import _start_worker, _stop_worker
+from bot.process.local_worker import start_worker, stop_worker
+from bot.process.private_redis import PrivateRedis, private_redis_dir
 from bot.telegram import texts
 from bot.telegram.delivery import answer_text, latency_split
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
 from storage.queue import QuestionMessage, queue_from_settings
-from storage.redis_server import PrivateRedis, answers_ping, connect
+from storage.queue.connection import answers_ping, connect
 from storage.settings import StorageSettings
 
 
@@ -48,12 +48,12 @@ async def _ask(args: argparse.Namespace, storage: StorageSettings, redis_url: st
         await queue.ensure_groups()
         if not await queue.live_workers():
             model = ensure_model(InferenceSettings(), storage.ensure_data_dir())
-            child = _start_worker(redis_url, str(model))
+            child = start_worker(redis_url, str(model))
         answer = await queue.ask(_question(args), args.timeout)
         answer_seen_at = time.time()
     finally:
         if child is not None:
-            _stop_worker(child)
+            stop_worker(child)
         await redis.aclose()
     if answer is None:
         print(f"meditron-bot: no answer within {args.timeout:.0f} s", file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from bot.cli.common import database_url, prepare_database
+from bot.cli.database import database_url, prepare_database
 from storage.audit_anchor import AuditAnchor
 from storage.db import make_engine, make_sessionmaker
 from storage.errors import AuditChainError

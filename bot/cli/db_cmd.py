@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bot.cli.common import database_url, prepare_database
+from bot.cli.database import database_url, prepare_database
 from storage.settings import StorageSettings
 from storage.urls import redact_url
 

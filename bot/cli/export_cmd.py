@@ -11,7 +11,7 @@ import tempfile
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from bot.cli.common import database_url, prepare_database
+from bot.cli.database import database_url, prepare_database
 from bot.errors import BotError
 from storage.audit_anchor import AuditAnchor
 from storage.db import make_engine, make_sessionmaker

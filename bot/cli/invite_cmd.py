@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from datetime import UTC, datetime
 
-from bot.cli.common import database_url, prepare_database
+from bot.cli.database import database_url, prepare_database
 from storage.db import make_engine, make_sessionmaker
 from storage.repositories.invites import create_invite
 from storage.settings import StorageSettings

@@ -29,8 +29,8 @@ from storage.audit_anchor import AuditAnchor
 from storage.db import check_connection, make_engine, make_sessionmaker
 from storage.pseudonym import Pseudonymizer
 from storage.queue import queue_from_settings
+from storage.queue.connection import connect
 from storage.queue.updates import UpdateLog
-from storage.redis_server import connect
 from storage.settings import StorageSettings
 
 log = structlog.get_logger("bot.app")

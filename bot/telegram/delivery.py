@@ -20,6 +20,7 @@ from bot.telegram.keyboards import feedback_keyboard
 from bot.telegram.splitting import split_message
 from storage.models import Answer, Question
 from storage.queue import AnswerMessage, Delivery
+from storage.queue.backoff import Backoff
 from storage.repositories.questions import record_answer, set_question_status
 from storage.repositories.startup_audit import audit_startup
 
@@ -153,19 +154,20 @@ class AnswerDelivery:
     ) -> float | None:
         """Send until Telegram accepts it; None when the chat is gone (blocked, deleted)."""
         reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        backoff = Backoff(first_s=0.5, cap_s=2.0)
         while True:
             try:
                 await self.bot.send_message(chat_id, text, reply_parameters=reply, reply_markup=markup)
                 return time.time()
             except RetryAfter as exc:
                 log.warning("delivery.flood_control", retry_after=str(exc.retry_after))
-                await asyncio.sleep(_seconds(exc.retry_after))
+                await backoff.wait(seconds=exc.retry_after)
             except (Forbidden, BadRequest) as exc:
                 log.warning("delivery.undeliverable", error=type(exc).__name__)
                 return None
             except NetworkError as exc:
                 log.warning("delivery.network", error=type(exc).__name__)
-                await asyncio.sleep(2.0)
+                await backoff.wait()
 
     async def _record(self, answer: AnswerMessage, sent_at: float | None) -> None:
         """Store the answer (text only with research consent) and log the latency split."""
@@ -200,12 +202,6 @@ class AnswerDelivery:
         self._model_seen = model
         if "model.changed" in events:
             log.info("model.changed", sha256=(model[0] or "")[:16], prompt_version=model[1])
-
-
-def _seconds(value: object) -> float:
-    """A RetryAfter value (int or timedelta) in seconds."""
-    total = getattr(value, "total_seconds", None)
-    return float(total()) if callable(total) else float(value)  # type: ignore[arg-type]
 
 
 def latency_split(answer: AnswerMessage, sent_at: float | None) -> dict[str, float]:

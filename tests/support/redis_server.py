@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from bot.process.private_redis import PrivateRedis
 from storage.queue import Queue, QueueNames
-from storage.redis_server import PrivateRedis, answers_ping, connect
+from storage.queue.connection import answers_ping, connect
 
 LOCAL = "redis://127.0.0.1:6379/0"
 

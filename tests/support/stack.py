@@ -22,7 +22,7 @@ from inference.worker import Worker, WorkerConfig
 from storage.audit_anchor import AuditAnchor
 from storage.pseudonym import Pseudonymizer
 from storage.queue import QueueNames, queue_from_settings
-from storage.redis_server import connect
+from storage.queue.connection import connect
 from storage.settings import StorageSettings
 from tests.support.telegram_stub import TelegramStub, running_application
 

@@ -24,30 +24,19 @@ from typing import Any
 import structlog
 
 from bot.errors import ChildStartError
+from storage.queue.backoff import Backoff
 
-log = structlog.get_logger("bot.supervisor")
+log = structlog.get_logger("bot.process.supervisor")
 
 PR_SET_PDEATHSIG = 1
 SPAWN_FAILED = 127
+HEALTHY_S = 60.0
+"""A child that ran this long before it died was healthy: its next restart waits the first delay again."""
 
 OnExit = Callable[[str, int, float], Coroutine[Any, Any, None]]
 """Called (in a task of its own) with the child's name, exit code and the delay before its restart."""
 OnStart = Callable[[str, int], None]
 """Called with the child's name and pid each time it starts."""
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Restart delays: ``initial_s`` doubling up to ``maximum_s``; a child that ran ``healthy_s`` or
-    longer before it died counts as healthy, and its next restart is ``initial_s`` again."""
-
-    initial_s: float = 0.5
-    maximum_s: float = 30.0
-    healthy_s: float = 60.0
-
-    def delay(self, failures: int) -> float:
-        """The delay before the restart that follows ``failures`` exits in a row (1 = the first)."""
-        return float(min(self.maximum_s, self.initial_s * 2 ** max(0, failures - 1)))
 
 
 @dataclass(frozen=True)
@@ -72,9 +61,9 @@ class _Child:
     """A spec with its current process and restart state."""
 
     spec: ChildSpec
+    backoff: Backoff
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
-    failures: int = 0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     watcher: asyncio.Task[None] | None = None
 
@@ -104,16 +93,22 @@ def die_with_parent() -> Callable[[], None] | None:
 
 
 class Supervisor:
-    """Starts children, restarts those that die, and stops them (last started first)."""
+    """Starts children, restarts those that die, and stops them (last started first).
+
+    Restarts wait 0.5 s doubling up to 30 s (``backoff``) while a child keeps dying; one that ran
+    ``healthy_s`` or longer before it died was healthy, and its next restart waits the first delay.
+    """
 
     def __init__(
         self,
         backoff: Backoff | None = None,
         *,
+        healthy_s: float = HEALTHY_S,
         on_exit: OnExit | None = None,
         on_start: OnStart | None = None,
     ) -> None:
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(first_s=0.5, cap_s=30.0)  # each child counts on a copy
+        self.healthy_s = healthy_s
         self._on_exit = on_exit
         self._on_start = on_start
         self._children: dict[str, _Child] = {}
@@ -131,7 +126,7 @@ class Supervisor:
 
         Raises ChildStartError when it exits or is not ready in time (nothing is left running).
         """
-        child = _Child(spec)
+        child = _Child(spec, self.backoff.fresh())
         await self._spawn(child)
         if child.process is None or child.process.returncode is not None:
             code = SPAWN_FAILED if child.process is None else child.process.returncode
@@ -182,11 +177,12 @@ class Supervisor:
         """Wait for the child to exit; unless it is being stopped, restart it after the backoff."""
         while (code := await _exit_code(child)) is not None:
             ran = time.monotonic() - child.started_at
-            child.failures = 1 if ran >= self.backoff.healthy_s else child.failures + 1
-            delay = self.backoff.delay(child.failures)
+            if ran >= self.healthy_s:
+                child.backoff.reset()
+            delay = child.backoff.failed()
             log.warning(
                 "child.exited", child=child.spec.name, code=code, ran_s=round(ran, 1),
-                failures=child.failures, restart_in_s=delay,
+                failures=child.backoff.failures, restart_in_s=delay,
             )  # fmt: skip
             self._notify(child.spec.name, code, delay)
             with contextlib.suppress(TimeoutError):

