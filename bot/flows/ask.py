@@ -10,10 +10,12 @@ import asyncio
 import math
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
-from telegram import Bot, Message, ReplyParameters
+from telegram import Message, ReplyParameters
 from telegram.error import TelegramError
+from telegram.ext import ExtBot
 
 from bot import redflags
 from bot.redflags import RedFlag
@@ -21,6 +23,7 @@ from bot.resources import Resources
 from bot.telegram import texts
 from bot.telegram.alerts import alert
 from bot.telegram.i18n import t
+from bot.telegram.outgoing import ACKNOWLEDGEMENT, ANSWER, REPLY
 from storage.models import Question
 from storage.queue import QuestionMessage
 from storage.repositories.questions import mark_enqueued, record_question
@@ -29,21 +32,22 @@ from storage.repositories.users import get_or_create_user
 log = structlog.get_logger("bot.questions")
 
 
-async def reply(bot: Bot, question: QuestionMessage, text: str) -> Message:
-    """Send ``text`` to the question's chat as a reply to it (plain text)."""
+async def reply(bot: ExtBot[Any], question: QuestionMessage, text: str, priority: int = REPLY) -> Message:
+    """Send ``text`` to the question's chat as a reply to it (plain text), at ``priority``."""
     target = ReplyParameters(question.message_id, allow_sending_without_reply=True)
-    return await bot.send_message(question.chat_id, text, reply_parameters=target)
+    return await bot.send_message(question.chat_id, text, reply_parameters=target, rate_limit_args=priority)
 
 
 async def warn_if_danger(
-    bot: Bot, res: Resources, question: QuestionMessage, language: str
+    bot: ExtBot[Any], res: Resources, question: QuestionMessage, language: str
 ) -> RedFlag | None:
     """On a danger sign: the fixed referral message at once and an alert to the on-call chat."""
     flag = redflags.check(question.text)
     if flag is None:
         return None
     emergency = res.settings.emergency_number or t(texts.EMERGENCY_DEFAULT, language)
-    await reply(bot, question, t(texts.RED_FLAG, language).format(emergency=emergency))
+    referral = t(texts.RED_FLAG, language).format(emergency=emergency)
+    await reply(bot, question, referral, ANSWER)
     note = texts.ALERT_RED_FLAG.format(rule=flag.label, user=question.user, question=question.question_id)
     await alert(bot, res.settings.oncall_chat_id, note)
     log.warning("question.red_flag", rule=flag.label)
@@ -65,7 +69,7 @@ def acknowledgement(res: Resources, position: int, slots: int, language: str) ->
 
 
 async def queue_question(
-    bot: Bot, res: Resources, question: QuestionMessage, language: str, *, urgent: bool = False
+    bot: ExtBot[Any], res: Resources, question: QuestionMessage, language: str, *, urgent: bool = False
 ) -> bool:
     """One pending question per user; refuse when busy (not urgent ones); record, enqueue, acknowledge.
 
@@ -100,7 +104,7 @@ async def queue_question(
 
 
 async def _acknowledge(
-    bot: Bot, res: Resources, question: QuestionMessage, position: int, language: str
+    bot: ExtBot[Any], res: Resources, question: QuestionMessage, position: int, language: str
 ) -> None:
     """The acknowledgement; Telegram refusing it loses nothing (the question is queued).
 
@@ -109,7 +113,7 @@ async def _acknowledge(
     """
     try:
         slots = await res.queue.capacity()
-        await reply(bot, question, acknowledgement(res, position, slots, language))
+        await reply(bot, question, acknowledgement(res, position, slots, language), ACKNOWLEDGEMENT)
     except TelegramError as exc:
         log.warning("question.ack_failed", error=type(exc).__name__)
 

@@ -8,10 +8,11 @@ import time
 from typing import Any
 
 import structlog
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from telegram.constants import ChatAction
 from telegram.error import InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder, ExtBot
 
 from bot import resources
 from bot.audit_start import audit_bot_start
@@ -25,6 +26,7 @@ from bot.telegram import handlers
 from bot.telegram.context import CONTEXT_TYPES, BotContext
 from bot.telegram.delivery import AnswerDelivery
 from bot.telegram.ingest import IngestConfig, UpdateIngest
+from bot.telegram.outgoing import CHAT_ACTION, OutgoingLimiter
 from storage.audit_anchor import AuditAnchor
 from storage.db import check_connection, make_engine, make_sessionmaker
 from storage.pseudonym import Pseudonymizer
@@ -63,6 +65,7 @@ def build_application(
             updates=UpdateLog(redis, storage.queue_namespace),
         )
         app.bot_data[resources.KEY] = res
+        _share_limits(app, redis, storage.queue_namespace, pseudonyms)
         app.bot_data["engine"] = engine
         delivery = AnswerDelivery(app.bot, res)
         app.bot_data["delivery"] = delivery
@@ -109,7 +112,7 @@ def build_application(
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_url)
         .base_file_url(settings.telegram_file_url)
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .rate_limiter(OutgoingLimiter(max_retries=3))
         .updater(None)  # bot.telegram.ingest polls Telegram and stores every update before confirming it
         .post_init(post_init)
         .post_shutdown(post_shutdown)
@@ -117,6 +120,13 @@ def build_application(
     )
     handlers.register(application)
     return application
+
+
+def _share_limits(app: AppType, redis: Redis, namespace: str, pseudonyms: Pseudonymizer) -> None:
+    """Telegram's outgoing limits through Redis, shared with the other bot processes."""
+    limiter = app.bot.rate_limiter
+    if isinstance(limiter, OutgoingLimiter):
+        limiter.attach(redis, namespace, pseudonyms.chat)
 
 
 async def run_bot(app: AppType, stop: asyncio.Event) -> None:
@@ -179,8 +189,9 @@ async def _typing_tick(context: BotContext) -> None:
         slots = max(1, await res.queue.capacity())
     except (RedisError, OSError):
         return
+    bot: ExtBot[Any] = context.bot  # the limiter's priorities are ints
     for chat_id, _ in sorted(res.typing_chats.items(), key=lambda item: item[1])[:slots]:
         try:
-            await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
+            await bot.send_chat_action(chat_id, ChatAction.TYPING, rate_limit_args=CHAT_ACTION)
         except TelegramError as exc:
             log.debug("typing.failed", error=type(exc).__name__)

@@ -6,17 +6,20 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
+from telegram import InlineKeyboardMarkup, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+from telegram.ext import ExtBot
 
 from bot.resources import Resources
 from bot.telegram import texts
 from bot.telegram.i18n import t
 from bot.telegram.keyboards import feedback_keyboard
+from bot.telegram.outgoing import ANSWER
 from bot.telegram.splitting import split_message
 from storage.models import Answer, Question
 from storage.queue import AnswerMessage, Delivery
@@ -55,7 +58,7 @@ def _ts(seconds: float | None) -> datetime | None:
 class AnswerDelivery:
     """Reads the answers stream in the bots' group and sends each answer once."""
 
-    def __init__(self, bot: Bot, res: Resources) -> None:
+    def __init__(self, bot: ExtBot[Any], res: Resources) -> None:
         self.bot = bot
         self.res = res
         self._task: asyncio.Task[None] | None = None
@@ -157,7 +160,9 @@ class AnswerDelivery:
         backoff = Backoff(first_s=0.5, cap_s=2.0)
         while True:
             try:
-                await self.bot.send_message(chat_id, text, reply_parameters=reply, reply_markup=markup)
+                await self.bot.send_message(
+                    chat_id, text, reply_parameters=reply, reply_markup=markup, rate_limit_args=ANSWER
+                )
                 return time.time()
             except RetryAfter as exc:
                 log.warning("delivery.flood_control", retry_after=str(exc.retry_after))
