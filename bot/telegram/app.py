@@ -76,6 +76,7 @@ def build_application(
             res.updates,
             app.process_update,
             IngestConfig(consumer=settings.bot_consumer, poll_timeout_s=settings.poll_timeout_s),
+            poll_log=lambda: UpdateLog(Redis.from_url(redis_url), storage.queue_namespace),
         )
         app.bot_data[INGEST] = ingest
         ingest.start()

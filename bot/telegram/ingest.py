@@ -1,12 +1,15 @@
 """Durable ingest: updates are stored in Redis before Telegram's offset moves past them, then handled.
 
-Two tasks. The poller long-polls ``getUpdates`` (raw JSON, not parsed), stores each batch in the update
+Two parts. The poller long-polls ``getUpdates`` (raw JSON, not parsed), stores each batch in the update
 log and only then asks for the next offset, which is what confirms the batch to Telegram: an update
-Telegram forgets is always in Redis. The consumer reads the log, parses each update on its own (one that
-python-telegram-bot cannot parse is skipped and logged without content), lets the Application's
-handlers run, and acks the update. An update whose handling failed on a passing outage (Redis, the
-database, the network) is left pending and handled again after a backoff, so nothing acknowledged is
-lost. Updates of one chat are handled in order; different chats are handled concurrently.
+Telegram forgets is always in Redis. It runs in a thread of its own, on its own event loop and Redis
+connection, so handlers keeping the main loop busy never delay an update's way into Redis.
+
+The consumer reads the log, parses each update on its own (one that python-telegram-bot cannot parse is
+skipped and logged without content), lets the Application's handlers run, and acks the update. An update
+whose handling failed on a passing outage (Redis, the database, the network) is left pending and handled
+again after a backoff, so nothing acknowledged is lost. Updates of one chat are handled in order;
+different chats are handled concurrently.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,12 +100,26 @@ class UpdateIngest:
     """Poll Telegram into the update log, and hand each stored update to ``process`` once."""
 
     def __init__(
-        self, bot: Bot, api_url: str, updates: UpdateLog, process: Process, config: IngestConfig
+        self,
+        bot: Bot,
+        api_url: str,
+        updates: UpdateLog,
+        process: Process,
+        config: IngestConfig,
+        *,
+        poll_log: Callable[[], UpdateLog] | None = None,
     ) -> None:
+        """``poll_log`` makes the poller's own update log (a client of the same Redis) for its thread;
+        without it the poller shares ``updates`` on the caller's loop."""
         self.bot = bot
         self.api_url = api_url  # carries the token: never logged
-        self._client: httpx.AsyncClient | None = None
         self.updates = updates
+        self._poll_log = poll_log
+        self._poller: threading.Thread | None = None
+        self._poll_halt = threading.Event()
+        self._poll_loop: asyncio.AbstractEventLoop | None = None
+        self._poll_task: asyncio.Task[Any] | None = None
+        self._poll_stop: asyncio.Event | None = None
         self.process = process
         self.config = config
         self._stop_polling = asyncio.Event()
@@ -120,8 +138,13 @@ class UpdateIngest:
     def start(self, *, poll: bool = True) -> None:
         """Start the consumer and (unless updates arrive another way) the poller."""
         self._tasks.append(asyncio.create_task(self._consume(), name="ingest-consume"))
-        if poll:
-            self._tasks.append(asyncio.create_task(self._poll(), name="ingest-poll"))
+        if not poll:
+            return
+        if self._poll_log is None:
+            self._tasks.append(asyncio.create_task(self._poll(self.updates), name="ingest-poll"))
+        else:
+            self._poller = threading.Thread(target=self._poll_thread, name="ingest-poll", daemon=True)
+            self._poller.start()
 
     async def stop(self) -> None:
         """Stop polling, finish the updates being handled; the rest stays stored for the next start."""
@@ -129,6 +152,7 @@ class UpdateIngest:
         for task in self._tasks:
             if task.get_name() == "ingest-poll":
                 task.cancel()  # a long poll in progress returns nothing Telegram would forget
+        await self._stop_poll_thread()
         self._stop.set()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -139,31 +163,75 @@ class UpdateIngest:
 
     # -- poller ------------------------------------------------------------------------------
 
-    async def _poll(self) -> None:
+    def _poll_thread(self) -> None:
+        """The poller's thread: its own event loop until halted (a crash is logged and polling resumes)."""
+        while not self._poll_halt.is_set():
+            try:
+                asyncio.run(self._poll_own_loop())
+            except Exception as exc:  # never leave the bot without a poller
+                log.error("ingest.poll_crashed", error=type(exc).__name__)
+                self._poll_halt.wait(1.0)
+
+    async def _poll_own_loop(self) -> None:
+        """Poll with an update log of this loop's own (a Redis client is bound to one loop)."""
+        assert self._poll_log is not None
+        updates = self._poll_log()
+        stop = asyncio.Event()
+        self._poll_stop, self._poll_task = stop, asyncio.current_task()
+        self._poll_loop = asyncio.get_running_loop()
+        try:
+            if not self._poll_halt.is_set():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._poll(updates, stop)
+        finally:
+            self._poll_loop = None
+            await updates.redis.aclose()
+
+    async def _stop_poll_thread(self) -> None:
+        """Halt the poller's thread (a long poll in progress is cancelled) and wait for it to end."""
+        if self._poller is None:
+            return
+        self._poll_halt.set()
+        loop = self._poll_loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
+                loop.call_soon_threadsafe(self._cancel_poll)
+        await asyncio.to_thread(self._poller.join)
+        self._poller = None
+
+    def _cancel_poll(self) -> None:
+        """(In the poller's loop) stop waiting and cancel the long poll."""
+        if self._poll_stop is not None:
+            self._poll_stop.set()
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+
+    async def _poll(self, updates: UpdateLog, stop: asyncio.Event | None = None) -> None:
         """Long-poll getUpdates; store each batch before asking for the next offset."""
+        stop = stop or self._stop_polling
         backoff = Backoff()
         async with httpx.AsyncClient(timeout=self.config.poll_timeout_s + 10) as client:
-            self._client = client
-            while not self._stop_polling.is_set():
+            while not stop.is_set():
                 try:
-                    batch = await self._get_updates(self.config.poll_timeout_s)
+                    batch = await self._get_updates(client, self.config.poll_timeout_s)
                 except PollRefused as exc:
                     log.warning("ingest.poll_refused", status=exc.status)
-                    await _wait(self._stop_polling, exc.retry_after or backoff.delay)
+                    await _wait(stop, exc.retry_after or backoff.delay)
                     backoff.delay = min(backoff.cap, backoff.delay * 2)
                     continue
                 except httpx.HTTPError as exc:
                     log.warning("ingest.poll_failed", error=type(exc).__name__)
-                    await backoff.sleep(self._stop_polling)
+                    await backoff.sleep(stop)
                     continue
                 backoff.reset()
-                if batch and await self._store(batch):
+                if batch and await self._store(updates, batch, stop):
                     ids = [i for i in map(update_id_of, batch) if i is not None]
                     if ids:
                         self._offset = max(ids) + 1
-            self._client = None
 
-    async def _get_updates(self, timeout: int, limit: int = 100) -> list[dict[str, Any]]:
+    async def _get_updates(
+        self, client: httpx.AsyncClient, timeout: int, limit: int = 100
+    ) -> list[dict[str, Any]]:
         """One getUpdates call, the result as raw JSON objects (never parsed here)."""
         params: dict[str, Any] = {
             "timeout": timeout,
@@ -172,8 +240,7 @@ class UpdateIngest:
         }
         if self._offset is not None:
             params["offset"] = self._offset
-        assert self._client is not None
-        response = await self._client.post(f"{self.api_url}/getUpdates", json=params)
+        response = await client.post(f"{self.api_url}/getUpdates", json=params)
         try:
             body = response.json()
         except ValueError:
@@ -184,30 +251,28 @@ class UpdateIngest:
         result = body.get("result")
         return [raw for raw in result if isinstance(raw, dict)] if isinstance(result, list) else []
 
-    async def _store(self, batch: list[dict[str, Any]]) -> bool:
+    async def _store(self, updates: UpdateLog, batch: list[dict[str, Any]], stop: asyncio.Event) -> bool:
         """Store the batch, retrying while Redis is away; False when stopped before it was stored."""
         backoff = Backoff()
         while True:
             try:
-                new = await self.updates.store(batch)
+                new = await updates.store(batch)
                 log.debug("ingest.stored", updates=len(batch), new=new)
                 return True
             except (RedisError, OSError) as exc:
                 log.warning("ingest.store_failed", error=type(exc).__name__)
                 self.store_failures += 1
-                if self._stop_polling.is_set():
+                if stop.is_set():
                     return False  # not confirmed: Telegram sends the batch again at the next start
-                await backoff.sleep(self._stop_polling)
+                await backoff.sleep(stop)
 
     async def _confirm(self) -> None:
         """Tell Telegram the stored updates are safe (the next start would do it too)."""
         if self._offset is None:
             return
         async with httpx.AsyncClient(timeout=5) as client:
-            self._client = client
             with contextlib.suppress(httpx.HTTPError, PollRefused):
-                await self._get_updates(0, limit=1)
-            self._client = None
+                await self._get_updates(client, 0, limit=1)
 
     # -- consumer ----------------------------------------------------------------------------
 
