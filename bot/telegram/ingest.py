@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from telegram import Bot, Update
 
 from bot.errors import BotError
+from storage.queue.backoff import Backoff
 from storage.queue.updates import StoredUpdate, UpdateLog, update_id_of
 
 log = structlog.get_logger("bot.ingest")
@@ -54,23 +55,6 @@ def retry_later(reason: str) -> bool:
         return False
     handling.retry, handling.reason = True, reason
     return True
-
-
-class Backoff:
-    """Capped exponential backoff: 0.5 s, 1 s, 2 s ... ``cap``; reset after a success."""
-
-    def __init__(self, first: float = 0.5, cap: float = 15.0) -> None:
-        self.first, self.cap, self.delay = first, cap, first
-
-    async def sleep(self, stop: asyncio.Event) -> None:
-        """Wait the current delay (or until ``stop``), then double it."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), self.delay)
-        self.delay = min(self.cap, self.delay * 2)
-
-    def reset(self) -> None:
-        """Back to the first delay."""
-        self.delay = self.first
 
 
 @dataclass
@@ -216,12 +200,11 @@ class UpdateIngest:
                     batch = await self._get_updates(client, self.config.poll_timeout_s)
                 except PollRefused as exc:
                     log.warning("ingest.poll_refused", status=exc.status)
-                    await _wait(stop, exc.retry_after or backoff.delay)
-                    backoff.delay = min(backoff.cap, backoff.delay * 2)
+                    await backoff.wait(stop, seconds=exc.retry_after or None)
                     continue
                 except httpx.HTTPError as exc:
                     log.warning("ingest.poll_failed", error=type(exc).__name__)
-                    await backoff.sleep(stop)
+                    await backoff.wait(stop)
                     continue
                 backoff.reset()
                 if batch and await self._store(updates, batch, stop):
@@ -264,7 +247,7 @@ class UpdateIngest:
                 self.store_failures += 1
                 if stop.is_set():
                     return False  # not confirmed: Telegram sends the batch again at the next start
-                await backoff.sleep(stop)
+                await backoff.wait(stop)
 
     async def _confirm(self) -> None:
         """Tell Telegram the stored updates are safe (the next start would do it too)."""
@@ -282,7 +265,7 @@ class UpdateIngest:
         while not self._stop.is_set():
             if self._retry_due:
                 self._retry_due, pending = False, True
-                await self._backoff.sleep(self._stop)
+                await self._backoff.wait(self._stop)
                 continue
             try:
                 if not ensured:
@@ -292,7 +275,7 @@ class UpdateIngest:
             except (RedisError, OSError) as exc:
                 log.warning("ingest.read_failed", error=type(exc).__name__)
                 pending = True
-                await self._backoff.sleep(self._stop)
+                await self._backoff.wait(self._stop)
                 continue
             pending = pending and bool(batch)
             for stored in batch:
@@ -392,9 +375,3 @@ def _chat_of(payload: dict[str, Any] | None) -> int | None:
         user_id = query["from"].get("id")
         return user_id if isinstance(user_id, int) else None
     return None
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds`` unless ``stop`` is set first."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
