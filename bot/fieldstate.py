@@ -3,7 +3,9 @@ and the language chosen by people who have not made a consent choice yet.
 
 Keys live under the queue namespace, expire on their own, and hold no Telegram ids in their names
 (pseudonyms only); a held question carries its chat id like the question stream does. /withdraw and
-/forget delete the user's held question; /forget also deletes the chosen language.
+/forget delete the user's held question; /forget also deletes the chosen language. A held question's
+expiry is a sorted set (``user question_id`` scored by when it is due) that a periodic job of any bot
+process sweeps (``expire_held``), so it survives a restart and is reported once.
 """
 
 from __future__ import annotations
@@ -42,11 +44,36 @@ class FieldState:
             count, _ = await pipe.execute()
         return int(count)
 
-    async def hold(self, question: QuestionMessage, ttl_s: float) -> None:
-        """Keep a group question until its asker consents (one per user; a newer one replaces it)."""
-        await self.redis.set(
-            self._held(question.user), question.model_dump_json(), ex=max(1, int(ttl_s) + 60)
-        )
+    async def hold(self, question: QuestionMessage, ttl_s: float, now: float | None = None) -> None:
+        """Keep a group question until its asker consents (one per user; a newer one replaces it).
+
+        It is due to be dropped ``ttl_s`` from now (``expire_held``); its key outlives that by a minute.
+        """
+        due = (time.time() if now is None else now) + ttl_s
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._held(question.user), question.model_dump_json(), ex=max(1, int(ttl_s) + 60))
+            pipe.zadd(self._due, {f"{question.user} {question.question_id}": due})
+            pipe.expire(self._due, max(1, int(ttl_s) + 120))
+            await pipe.execute()
+
+    async def expire_held(self, now: float | None = None, limit: int = 100) -> list[QuestionMessage]:
+        """Take the held questions whose time is up (each by one caller only: the one that removed
+        its due entry); one that was released or erased before is skipped."""
+        moment = time.time() if now is None else now
+        expired = []
+        for member in await self.redis.zrangebyscore(self._due, "-inf", moment, start=0, num=limit):
+            if not await self.redis.zrem(self._due, member):
+                continue  # another process took it
+            user, _, question_id = str(member).partition(" ")
+            held = await self.take_held(user, question_id)
+            if held is not None:
+                expired.append(held)
+        return expired
+
+    @property
+    def _due(self) -> str:
+        """The sorted set of held questions by the time they are dropped."""
+        return f"{self.prefix}:held_due"
 
     async def take_held(self, user: str, question_id: str | None = None) -> QuestionMessage | None:
         """Remove and return the user's held question (only if it is ``question_id``, when given).

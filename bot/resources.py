@@ -1,10 +1,16 @@
-"""What handlers need, built once in ``post_init`` and reached through ``context.bot_data``."""
+"""What handlers need, built once in ``post_init`` and reached through ``context.bot_data``.
+
+Nothing here is state another bot process would need: rate counters, held questions, typing chats,
+answer times, languages and grants live in Redis or the database. What is kept is this process's
+own work: its consumer name and the acknowledgements it is sending now.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import math
-from collections import deque
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,12 +18,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.consent_texts import ConsentText
 from bot.fieldstate import FieldState
+from bot.jobs.lease import Leases
+from bot.progress import AnswerProgress
 from bot.settings import BotSettings
 from storage.pseudonym import Pseudonymizer
 from storage.queue import Queue
 from storage.queue.updates import UpdateLog
 
 KEY = "resources"
+
+
+def consumer_name(prefix: str) -> str:
+    """A consumer name no other bot process has: ``prefix-host-pid-random`` (a restart gets a new one)."""
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -30,29 +43,29 @@ class Resources:
     pseudonyms: Pseudonymizer
     consent: ConsentText
     updates: UpdateLog
-    typing_chats: dict[int, float] = field(default_factory=dict)
+    consumer: str = ""  # this process in the update log's and the answers' consumer groups
     acknowledgements: dict[str, asyncio.Task[None]] = field(
         default_factory=dict
-    )  # question id -> not sent yet
-    languages: dict[str, str] = field(default_factory=dict)  # pseudonym -> chosen language
-    granted: set[str] = field(default_factory=set)  # pseudonyms let in by an invite (cache)
-    service_times: deque[float] = field(default_factory=lambda: deque(maxlen=20))  # seconds per answer
+    )  # question id -> not sent yet (tasks of this process)
+
+    def __post_init__(self) -> None:
+        if not self.consumer:
+            self.consumer = consumer_name(self.settings.bot_consumer)
 
     @property
     def state(self) -> FieldState:
         """Rate counters, held group questions and feedback prompts (in Redis)."""
         return FieldState(self.queue.redis, self.queue.names.namespace)
 
-    def estimated_wait_s(self, position: int, slots: int = 1) -> float | None:
-        """Seconds until the answer at ``position``, from recent answer times (None without data).
+    @property
+    def progress(self) -> AnswerProgress:
+        """Typing chats and recent answer times (in Redis)."""
+        return AnswerProgress(self.queue.redis, self.queue.names.namespace, self.settings.typing_max_s)
 
-        Questions are answered ``slots`` at a time (all workers' MAX_SEQUENCES together), so the
-        question at ``position`` waits for ``ceil(position / slots) - 1`` rounds before its own.
-        """
-        if not self.service_times:
-            return None
-        rounds = math.ceil(position / max(1, slots))
-        return rounds * sum(self.service_times) / len(self.service_times)
+    @property
+    def leases(self) -> Leases:
+        """Once-per-deployment leases of the periodic jobs (in Redis)."""
+        return Leases(self.queue.redis, self.queue.names.namespace, self.consumer)
 
 
 def get(bot_data: dict[Any, Any]) -> Resources:

@@ -54,13 +54,13 @@ async def warn_if_danger(
     return flag
 
 
-def acknowledgement(res: Resources, position: int, slots: int, language: str) -> str:
+async def acknowledgement(res: Resources, position: int, slots: int, language: str) -> str:
     """Place in the queue, with an estimated wait once recent answer times are known.
 
     ``slots`` is how many questions the running workers answer at once: position 8 with 8 slots is
     answered now, not after seven others.
     """
-    wait = res.estimated_wait_s(position, slots)
+    wait = await res.progress.estimated_wait_s(position, slots)
     if wait is None:
         return t(texts.ACK, language).format(position=position)
     if wait < 60:
@@ -77,13 +77,13 @@ async def queue_question(
     the question is recorded once, enqueued once and acknowledged at most once. It is enqueued before
     the acknowledgement, so a refused acknowledgement never loses it.
     """
-    pending = await res.queue.pending_of(question.user)
-    again = pending is not None and pending[0] == question.question_id
-    if pending is not None and not again:
+    claim = await res.queue.claim_pending(question.user, question.question_id)  # atomic: one per user
+    if claim == "other":
         await reply(bot, question, t(texts.STILL_WORKING, language))
         return False
     position = await res.queue.waiting() + 1
-    if not again and position > res.settings.busy_queue_size and not urgent:
+    if claim == "new" and position > res.settings.busy_queue_size and not urgent:
+        await res.queue.clear_pending(question.user, question.question_id)
         await reply(bot, question, t(texts.BUSY, language))
         log.info("question.busy", waiting=position - 1)
         return False
@@ -93,7 +93,7 @@ async def queue_question(
         await mark_enqueued(session, question.question_id, datetime.now(UTC))
     if enqueued is not None:
         log.info("question.enqueued", position=enqueued.position, chat_type=question.chat_type)
-    res.typing_chats[question.chat_id] = time.monotonic()
+    await res.progress.start_typing(question.chat_id)
     if await res.updates.once(f"ack:{question.question_id}"):
         # In the background: it waits its turn under Telegram's outgoing limit, and is dropped when
         # the answer is ready first (an acknowledgement after the answer helps nobody).
@@ -113,7 +113,7 @@ async def _acknowledge(
     """
     try:
         slots = await res.queue.capacity()
-        await reply(bot, question, acknowledgement(res, position, slots, language), ACKNOWLEDGEMENT)
+        await reply(bot, question, await acknowledgement(res, position, slots, language), ACKNOWLEDGEMENT)
     except TelegramError as exc:
         log.warning("question.ack_failed", error=type(exc).__name__)
 

@@ -8,7 +8,9 @@ after Redis restarted (a loaded file counts as rewritten), whenever it grew sinc
 and again after a rewrite that data changed during.
 It also checkpoints a non-empty SQLite WAL into the database file and truncates it. Being periodic,
 it covers every writer alike: erasure, retention, delivered answers, the stream of raw updates,
-other processes on the same database. An idle bot writes nothing.
+other processes on the same database. One bot process per interval runs it (a lease in Redis); the
+lease is itself a write, so a rewrite follows each run, as it does anyway while a worker renews
+its capacity key.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram.ext import ContextTypes, Job, JobQueue
 
+from bot.jobs.lease import Leases, run_leased
 from bot.settings import BotSettings
 from storage.db import checkpoint_wal
 from storage.errors import AofRewriteError
@@ -45,6 +48,8 @@ class Hygiene:
     redis: Redis
     engine: AsyncEngine
     rewrite_aof: bool
+    leases: Leases | None = None  # the job runs where the round's lease is taken
+    interval_s: float = 30.0
     runs: int = 0
     _force: bool = False  # rewrite even without growth: after a rewrite that data changed during
     _server: str | None = None  # run id of the Redis server last rewritten (another: rewrite)
@@ -103,7 +108,7 @@ async def hygiene_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     assert context.job is not None
     hygiene = context.job.data
     assert isinstance(hygiene, Hygiene)
-    await hygiene.run_once()
+    await run_leased(hygiene.leases, JOB_NAME, hygiene.interval_s, hygiene.run_once)
 
 
 async def start_hygiene(
@@ -112,6 +117,8 @@ async def start_hygiene(
     engine: AsyncEngine,
     settings: BotSettings,
     storage: StorageSettings,
+    *,
+    leases: Leases | None = None,
 ) -> Hygiene:
     """Restrict the data directory to its owner, then run the job every HYGIENE_INTERVAL_S seconds."""
     data_dir = storage.ensure_data_dir()
@@ -119,7 +126,7 @@ async def start_hygiene(
     if restricted:
         log.info("hygiene.permissions_restricted", paths=restricted)
     ours = settings.redis_aof_rewrite or await keeps_files_in(redis, data_dir)
-    hygiene = Hygiene(redis, engine, rewrite_aof=ours)
+    hygiene = Hygiene(redis, engine, rewrite_aof=ours, leases=leases, interval_s=settings.hygiene_interval_s)
     job: Job[Any] = job_queue.run_repeating(
         hygiene_job, interval=settings.hygiene_interval_s, first=FIRST_RUN, name=JOB_NAME, data=hygiene
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Any
 
 import structlog
@@ -19,6 +18,7 @@ from bot.audit_start import audit_bot_start
 from bot.consent_texts import load_consent_text
 from bot.errors import ConfigurationError
 from bot.flows import alerts
+from bot.jobs.held import schedule_held_expiry
 from bot.jobs.hygiene import start_hygiene
 from bot.jobs.retention import schedule_retention
 from bot.settings import BotSettings
@@ -39,6 +39,7 @@ log = structlog.get_logger("bot.app")
 
 AppType = Application[Any, Any, Any, Any, Any, Any]
 INGEST = "ingest"
+TYPING_JOB = "typing"
 START_ATTEMPTS = 3
 
 
@@ -75,7 +76,7 @@ def build_application(
             app.bot.base_url,
             res.updates,
             app.process_update,
-            IngestConfig(consumer=settings.bot_consumer, poll_timeout_s=settings.poll_timeout_s),
+            IngestConfig(consumer=res.consumer, poll_timeout_s=settings.poll_timeout_s),
             poll_log=lambda: UpdateLog(Redis.from_url(redis_url), storage.queue_namespace),
         )
         app.bot_data[INGEST] = ingest
@@ -87,10 +88,13 @@ def build_application(
         if settings.admin_chat_id is not None:
             interval = settings.monitor_interval_s
             app.job_queue.run_repeating(alerts.check, interval=interval, first=interval)
-        schedule_retention(app.job_queue, res.sessionmaker, settings.retention_days)
-        app.bot_data["hygiene"] = await start_hygiene(app.job_queue, redis, engine, settings, storage)
+        schedule_held_expiry(app.job_queue, settings.consent_hold_s)
+        schedule_retention(app.job_queue, res.sessionmaker, settings.retention_days, leases=res.leases)
+        app.bot_data["hygiene"] = await start_hygiene(
+            app.job_queue, redis, engine, settings, storage, leases=res.leases
+        )
         await audit_bot_start(res.sessionmaker, settings, storage)
-        log.info("bot.ready")
+        log.info("bot.ready", consumer=res.consumer)
 
     async def post_shutdown(app: AppType) -> None:
         if INGEST in app.bot_data:
@@ -180,18 +184,18 @@ async def _typing_tick(context: BotContext) -> None:
 
     Only the oldest waiting questions, as many as the workers answer at once, get it: a chat action
     counts against Telegram's outgoing limit like a message, and would otherwise delay answers.
+    One bot process per tick sends them (a lease, taken only while some chat waits).
     """
     res = context.resources
-    now = time.monotonic()
-    for chat_id, since in list(res.typing_chats.items()):
-        if now - since > res.settings.typing_max_s:
-            res.typing_chats.pop(chat_id, None)
     try:
         slots = max(1, await res.queue.capacity())
+        chats = await res.progress.typing_chats(slots)
+        if not chats or not await res.leases.take(TYPING_JOB, res.settings.typing_interval_s):
+            return
     except (RedisError, OSError):
         return
     bot: ExtBot[Any] = context.bot  # the limiter's priorities are ints
-    for chat_id, _ in sorted(res.typing_chats.items(), key=lambda item: item[1])[:slots]:
+    for chat_id in chats:
         try:
             await bot.send_chat_action(chat_id, ChatAction.TYPING, rate_limit_args=CHAT_ACTION)
         except TelegramError as exc:

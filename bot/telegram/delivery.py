@@ -79,11 +79,15 @@ class AnswerDelivery:
                 await self._task
 
     async def _run(self) -> None:
-        """Deliver pending answers first (after a restart), then new ones, until stopped."""
-        queue, consumer = self.res.queue, self.res.settings.bot_consumer
+        """Deliver pending answers first (after a restart), then new ones, until stopped; every claim
+        time also those another bot process read and died with."""
+        queue, consumer = self.res.queue, self.res.consumer
         await queue.ensure_groups()
         pending = True
+        reclaim_at = time.monotonic() + queue.claim_idle_ms / 1000
         while not self._stop.is_set():
+            if time.monotonic() >= reclaim_at:
+                pending, reclaim_at = True, time.monotonic() + queue.claim_idle_ms / 1000
             try:
                 batch = await queue.read_answers(consumer, pending=pending, block_ms=1_000)
                 batch += await queue.reclaim_answers(consumer) if pending else []
@@ -119,7 +123,7 @@ class AnswerDelivery:
                 self._sent_at[answer.question_id] = sent
             # The user may ask again as soon as they have the answer, also while the database is away.
             await queue.clear_pending(answer.user, answer.question_id)
-            self.res.typing_chats.pop(answer.chat_id, None)
+            await self.res.progress.stop_typing(answer.chat_id)
             if not await queue.was_recorded(answer.question_id):  # maybe sent before a database outage
                 # After a restart the send time is unknown: it was sent just before.
                 await self._record(answer, self._sent_at.get(answer.question_id, time.time()))
@@ -149,7 +153,7 @@ class AnswerDelivery:
             if not last:
                 await self.res.queue.mark_sent(key)
         if answer.status == "ok" and answer.finished_at and answer.taken_at:
-            self.res.service_times.append(max(0.0, answer.finished_at - answer.taken_at))
+            await self.res.progress.record_service_time(answer.finished_at - answer.taken_at)
         return sent_at
 
     async def _send(

@@ -5,10 +5,14 @@ choice: someone who only writes to the bot, or only picks a language, leaves no 
 language is the one picked with /lang (None: follow Telegram's). A language picked before any
 consent choice waits in Redis (``FieldState.choose_language``, with a TTL) and moves to the row at
 the choice. The chosen language is looked up again (row, else Redis) for every update, so every
-bot replica, and a restarted one, speaks the same language to the same person.
+bot replica, and a restarted one, speaks the same language to the same person; what was looked up
+is kept for the rest of that update only (a context variable: each update is handled in its own
+task), never in the process.
 """
 
 from __future__ import annotations
+
+from contextvars import ContextVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
@@ -17,6 +21,9 @@ from bot.resources import Resources
 from bot.telegram.i18n import LANGUAGES, supported
 from storage.models import User
 from storage.repositories.users import get_or_create_user, get_user
+
+# (pseudonym, language) looked up by ``recall_language`` for the update being handled.
+_recalled: ContextVar[tuple[str, str] | None] = ContextVar("recalled_language", default=None)
 
 
 def language_of(update: Update) -> str:
@@ -48,10 +55,17 @@ async def recall_language(session: AsyncSession, res: Resources, update: Update)
     pseudonym = pseudonym_of(update, res)
     user = await get_user(session, pseudonym)
     stored = (user.language if user is not None else None) or await res.state.chosen_language(pseudonym)
-    if stored in LANGUAGES:
-        res.languages[pseudonym] = str(stored)
-    else:
-        res.languages.pop(pseudonym, None)
+    _recalled.set((pseudonym, str(stored)) if stored in LANGUAGES else None)
+
+
+def remember_language(pseudonym: str, language: str) -> None:
+    """The language just chosen (/lang), for the rest of this update."""
+    _recalled.set((pseudonym, language))
+
+
+def forget_recalled_language() -> None:
+    """No chosen language for the rest of this update (/forget)."""
+    _recalled.set(None)
 
 
 def user_language(update: Update, res: Resources) -> str:
@@ -59,5 +73,7 @@ def user_language(update: Update, res: Resources) -> str:
     user = update.effective_user
     if user is None:
         return res.settings.default_language
-    chosen = res.languages.get(res.pseudonyms.user(user.id))
-    return chosen or supported(user.language_code, res.settings.default_language)
+    recalled = _recalled.get()
+    if recalled is not None and recalled[0] == res.pseudonyms.user(user.id):
+        return recalled[1]
+    return supported(user.language_code, res.settings.default_language)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import contextvars
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -260,9 +261,15 @@ class UpdateIngest:
     # -- consumer ----------------------------------------------------------------------------
 
     async def _consume(self) -> None:
-        """Own unacked updates first (after a restart or a failure), then new ones, until stopped."""
+        """Own unacked updates first (after a restart or a failure), then new ones, until stopped.
+
+        Every RECLAIM_IDLE_MS it also takes over the updates of a bot process that died holding them.
+        """
         pending, ensured = True, False
+        reclaim_at = time.monotonic() + self.config.reclaim_idle_ms / 1000
         while not self._stop.is_set():
+            if time.monotonic() >= reclaim_at:
+                pending, reclaim_at = True, time.monotonic() + self.config.reclaim_idle_ms / 1000
             if self._retry_due:
                 self._retry_due, pending = False, True
                 await self._backoff.wait(self._stop)

@@ -23,16 +23,34 @@ Fields: TypeAlias = dict[
 
 FIELD = "m"
 FAILED_TEXT = "could not be answered"
+CLAIM_TTL_S = 600  # a pending claim whose question was never enqueued expires after this
 
 # Enqueue a question at most once (an update handled again after a crash must not ask twice):
-# KEYS questions stream, pending key, enqueued marker; ARGV payload, question id, ttl, maxlen.
+# KEYS questions stream, pending key, enqueued marker, cancel key; ARGV payload, question id, ttl,
+# maxlen. A question withdrawn before it was enqueued is not enqueued.
 _ENQUEUE_ONCE = """
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return false
+end
 if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
   return false
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2] .. ' ' .. id, 'EX', ARGV[3])
 return {id, redis.call('XLEN', KEYS[1])}
+"""
+
+
+# Claim the user's one pending question for ARGV[1] unless another question holds it: KEYS pending
+# key; ARGV question id, ttl. Returns 'new', 'again' (this question holds it) or 'other'.
+_CLAIM_PENDING = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  if string.match(current, '^%S+') == ARGV[1] then return 'again' end
+  return 'other'
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 'new'
 """
 
 
@@ -195,10 +213,16 @@ class Queue:
         return Enqueued(entry_id=str(entry_id), position=max(1, int(length)))
 
     async def enqueue_once(self, question: QuestionMessage) -> Enqueued | None:
-        """Add a question unless it was added before (then None); remember it as the user's pending one."""
+        """Add a question unless it was added or withdrawn before (then None); remember it as the
+        user's pending one."""
         names = self.names
         script = self.redis.register_script(_ENQUEUE_ONCE)
-        keys = [names.questions, names.pending_key(question.user), names.enqueued_key(question.question_id)]
+        keys = [
+            names.questions,
+            names.pending_key(question.user),
+            names.enqueued_key(question.question_id),
+            names.cancel_key(question.question_id),
+        ]
         args: list[str | int] = [
             question.model_dump_json(),
             question.question_id,
@@ -209,6 +233,17 @@ class Queue:
         if not result:
             return None
         return Enqueued(entry_id=str(result[0]), position=max(1, int(result[1])))
+
+    async def claim_pending(self, user: str, question_id: str) -> str:
+        """Make ``question_id`` the user's one pending question, atomically: ``"new"``, ``"again"``
+        (it already is: an update handled again) or ``"other"`` (another question is pending).
+
+        A claim holds the question id alone, for at most CLAIM_TTL_S, until ``enqueue_once`` adds its
+        entry id (and the entry TTL): a question that never gets there does not block its user long."""
+        script = self.redis.register_script(_CLAIM_PENDING)
+        ttl = min(self.entry_ttl_s, CLAIM_TTL_S)
+        result = await script(keys=[self.names.pending_key(user)], args=[question_id, ttl])
+        return str(result)
 
     async def pending_of(self, user: str) -> tuple[str, str] | None:
         """The user's pending ``(question_id, entry_id)``, if any."""
@@ -232,7 +267,8 @@ class Queue:
         question_id, entry_id = pending
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.names.cancel_key(question_id), "1", ex=self.entry_ttl_s)
-            pipe.xdel(self.names.questions, entry_id)
+            if entry_id:  # claimed, not enqueued yet: the cancel key stops it
+                pipe.xdel(self.names.questions, entry_id)
             pipe.delete(self.names.pending_key(user))
             await pipe.execute()
         return question_id

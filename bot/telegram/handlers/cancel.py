@@ -22,5 +22,5 @@ async def cancel(update: Update, context: BotContext) -> None:
         return
     async with res.sessionmaker.begin() as session:
         await set_question_status(session, question_id, "cancelled")
-    res.typing_chats.pop(message.chat.id, None)
+    await res.progress.stop_typing(message.chat.id)
     await message.reply_text(t(texts.CANCELLED, user_language(update, res)))

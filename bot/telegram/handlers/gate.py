@@ -78,12 +78,10 @@ async def _allowed(update: Update, res: Resources) -> bool:
 
 
 async def _granted(res: Resources, pseudonym: str) -> bool:
-    """Whether the user redeemed an invite (cached once true)."""
-    if pseudonym not in res.granted:
-        async with res.sessionmaker() as session:
-            if await has_grant(session, pseudonym):
-                res.granted.add(pseudonym)
-    return pseudonym in res.granted
+    """Whether the user redeemed an invite (asked of the database every time: a /forget handled by
+    another bot process takes the grant away at once)."""
+    async with res.sessionmaker() as session:
+        return await has_grant(session, pseudonym)
 
 
 async def _refuse(update: Update, res: Resources) -> None:

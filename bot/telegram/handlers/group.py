@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 from telegram import Message, Update
 from telegram.constants import ChatMemberStatus
@@ -92,27 +90,13 @@ async def added_to_group(update: Update, context: BotContext) -> None:
 async def hold_for_consent(context: BotContext, question: QuestionMessage, language: str) -> None:
     """Keep a group question until its asker consents in private; drop it after a timeout."""
     res = context.resources
-    await res.state.hold(question, res.settings.consent_hold_s)
+    await res.state.hold(question.model_copy(update={"language": language}), res.settings.consent_hold_s)
     link = f"https://t.me/{context.bot.username}?start={CONSENT_PAYLOAD}"
     minutes = max(1, round(res.settings.consent_hold_s / 60))
     await reply(
         context.bot, question, t(texts.GROUP_CONSENT_NEEDED, language).format(link=link, minutes=minutes)
     )
-    assert context.job_queue is not None
-    data = {"user": question.user, "question_id": question.question_id, "language": language}
-    context.job_queue.run_once(_drop_held, res.settings.consent_hold_s, data=data)
-    log.info("question.held")
-
-
-async def _drop_held(context: BotContext) -> None:
-    """The asker did not consent in time: forget the question and say so in the group."""
-    assert context.job is not None
-    data: dict[str, Any] = context.job.data  # type: ignore[assignment]
-    res = context.resources
-    held = await res.state.take_held(data["user"], data["question_id"])
-    if held is not None:
-        await reply(context.bot, held, t(texts.GROUP_QUESTION_DROPPED, data["language"]))
-        log.info("question.hold_expired")
+    log.info("question.held")  # bot.jobs.held drops it when its time is up
 
 
 async def release_held(update: Update, context: BotContext) -> None:

@@ -10,7 +10,13 @@ from telegram import Update
 from bot.telegram import texts
 from bot.telegram.context import BotContext
 from bot.telegram.i18n import LANGUAGES, NAMES, t
-from bot.telegram.identity import current_user, pseudonym_of, recall_language, user_language
+from bot.telegram.identity import (
+    current_user,
+    pseudonym_of,
+    recall_language,
+    remember_language,
+    user_language,
+)
 from bot.telegram.keyboards import language_keyboard, parse_language
 
 log = structlog.get_logger("bot.lang")
@@ -73,4 +79,4 @@ async def _set(update: Update, context: BotContext, language: str) -> None:
             user.language = language
     if user is None:
         await res.state.choose_language(pseudonym, language)
-    res.languages[pseudonym] = language
+    remember_language(pseudonym, language)

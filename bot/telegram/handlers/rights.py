@@ -12,7 +12,13 @@ from bot.telegram import texts
 from bot.telegram.context import BotContext
 from bot.telegram.handlers.consent import shown_text
 from bot.telegram.i18n import t
-from bot.telegram.identity import current_user, language_of, pseudonym_of, user_language
+from bot.telegram.identity import (
+    current_user,
+    forget_recalled_language,
+    language_of,
+    pseudonym_of,
+    user_language,
+)
 from bot.telegram.keyboards import consent_keyboard
 from storage.models import ConsentEvent, User
 from storage.repositories.consent import latest_consents, record_consent
@@ -117,8 +123,7 @@ async def forget(update: Update, context: BotContext) -> None:
             ]:
                 await _withdraw_consent(session, user, scope, res, update)
             count = (await forget_user(session, user)).questions
-    res.typing_chats.pop(message.chat.id, None)
-    res.languages.pop(pseudonym, None)
-    res.granted.discard(pseudonym)
+    await res.progress.stop_typing(message.chat.id)
+    forget_recalled_language()
     log.info("user.forgotten", questions=count, held=held)
     await message.reply_text(t(texts.FORGET_DONE, language).format(count=count) + _held_note(held, language))

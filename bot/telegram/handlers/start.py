@@ -59,8 +59,6 @@ async def redeem(update: Update, context: BotContext, code: str) -> bool:
     async with res.sessionmaker.begin() as session:
         accepted = await redeem_invite(session, code, pseudonym)
     log.info("invite.redeemed" if accepted else "invite.rejected")
-    if accepted:
-        res.granted.add(pseudonym)
     text = texts.INVITE_ACCEPTED if accepted else texts.INVITE_REJECTED
     await context.bot.send_message(update.effective_chat.id, t(text, user_language(update, res)))
     return accepted
