@@ -12,15 +12,15 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from bot.monitor import MonitorState
 from redis.asyncio import Redis
-from storage.redis_server import connect
 
 from bot.fieldstate import FieldState
 from bot.jobs.lease import Leases, run_leased
+from bot.monitor import MonitorState
 from bot.progress import SERVICE_TIMES_KEPT, AnswerProgress
 from bot.resources import consumer_name
 from storage.queue import QuestionMessage, Queue, QueueNames
+from storage.redis_server import connect
 
 
 @pytest.fixture
@@ -86,9 +86,8 @@ async def test_one_pending_question_per_user_even_when_two_processes_race(
     redis_client: Redis, other_client: Redis, queue_names: QueueNames
 ) -> None:
     one, other = Queue(redis_client, names=queue_names), Queue(other_client, names=queue_names)
-    claims = await asyncio.gather(
-        *(q.claim_pending("u1", f"question{i}") for i, q in enumerate([one, other] * 5))
-    )
+    racing = enumerate([one, other] * 5)
+    claims = await asyncio.gather(*(q.claim_pending("u1", f"question{i}") for i, q in racing))
     assert sorted(claims) == ["new"] + ["other"] * 9
     winner = f"question{claims.index('new')}"
     assert await other.claim_pending("u1", winner) == "again"  # the same update handled again
