@@ -1,7 +1,8 @@
 """State two bot processes share, on a real Redis: each test plays both processes with two clients.
 
 Typing chats and answer times, the one pending question per user, the leases of periodic jobs,
-what the monitor reported, and the expiry of held group questions.
+what the monitor reported, the expiry of held group questions, and taking over a gone process's
+unacked updates.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from redis.asyncio import Redis
 
 from bot.fieldstate import FieldState
 from bot.jobs.lease import Leases, run_leased
+from bot.liveness import Liveness
 from bot.monitor import MonitorState
 from bot.progress import SERVICE_TIMES_KEPT, AnswerProgress
 from bot.resources import consumer_name
 from storage.queue import QuestionMessage, Queue, QueueNames
+from storage.queue.updates import GROUP as UPDATES_GROUP
+from storage.queue.updates import UpdateLog
 from storage.redis_server import connect
 
 
@@ -161,3 +165,27 @@ async def test_a_held_question_expires_once_for_all_processes(
     assert await one.expire_held(now=now + 61) != []  # ben's and chi's newer question, once
     assert await other.expire_held(now=now + 61) == []
     assert await other.take_held("ben") is None and await other.take_held("chi") is None
+
+
+async def test_a_live_process_takes_over_the_entries_of_a_gone_one(
+    redis_client: Redis, other_client: Redis, queue_names: QueueNames
+) -> None:
+    ns = queue_names.namespace
+    log = UpdateLog(redis_client, ns)
+    await log.ensure_group()
+    await log.store([{"update_id": n, "message": {"text": "hi"}} for n in (1, 2, 3)])
+    assert len(await log.read("gone", pending=False, count=2, block_ms=10)) == 2  # then it died
+    assert len(await log.read("paused", pending=False, count=1, block_ms=10)) == 1  # alive, slow
+    told: list[str] = []
+    live = Liveness(other_client, ns, "live", [(log.stream, UPDATES_GROUP)], [lambda: told.append("x")])
+    paused = Liveness(redis_client, ns, "paused", [])
+    await paused.beat()
+    assert await live.beat() == 2 and told == ["x"]
+    consumers = {
+        c["name"]: c["pending"] for c in await redis_client.xinfo_consumers(log.stream, UPDATES_GROUP)
+    }
+    assert consumers == {"live": 2, "paused": 1}  # the gone consumer is deleted
+    assert [s.update_id for s in await log.read("live", pending=True)] == [1, 2]
+    assert await live.beat() == 0 and told == ["x"]
+    await paused.stop()  # a clean stop: what it left is taken at the next beat
+    assert await live.beat() == 1

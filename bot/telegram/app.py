@@ -21,6 +21,7 @@ from bot.flows import alerts
 from bot.jobs.held import schedule_held_expiry
 from bot.jobs.hygiene import start_hygiene
 from bot.jobs.retention import schedule_retention
+from bot.liveness import start_liveness, stop_liveness
 from bot.settings import BotSettings
 from bot.telegram import handlers
 from bot.telegram.context import CONTEXT_TYPES, BotContext
@@ -40,6 +41,7 @@ log = structlog.get_logger("bot.app")
 AppType = Application[Any, Any, Any, Any, Any, Any]
 INGEST = "ingest"
 TYPING_JOB = "typing"
+LIVENESS = "liveness"
 START_ATTEMPTS = 3
 
 
@@ -70,7 +72,6 @@ def build_application(
         app.bot_data["engine"] = engine
         delivery = AnswerDelivery(app.bot, res)
         app.bot_data["delivery"] = delivery
-        delivery.start()
         ingest = UpdateIngest(
             app.bot,
             app.bot.base_url,
@@ -80,8 +81,12 @@ def build_application(
             poll_log=lambda: UpdateLog(Redis.from_url(redis_url), storage.queue_namespace),
         )
         app.bot_data[INGEST] = ingest
-        ingest.start()
         assert app.job_queue is not None
+        app.bot_data[LIVENESS] = await start_liveness(
+            app.job_queue, res, [ingest.recheck_pending, delivery.recheck_pending]
+        )
+        delivery.start()
+        ingest.start()
         app.job_queue.run_repeating(
             _typing_tick, interval=settings.typing_interval_s, first=settings.typing_interval_s
         )
@@ -106,6 +111,7 @@ def build_application(
             await asyncio.gather(*acks, return_exceptions=True)
         if "delivery" in app.bot_data:
             await app.bot_data.pop("delivery").stop()
+        await stop_liveness(app.bot_data.pop(LIVENESS, None))  # what is left unacked is others' now
         if resources.KEY in app.bot_data:
             await resources.get(app.bot_data).queue.redis.aclose()
         if "engine" in app.bot_data:

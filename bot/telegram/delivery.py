@@ -65,6 +65,11 @@ class AnswerDelivery:
         self._stop = asyncio.Event()
         self._model_seen: tuple[str | None, str] | None = None
         self._sent_at: dict[str, float | None] = {}  # sent, not yet recorded (the database was away)
+        self._recheck = False
+
+    def recheck_pending(self) -> None:
+        """Read this consumer's unacked answers again soon (entries were moved to it)."""
+        self._recheck = True
 
     def start(self) -> None:
         """Run the delivery loop as a background task."""
@@ -86,8 +91,9 @@ class AnswerDelivery:
         pending = True
         reclaim_at = time.monotonic() + queue.claim_idle_ms / 1000
         while not self._stop.is_set():
-            if time.monotonic() >= reclaim_at:
-                pending, reclaim_at = True, time.monotonic() + queue.claim_idle_ms / 1000
+            if self._recheck or time.monotonic() >= reclaim_at:
+                pending, self._recheck = True, False
+                reclaim_at = time.monotonic() + queue.claim_idle_ms / 1000
             try:
                 batch = await queue.read_answers(consumer, pending=pending, block_ms=1_000)
                 batch += await queue.reclaim_answers(consumer) if pending else []

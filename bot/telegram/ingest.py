@@ -115,6 +115,7 @@ class UpdateIngest:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._offset: int | None = None
         self._retry_due = False
+        self._recheck = False
         self._backoff = Backoff()
         self.handled = 0
         self.retries = 0
@@ -145,6 +146,10 @@ class UpdateIngest:
         if self._in_flight:
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
         await self._confirm()
+
+    def recheck_pending(self) -> None:
+        """Read this consumer's unacked updates again soon (entries were moved to it)."""
+        self._recheck = True
 
     # -- poller ------------------------------------------------------------------------------
 
@@ -263,13 +268,15 @@ class UpdateIngest:
     async def _consume(self) -> None:
         """Own unacked updates first (after a restart or a failure), then new ones, until stopped.
 
-        Every RECLAIM_IDLE_MS it also takes over the updates of a bot process that died holding them.
+        Every RECLAIM_IDLE_MS, and when ``recheck_pending`` says so, it reads its own unacked ones
+        again (taken over from a bot process that died) and reclaims long-idle ones.
         """
         pending, ensured = True, False
         reclaim_at = time.monotonic() + self.config.reclaim_idle_ms / 1000
         while not self._stop.is_set():
-            if time.monotonic() >= reclaim_at:
-                pending, reclaim_at = True, time.monotonic() + self.config.reclaim_idle_ms / 1000
+            if self._recheck or time.monotonic() >= reclaim_at:
+                pending, self._recheck = True, False
+                reclaim_at = time.monotonic() + self.config.reclaim_idle_ms / 1000
             if self._retry_due:
                 self._retry_due, pending = False, True
                 await self._backoff.wait(self._stop)
