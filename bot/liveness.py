@@ -17,9 +17,10 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from telegram.ext import ContextTypes, JobQueue
+from telegram.ext import JobQueue
 
 from bot.resources import Resources
+from bot.telegram.context import BotContext
 from storage.queue.consumers import consumer_names, take_over
 from storage.queue.updates import GROUP as UPDATES_GROUP
 
@@ -81,7 +82,7 @@ async def start_liveness(
     return liveness
 
 
-async def _beat(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _beat(context: BotContext) -> None:
     """One heartbeat (a passing Redis outage only skips it)."""
     assert context.job is not None
     liveness = context.job.data

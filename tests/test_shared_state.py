@@ -14,17 +14,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from storage.redis_server import connect
 
 from bot.fieldstate import FieldState
+from bot.flows.alerts import MonitorState
 from bot.jobs.lease import Leases, run_leased
 from bot.liveness import Liveness
-from bot.monitor import MonitorState
 from bot.progress import SERVICE_TIMES_KEPT, AnswerProgress
 from bot.resources import consumer_name
 from storage.queue import QuestionMessage, Queue, QueueNames
 from storage.queue.updates import GROUP as UPDATES_GROUP
 from storage.queue.updates import UpdateLog
-from storage.redis_server import connect
 
 
 @pytest.fixture
