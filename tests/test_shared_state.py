@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
-from storage.redis_server import connect
 
 from bot.fieldstate import FieldState
 from bot.flows.alerts import MonitorState
@@ -23,6 +22,7 @@ from bot.liveness import Liveness
 from bot.progress import SERVICE_TIMES_KEPT, AnswerProgress
 from bot.resources import consumer_name
 from storage.queue import QuestionMessage, Queue, QueueNames
+from storage.queue.connection import connect
 from storage.queue.updates import GROUP as UPDATES_GROUP
 from storage.queue.updates import UpdateLog
 

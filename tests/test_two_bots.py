@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from storage.redis_server import connect
 
 from bot.telegram import texts
 from bot.telegram.i18n import t
 from storage.db import make_engine, make_sessionmaker
 from storage.queue import QueueNames
+from storage.queue.connection import connect
 from storage.repositories.invites import create_invite
 from tests.support.stack import PSEUDONYM_KEY, LoggedProcess
 from tests.support.telegram_stub import Call, TelegramStub
