@@ -44,7 +44,7 @@ async def login(request: Request) -> Response:
     if not csrf_ok(request, form):
         return refuse(request, 403, "The form has expired or was not sent from this console. Reload it.")
     limiter: LoginLimiter = request.app.state.login_limiter
-    if not limiter.allow(client_key(request)):
+    if not await limiter.allow(sessions(request), client_key(request)):
         return refuse(request, 429, "Too many login attempts from here. Wait a few minutes.")
     name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))

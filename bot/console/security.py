@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import secrets
-import time
-from collections import deque
+from datetime import timedelta
 from urllib.parse import urlsplit
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from storage.repositories.login_limits import count_login_attempt
 
 CSRF_FIELD = "csrf"
 CONTENT_SECURITY_POLICY = (
@@ -52,23 +54,21 @@ def client_key(request: Request) -> str:
 
 
 class LoginLimiter:
-    """At most ``attempts`` login attempts per client in ``window_s`` seconds (kept in memory)."""
+    """At most ``attempts`` login attempts per client in ``window_s`` seconds from its first one.
+
+    Counted in the database (``login_limits``), not in this process: every console process behind
+    the same address shares the count. The console has no Redis (its settings name none), so the
+    database it already uses holds it.
+    """
 
     def __init__(self, attempts: int = 10, window_s: float = 300.0) -> None:
         self.attempts = attempts
         self.window_s = window_s
-        self._seen: dict[str, deque[float]] = {}
 
-    def allow(self, key: str, now: float | None = None) -> bool:
+    async def allow(self, sessions: async_sessionmaker[AsyncSession], key: str) -> bool:
         """Count one attempt by ``key``; False when it is over the limit."""
-        now = time.monotonic() if now is None else now
-        times = self._seen.setdefault(key, deque())
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        if len(times) >= self.attempts:
-            return False
-        times.append(now)
-        return True
+        async with sessions.begin() as session:
+            return await count_login_attempt(session, key, self.attempts, timedelta(seconds=self.window_s))
 
 
 def security_headers(https: bool) -> dict[str, str]:

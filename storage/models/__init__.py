@@ -9,6 +9,7 @@ from storage.models.feedback import RATINGS, Feedback
 from storage.models.grants import GRANT_SOURCES, AccessGrant
 from storage.models.groups import GroupChat
 from storage.models.invites import InviteCode
+from storage.models.login_limits import LoginLimit
 from storage.models.questions import ANSWER_STATUSES, QUESTION_STATUSES, Answer, Question
 from storage.models.users import User
 
@@ -32,6 +33,7 @@ __all__ = [
     "Feedback",
     "GroupChat",
     "InviteCode",
+    "LoginLimit",
     "Question",
     "ReviewAccount",
     "Tombstone",

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
@@ -22,8 +24,9 @@ from bot.console.app import SERVER_ERROR_MESSAGE
 from bot.console.security import LoginLimiter, security_headers
 from bot.console.settings import ConsoleSettings
 from storage.db import make_engine, make_sessionmaker
-from storage.models import utcnow
+from storage.models import LoginLimit, utcnow
 from storage.repositories.accounts import MAX_FAILED_LOGINS, get_account
+from storage.repositories.login_limits import client_hash, count_login_attempt
 from tests.console.helpers import (
     ADMIN,
     REVIEWER,
@@ -119,6 +122,42 @@ async def test_a_configured_proxy_says_who_the_client_is(
         one = [(await _post_login(http, "y-" + str(i), "pw", "10.9.9.9")).status_code for i in range(4)]
     assert spread == [401] * 4
     assert one == [401, 401, 401, 429]
+
+
+async def test_two_console_processes_share_one_login_limit(
+    migrated_db_url: str, accounts: None, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Two consoles on one database (each with its own engine, as two processes): one count per client."""
+    engines = [make_engine(migrated_db_url) for _ in range(2)]
+    try:
+        apps = [
+            create_app(
+                make_sessionmaker(e), secret_key=SECRET, https=False, login_limiter=LoginLimiter(3, 300)
+            )
+            for e in engines
+        ]
+        async with client_for(apps[0]) as first, client_for(apps[1]) as second:
+            codes = [
+                (await _post_login(http, "x", "pw")).status_code for http in (first, second, first, second)
+            ]
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert codes == [401, 401, 401, 429]
+    async with sessionmaker() as session:  # the client's address is not stored, only its sha256
+        rows = (await session.execute(select(LoginLimit.client_sha256, LoginLimit.attempts))).all()
+    assert rows == [(client_hash("127.0.0.1"), 3)]
+
+
+async def test_a_full_window_refuses_until_it_ends(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    start = utcnow()
+    window = timedelta(seconds=300)
+    results = []
+    for offset in (0, 10, 20, 299, 300, 301):
+        async with sessionmaker.begin() as session:
+            moment = start + timedelta(seconds=offset)
+            results.append(await count_login_attempt(session, "10.1.1.1", 3, window, moment))
+    assert results == [True, True, True, False, True, True]  # a new window from 300 s
 
 
 @pytest.mark.parametrize("value", ["*", "proxy.example", "10.0.0.300"])
