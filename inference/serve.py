@@ -1,4 +1,4 @@
-"""A worker process: load the model, then answer questions from the queue until stopped."""
+"""A worker process: load the model (or connect to INFERENCE_URL), then answer questions until stopped."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import signal
 
 import structlog
 
+from inference.backend import Backend
 from inference.batch import BatchEngine
 from inference.memory import check_memory
 from inference.modelfile import file_sha256
+from inference.remote import RemoteEngine
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
 from inference.worker import Worker, WorkerConfig
@@ -48,6 +50,26 @@ def load_engine(settings: InferenceSettings, storage: StorageSettings) -> tuple[
     return engine, sha256
 
 
+async def connect_backend(settings: InferenceSettings, stop: asyncio.Event) -> tuple[RemoteEngine, str]:
+    """The model server at INFERENCE_URL, once it lists its models; the model name the records carry."""
+    assert settings.inference_url is not None
+    key = settings.inference_api_key
+    engine = RemoteEngine(
+        settings.inference_url,
+        api_key=key.get_secret_value() if key else None,
+        model=settings.inference_model,
+        max_sequences=settings.max_sequences,
+        timeout_s=settings.inference_timeout_s,
+    )
+    try:
+        model = await engine.connect(stop)
+    except BaseException:
+        await engine.aclose()
+        raise
+    log.info("backend.connected", model=model, max_sequences=settings.max_sequences)
+    return engine, model
+
+
 async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url: str) -> int:
     """Run one worker until SIGINT/SIGTERM; an unfinished question stays pending for the next start."""
     heartbeat_s = settings.heartbeat_interval(storage.queue_claim_idle_ms)
@@ -56,11 +78,15 @@ async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     redis = await connect(redis_url, attempts=5)
-    engine, sha256 = await asyncio.to_thread(load_engine, settings, storage)
+    engine: Backend
+    if settings.inference_url:
+        engine, model = await connect_backend(settings, stop)
+    else:
+        engine, model = await asyncio.to_thread(load_engine, settings, storage)
     queue = queue_from_settings(redis, storage)
     config = WorkerConfig(
         name=settings.worker_name,
-        model_sha256=sha256,
+        model_sha256=model,
         max_answer_tokens=settings.max_answer_tokens,
         temperature=settings.temperature,
         heartbeat_s=heartbeat_s,
@@ -72,7 +98,10 @@ async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url
     try:
         await worker.run(stop)
     finally:
-        engine.close()
+        if isinstance(engine, RemoteEngine):
+            await engine.aclose()
+        else:
+            engine.close()
         await redis.aclose()
         log.info("worker.stopped", answered=worker.answered, redis_outages=worker.redis.outages)
     return 1 if worker.engine_failed else 0

@@ -48,6 +48,12 @@ class InferenceSettings(BaseSettings):
     max_sequences: int = Field(default=4, ge=1, le=64, description="questions answered at once (one batch)")
     prefix_reuse: bool = Field(default=True, description="evaluate the instruction prefix once, reuse its KV")
     memory_guard: bool = Field(default=True, description="refuse to start when model + KV cache do not fit")
+    inference_url: str | None = Field(
+        default=None, description="an OpenAI-compatible server to answer through (no model loaded)"
+    )
+    inference_api_key: SecretStr | None = Field(default=None, description="bearer key for INFERENCE_URL")
+    inference_model: str | None = Field(default=None, description="model to ask INFERENCE_URL for")
+    inference_timeout_s: float = Field(default=300.0, gt=0, description="seconds a server may stay silent")
     heartbeat_s: float | None = Field(
         default=None, gt=0, description="seconds between claim renewals; default: a quarter of the claim time"
     )

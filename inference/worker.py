@@ -29,6 +29,7 @@ from typing import TypeVar
 
 import structlog
 
+from inference.backend import Backend
 from inference.batch import BatchEngine, Outcome, Request
 from inference.engine import Engine, GenerationResult
 from inference.errors import InferenceError, PromptTooLongError
@@ -88,11 +89,12 @@ class _InFlight:
 class Worker:
     """Answers up to ``max_sequences`` questions at once with one model; the model runs in a thread.
 
-    ``engine`` is a :class:`BatchEngine`, or a plain :class:`Engine` whose loaded model the worker
-    shares with a batched context of its own (created in :meth:`run`, closed when it ends).
+    ``engine`` is a :class:`BatchEngine` or another :class:`~inference.backend.Backend` (a model
+    server: :class:`~inference.remote.RemoteEngine`), or a plain :class:`Engine` whose loaded model
+    the worker shares with a batched context of its own (created in :meth:`run`, closed when it ends).
     """
 
-    def __init__(self, queue: Queue, engine: Engine | BatchEngine, config: WorkerConfig) -> None:
+    def __init__(self, queue: Queue, engine: Engine | Backend, config: WorkerConfig) -> None:
         self.queue = queue
         self.engine = engine
         self.config = config
@@ -141,12 +143,13 @@ class Worker:
             with contextlib.suppress(*UNAVAILABLE):
                 await self.queue.withdraw(self.config.name)
 
-    def _open_batch(self) -> BatchEngine:
+    def _open_batch(self) -> Backend:
         """The batched engine, with the instruction prefix evaluated once (blocking)."""
-        if isinstance(self.engine, BatchEngine):
-            batch = self.engine
-        else:
+        batch: Backend
+        if isinstance(self.engine, Engine):
             batch = BatchEngine.sharing(self.engine, max_sequences=self.config.max_sequences)
+        else:
+            batch = self.engine
         if self.config.prefix_reuse and batch.prefix_tokens == 0:
             batch.set_prefix(preamble_prompt())
         return batch
@@ -165,7 +168,7 @@ class Worker:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    async def _loop(self, batch: BatchEngine, stop: asyncio.Event) -> None:
+    async def _loop(self, batch: Backend, stop: asyncio.Event) -> None:
         """Fill every free slot from the queue; one task per question; ride out Redis outages."""
         resumed = False
         last_trim = time.monotonic()
@@ -195,7 +198,7 @@ class Worker:
             for delivery in deliveries:
                 self._start(delivery, batch)
 
-    def _start(self, delivery: Delivery[QuestionMessage], batch: BatchEngine) -> None:
+    def _start(self, delivery: Delivery[QuestionMessage], batch: Backend) -> None:
         """Answer ``delivery`` in a task of its own, unless it is already being answered here."""
         if delivery.entry_id in self._flight or self._stop.is_set():
             return  # our own claim, taken again after an outage: it is being answered
@@ -256,7 +259,7 @@ class Worker:
 
     # -- answering ---------------------------------------------------------------------------------
 
-    async def handle(self, delivery: Delivery[QuestionMessage], batch: BatchEngine) -> None:
+    async def handle(self, delivery: Delivery[QuestionMessage], batch: Backend) -> None:
         """Answer one question unless withdrawn; never raises (a failure leaves it pending)."""
         flight = self._flight.setdefault(delivery.entry_id, _InFlight(delivery))
         with structlog.contextvars.bound_contextvars(question_id=delivery.message.question_id):
@@ -269,7 +272,7 @@ class Worker:
             finally:
                 self._flight.pop(delivery.entry_id, None)
 
-    async def _answer_question(self, flight: _InFlight, batch: BatchEngine) -> None:
+    async def _answer_question(self, flight: _InFlight, batch: Backend) -> None:
         """Generate (trying again after a failure), then publish, drop or leave the question."""
         question = flight.delivery.message
         if await self._retrying(lambda: self.queue.is_cancelled(question.question_id)):
@@ -288,7 +291,7 @@ class Worker:
         await self._publish(flight.delivery, result, taken_at)
 
     async def _generate_with_retries(
-        self, flight: _InFlight, batch: BatchEngine
+        self, flight: _InFlight, batch: Backend
     ) -> GenerationResult | str | None:
         """The question's result; after a failure it is tried again until delivered too often (None)."""
         while True:
@@ -323,7 +326,7 @@ class Worker:
         else:
             log.info("question.left_pending", reason="shutdown")
 
-    async def _generate(self, batch: BatchEngine, flight: _InFlight) -> GenerationResult | str:
+    async def _generate(self, batch: Backend, flight: _InFlight) -> GenerationResult | str:
         """Submit the question to the model thread and wait; a refusal is returned as its reason."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()

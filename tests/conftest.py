@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.models",
     "tests.support.telegram_stub",
     "tests.support.stack",
+    "tests.support.llama_server",
 ]

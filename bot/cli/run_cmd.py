@@ -50,11 +50,14 @@ def run(_: argparse.Namespace) -> int:
     """Lock DATA_DIR, migrate, then the supervised private Redis and worker, and the bot in this process."""
     settings, storage, inference = BotSettings(), StorageSettings(), InferenceSettings()
     with RunLock(storage.ensure_data_dir()) as lock:
-        model = ensure_model(inference, storage.data_dir)
-        validate_gguf(model)
+        model = ""  # a worker answering through INFERENCE_URL loads no model file
+        if not inference.inference_url:
+            path = ensure_model(inference, storage.data_dir)
+            validate_gguf(path)
+            model = str(path)
         db_url = database_url(storage)
         prepare_database(db_url)
-        return asyncio.run(_run(settings, storage, lock, str(model), db_url))
+        return asyncio.run(_run(settings, storage, lock, model, db_url))
 
 
 class _Alerts:

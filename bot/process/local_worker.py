@@ -19,8 +19,10 @@ def worker_argv() -> list[str]:
 
 
 def worker_env(redis_url: str, model_path: str) -> dict[str, str]:
-    """The worker's environment: this one plus the Redis URL and the model file."""
-    env = dict(os.environ, REDIS_URL=redis_url, MODEL_PATH=model_path)
+    """The worker's environment: this one plus the Redis URL and the model file (none: INFERENCE_URL)."""
+    env = dict(os.environ, REDIS_URL=redis_url)
+    if model_path:
+        env["MODEL_PATH"] = model_path
     env.setdefault("WORKER_NAME", LOCAL_WORKER)
     return env
 

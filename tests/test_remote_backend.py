@@ -1,0 +1,116 @@
+"""A worker answering through a real llama-server (INFERENCE_URL): end to end, cancellation, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.telegram import texts
+from inference.batch import Request
+from inference.engine import Engine
+from inference.errors import PromptTooLongError
+from inference.prompt import build_prompt
+from inference.remote import RemoteEngine
+from storage.models import Answer, Question
+from tests.support.llama_server import MODEL_ALIAS
+from tests.support.stack import Stack
+from tests.test_e2e import _ask, _consent, stack_streams_empty
+
+QUESTION = "How much ORS for a 2-year-old with diarrhoea?"
+
+
+async def test_worker_answers_through_llama_server(
+    stack: Stack,
+    running_bot: Any,
+    worker_process: Any,
+    llama_server_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tiny_model_path: Path,
+) -> None:
+    """The bot, Redis, the database and a worker on INFERENCE_URL: the user gets one answer, recorded
+    with the server's model name, its prompt exactly the embedded worker's (same token count)."""
+    await _consent(stack, "both")
+    worker = await worker_process(INFERENCE_URL=f"{llama_server_url}/v1", MODEL_PATH="/nonexistent.gguf")
+    update, answer = await _ask(stack, QUESTION)
+    await worker.wait_for_line("answer.published")
+    assert answer.params["reply_parameters"]["message_id"] == update["message"]["message_id"]
+    assert len([c for c in stack.stub.calls_of("sendMessage") if texts.REMINDER in c.params["text"]]) == 1
+    assert await stack_streams_empty(stack)  # the answer is acked once recorded
+    async with sessionmaker() as session:
+        question = (await session.execute(select(Question))).scalar_one()
+        record = (await session.execute(select(Answer))).scalar_one()
+    engine = await asyncio.to_thread(Engine, tiny_model_path, n_ctx=2048, n_threads=1)
+    try:
+        expected_prompt_tokens = engine.count_tokens(build_prompt(QUESTION))
+    finally:
+        engine.close()
+    assert question.status == "answered" and record.model_sha256 == MODEL_ALIAS
+    assert record.text and record.text in answer.params["text"]
+    assert 0 < record.completion_tokens <= 24  # the worker's MAX_ANSWER_TOKENS
+    assert record.prompt_tokens == expected_prompt_tokens
+    assert record.first_token_at is not None and record.worker
+
+
+async def _predicted_total(client: httpx.AsyncClient) -> int:
+    """Tokens the server generated so far, once no request is processing (bounded wait)."""
+    async with asyncio.timeout(20):
+        while True:
+            lines = (await client.get("/metrics")).text.splitlines()
+            pairs = [line.split() for line in lines if line.startswith("llamacpp:")]
+            values = {pair[0]: float(pair[1]) for pair in pairs}
+            if values.get("llamacpp:requests_processing") == 0:
+                return int(values["llamacpp:tokens_predicted_total"])
+            await asyncio.sleep(0.05)
+
+
+async def test_withdrawn_request_stops_the_server_generating(llama_server_url: str) -> None:
+    """A request withdrawn mid-answer ends 'cancelled', and the server stops generating it."""
+    engine = RemoteEngine(llama_server_url)
+    checks = 0
+
+    def should_stop() -> bool:  # asked before the request, after each piece and while waiting
+        nonlocal checks
+        checks += 1
+        return checks > 5
+
+    async with httpx.AsyncClient(base_url=llama_server_url) as client:
+        try:
+            await engine.connect()
+            before = await _predicted_total(client)
+            request = Request(build_prompt(QUESTION), max_tokens=1500, should_stop=should_stop)
+            result = await engine.complete(request)
+        finally:
+            await engine.aclose()
+        generated = await _predicted_total(client) - before
+    assert result.stop_reason == "cancelled" and result.completion_tokens <= 5  # checks: 1 + 1 a piece
+    assert generated < 200  # the server stopped soon after the stream closed, far from the 1500 budget
+
+
+async def test_prompt_too_long_for_the_server_is_refused(llama_server_url: str) -> None:
+    """A prompt over the server's context is a PromptTooLongError (the worker's 'too long' notice)."""
+    engine = RemoteEngine(llama_server_url)
+    try:
+        assert await engine.connect() == MODEL_ALIAS
+        with pytest.raises(PromptTooLongError):
+            await engine.complete(Request(build_prompt("fever " * 6000), max_tokens=8))
+    finally:
+        await engine.aclose()
+
+
+async def test_unreachable_server_fails_clearly() -> None:
+    """No server at INFERENCE_URL: a BackendError naming the (redacted) URL after the tries."""
+    from inference.remote import BackendError
+
+    engine = RemoteEngine("http://user:secret@127.0.0.1:9/v1")
+    try:
+        with pytest.raises(BackendError, match=r"127\.0\.0\.1:9") as caught:
+            await engine.connect(attempts=2)
+    finally:
+        await engine.aclose()
+    assert "secret" not in str(caught.value)
