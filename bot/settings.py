@@ -25,7 +25,7 @@ class BotSettings(BaseSettings):
     retention_days: int = Field(default=180, ge=1)
     reviewers: str = "the study's clinical research team"
     poll_timeout_s: int = Field(default=30, ge=0)
-    bot_consumer: str = "bot"
+    bot_consumer: str = Field(default="bot", description="prefix of each process's own consumer name")
     # Danger signs and alerts.
     emergency_number: str = Field(default="", description="e.g. 112; empty: 'your local emergency number'")
     oncall_chat_id: int | None = Field(default=None, description="gets red-flag alerts (pseudonym + rule)")

@@ -6,7 +6,8 @@ test pauses the other one (SIGSTOP) and waits until Redis shows none of its conn
 blocking read, so the update can only go to the running one; the paused one
 keeps everything it had in memory. A grant made through B is then seen by A, a /lang choice made
 through A by B, and a /forget handled by A ends B's access at once: with access cached in B's memory
-the last step fails. SQLite file and PostgreSQL.
+the last step fails. SQLite file and PostgreSQL. Also: a group question held by one bot process is
+dropped (and the group told) by the next one after a restart.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from storage.db import make_engine, make_sessionmaker
 from storage.queue import QueueNames
 from storage.queue.connection import connect
 from storage.repositories.invites import create_invite
-from tests.support.stack import PSEUDONYM_KEY, LoggedProcess
+from tests.support.stack import PSEUDONYM_KEY, LoggedProcess, Stack
 from tests.support.telegram_stub import Call, TelegramStub
+from tests.test_field_e2e import ADA as ADMIN_ADA
+from tests.test_field_e2e import CHI, GROUP, bot, says
 
 ADA = 2024001
 
@@ -169,3 +172,20 @@ async def test_lang_forget_and_grant_made_through_one_process_are_seen_by_the_ot
     finally:
         await redis.aclose()
     assert '"gate.not_allowed"' in b.process.output and '"gate.not_allowed"' not in a.process.output
+
+
+async def test_a_held_group_question_is_dropped_after_the_bot_restarted(stack: Stack) -> None:
+    """Its expiry is in Redis, not a job of the process that held it: the next process reports it."""
+    stub = stack.stub
+    group = {"chat_id": GROUP, "chat_type": "group", "title": "Team"}
+    stub.set_chat_member_status(GROUP, ADMIN_ADA, "creator")
+    async with bot(stack, consent_hold_s=4.0):
+        stub.push_command("/enable", user_id=ADMIN_ADA, **group)
+        await stub.wait_for("sendMessage", says(texts.GROUP_ENABLED, GROUP))
+        stub.push_command("/ask", "dose of zinc?", user_id=CHI, **group)
+        await stub.wait_for("sendMessage", says("?start=consent", GROUP))
+    assert not [c for c in stub.calls_of("sendMessage") if says(texts.GROUP_QUESTION_DROPPED)(c)]
+    async with bot(stack, consent_hold_s=4.0):  # the restarted bot
+        await stub.wait_for("sendMessage", says(texts.GROUP_QUESTION_DROPPED, GROUP), timeout=15)
+    dropped = [c for c in stub.calls_of("sendMessage") if says(texts.GROUP_QUESTION_DROPPED)(c)]
+    assert len(dropped) == 1
