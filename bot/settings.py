@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -43,6 +45,9 @@ class BotSettings(BaseSettings):
     monitor_interval_s: float = Field(default=60.0, gt=0)
     stall_alert_s: float = Field(default=600.0, gt=0, description="oldest question older: worker down?")
     default_language: str = "en"
+    delivery: Literal["whole", "paragraphs"] = Field(
+        default="whole", description="paragraphs: finished paragraphs go out at once (at most 3 messages)"
+    )
     # Disk hygiene: erased text and raw ids leave the files (append-only file, SQLite WAL).
     hygiene_interval_s: float = Field(default=30.0, ge=1, le=50, description="at most this often")
     redis_aof_rewrite: bool = Field(default=False, description="also rewrite an external Redis's file")

@@ -35,6 +35,8 @@ class Request:
     stop: tuple[str, ...] = ()
     should_stop: Callable[[], bool] | None = None
     reuse_prefix: bool = True
+    on_text: Callable[[str], None] | None = None
+    """Called (on the engine's thread) with the text so far after each token that holds a line break."""
 
 
 Outcome = GenerationResult | InferenceError
@@ -100,6 +102,8 @@ class Job:
         self.text += piece
         if self.request.stop and self._cut_at_stop():
             return "stop"
+        if self.request.on_text is not None and b"\n" in piece:
+            self.request.on_text(bytes(self.text).decode("utf-8", errors="replace"))
         if len(self.generated) >= self.request.max_tokens:
             return "length"
         if self.cancelled():

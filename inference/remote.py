@@ -211,6 +211,8 @@ class RemoteEngine:
                         into.first_token_at = into.first_token_at or time.time()
                         into.text.append(piece)
                         into.chunks += 1
+                        if request.on_text is not None and "\n" in piece:
+                            request.on_text("".join(into.text))
                     into.finish_reason = choice.get("finish_reason") or into.finish_reason
                 if event.get("usage"):
                     into.usage = dict(event["usage"])

@@ -25,12 +25,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
 from inference.backend import Backend
 from inference.batch import BatchEngine, Outcome, Request
+from inference.early import EarlyParagraphs
 from inference.engine import Engine, GenerationResult
 from inference.errors import InferenceError, PromptTooLongError
 from inference.outage import UNAVAILABLE, Outage
@@ -80,6 +81,7 @@ class _InFlight:
     interrupted: threading.Event = field(default_factory=threading.Event)
     generated: bool = False  # its answer is ready: a lost claim no longer matters (publish is idempotent)
     failed: bool = False  # its generation failed here: it runs alone from now on
+    early: EarlyParagraphs | None = None  # DELIVERY=paragraphs: finished paragraphs go out early
 
     def should_stop(self) -> bool:
         """Whether generation should end early (withdrawn, taken over, shutting down)."""
@@ -281,14 +283,22 @@ class Worker:
             return
         log.info("question.taken", deliveries=flight.delivery.deliveries, chars=len(question.text))
         taken_at = time.time()
+        if question.delivery == "paragraphs":
+            flight.early = EarlyParagraphs(
+                self.queue,
+                question,
+                lambda index, text: AnswerMessage(**self._common(question, taken_at), part=index, text=text),
+                asyncio.get_running_loop(),
+            )
         result = await self._generate_with_retries(flight, batch)
         flight.generated = True
+        part_ends = await flight.early.settle() if flight.early is not None else []
         if result is None:
             return
         if isinstance(result, GenerationResult) and result.stop_reason == "cancelled":
             await self._settle_stopped(flight)
             return
-        await self._publish(flight.delivery, result, taken_at)
+        await self._publish(flight.delivery, result, taken_at, part_ends)
 
     async def _generate_with_retries(
         self, flight: _InFlight, batch: Backend
@@ -342,7 +352,10 @@ class Worker:
             temperature=self.config.temperature,
             should_stop=flight.should_stop,
             reuse_prefix=self.config.prefix_reuse,
+            on_text=flight.early.on_text if flight.early is not None else None,
         )
+        if flight.early is not None:
+            flight.early.restart()
         if self.engine_failed:
             raise EngineGoneError("the model thread ended")
         solo = flight.failed or flight.delivery.deliveries > 1  # suspect: no batch-mates to take along
@@ -363,10 +376,14 @@ class Worker:
         return outcome
 
     async def _publish(
-        self, delivery: Delivery[QuestionMessage], result: GenerationResult | str, taken_at: float
+        self,
+        delivery: Delivery[QuestionMessage],
+        result: GenerationResult | str,
+        taken_at: float,
+        part_ends: list[int] | None = None,
     ) -> None:
         """Write the answer and ack, retrying while Redis is away (the answer waits in memory)."""
-        answer = self._answer(delivery.message, result, taken_at)
+        answer = self._answer(delivery.message, result, taken_at, part_ends or [])
         try:
             published = await self.queue.finish(delivery, answer)
         except UNAVAILABLE as exc:
@@ -386,9 +403,27 @@ class Worker:
             published_after_s=round(time.time() - answer.finished_at, 3),
         )
 
-    def _answer(self, q: QuestionMessage, result: GenerationResult | str, taken_at: float) -> AnswerMessage:
-        """The answer message for a result (or a refusal)."""
-        common = {
+    def _answer(
+        self, q: QuestionMessage, result: GenerationResult | str, taken_at: float, part_ends: list[int]
+    ) -> AnswerMessage:
+        """The answer message for a result (or a refusal); ``part_ends``: its paragraphs sent early."""
+        common = self._common(q, taken_at)
+        if isinstance(result, str):
+            return AnswerMessage(**common, status="failed", text=result, finished_at=time.time())
+        return AnswerMessage(
+            **common,
+            text=result.text,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            stop_reason=result.stop_reason,
+            first_token_at=result.first_token_at,
+            finished_at=result.finished_at,
+            part_ends=part_ends,
+        )
+
+    def _common(self, q: QuestionMessage, taken_at: float) -> dict[str, Any]:
+        """The fields every answer message of ``q`` carries (early paragraphs and the final answer)."""
+        return {
             "question_id": q.question_id,
             "chat_id": q.chat_id,
             "reply_to": q.message_id,
@@ -401,17 +436,6 @@ class Worker:
             "taken_at": taken_at,
             "worker": self.config.name,
         }
-        if isinstance(result, str):
-            return AnswerMessage(**common, status="failed", text=result, finished_at=time.time())
-        return AnswerMessage(
-            **common,
-            text=result.text,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            stop_reason=result.stop_reason,
-            first_token_at=result.first_token_at,
-            finished_at=result.finished_at,
-        )
 
 
 def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:

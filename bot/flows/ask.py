@@ -88,7 +88,8 @@ async def queue_question(
         log.info("question.busy", waiting=position - 1)
         return False
     question = await _record(res, question, language)
-    enqueued = await res.queue.enqueue_once(question.model_copy(update={"enqueued_at": time.time()}))
+    stamped = {"enqueued_at": time.time(), "delivery": res.settings.delivery}
+    enqueued = await res.queue.enqueue_once(question.model_copy(update=stamped))
     async with res.sessionmaker.begin() as session:
         await mark_enqueued(session, question.question_id, datetime.now(UTC))
     if enqueued is not None:

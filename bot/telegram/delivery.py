@@ -41,8 +41,19 @@ def answer_pieces(answer: AnswerMessage, language: str = "en") -> list[str]:
     """
     if answer.status != "ok":
         return [t(FAILURE_TEXTS.get(answer.text, texts.FAILED), language)]
-    body = answer.text.strip() or "…"
-    return split_message(f"{body}\n\n{t(texts.REMINDER, language)}")
+    early, rest = early_parts(answer)
+    reminder = t(texts.REMINDER, language)
+    body = rest.strip() or ("" if early else "…")
+    return [*early, *split_message(f"{body}\n\n{reminder}" if body else reminder)]
+
+
+def early_parts(answer: AnswerMessage) -> tuple[list[str], str]:
+    """The paragraphs of a final answer that were sent early (DELIVERY=paragraphs), and the rest."""
+    parts, start = [], 0
+    for end in answer.part_ends:
+        parts.append(answer.text[start:end].strip())
+        start = end
+    return parts, answer.text[start:]
 
 
 def answer_text(answer: AnswerMessage) -> str:
@@ -114,14 +125,11 @@ class AnswerDelivery:
         answer = delivery.message
         with structlog.contextvars.bound_contextvars(question_id=answer.question_id):
             queue = self.res.queue
-            ack = self.res.acknowledgements.pop(answer.question_id, None)
-            if ack is not None and not ack.done():
-                # The answer is here first: give the acknowledgement a moment (order kept), then drop
-                # it if it is still waiting behind Telegram's outgoing limit.
-                await asyncio.wait({ack}, timeout=ACK_GRACE_S)
-                if not ack.done():
-                    ack.cancel()
-                    log.info("ack.dropped", reason="answer ready")
+            await self._settle_acknowledgement(answer.question_id)
+            if answer.part is not None:
+                await self._deliver_part(answer)
+                await queue.ack_answer(delivery.entry_id)
+                return
             if not await queue.was_sent(answer.question_id):
                 language = answer.language or await self._language(answer.question_id)
                 sent = await self._send_pieces(answer, language)
@@ -136,6 +144,29 @@ class AnswerDelivery:
                 await queue.mark_recorded(answer.question_id)
             self._sent_at.pop(answer.question_id, None)
             await queue.ack_answer(delivery.entry_id)
+
+    async def _settle_acknowledgement(self, question_id: str) -> None:
+        """The answer is here first: give the acknowledgement a moment (order kept), then drop it
+        if it is still waiting behind Telegram's outgoing limit."""
+        ack = self.res.acknowledgements.pop(question_id, None)
+        if ack is not None and not ack.done():
+            await asyncio.wait({ack}, timeout=ACK_GRACE_S)
+            if not ack.done():
+                ack.cancel()
+                log.info("ack.dropped", reason="answer ready")
+
+    async def _deliver_part(self, part: AnswerMessage) -> None:
+        """Send an early paragraph once, in order; the final answer sends any this one could not."""
+        queue, index = self.res.queue, part.part or 0
+        key = f"{part.question_id}#{index}"  # the final answer's piece of the same index
+        if await queue.was_sent(part.question_id) or await queue.was_sent(key):
+            return
+        if index > 0 and not await queue.was_sent(f"{part.question_id}#{index - 1}"):
+            return  # the one before is not out: the final answer sends both, in order
+        reply_to = part.reply_to if index == 0 else None
+        if await self._send(part.chat_id, part.text, reply_to, None) is not None:
+            await queue.mark_sent(key)
+            log.info("answer.part_sent", part=index)
 
     async def _language(self, question_id: str) -> str:
         """The language the question's user is spoken to in (stored with the question)."""

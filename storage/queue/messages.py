@@ -32,6 +32,9 @@ class QuestionMessage(_Message):
     enqueued_at: float
     update_id: int | None = None
     reply_stream: str | None = Field(default=None, description="answers go here instead (CLI)")
+    delivery: Literal["whole", "paragraphs"] = Field(
+        default="whole", description="paragraphs: finished paragraphs are published early (DELIVERY)"
+    )
 
 
 AnswerStatus = Literal["ok", "failed"]
@@ -58,3 +61,9 @@ class AnswerMessage(_Message):
     first_token_at: float | None = None
     finished_at: float = 0.0
     worker: str = ""
+    part: int | None = Field(
+        default=None, description="an early paragraph (0, 1, ...) of an unfinished answer; None: final"
+    )
+    part_ends: list[int] = Field(
+        default_factory=list, description="final answer: where each early paragraph ends in text (chars)"
+    )

@@ -520,6 +520,31 @@ return lost
         ]
         return bool(await script(keys=keys, args=args))
 
+    _PART_LUA = """
+if redis.call('EXISTS', KEYS[3]) == 1 or not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[3]) then
+  return 0
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
+return 1
+"""
+
+    async def publish_part(self, question: QuestionMessage, part: AnswerMessage) -> bool:
+        """Publish an early paragraph of an answer still being written, once (the question stays claimed).
+
+        False when this part was published before (a retried or reclaimed generation) or the answer
+        is already final.
+        """
+        names = self.names
+        script = self.redis.register_script(self._PART_LUA)
+        keys = [
+            names.questions,
+            question.reply_stream or names.answers,
+            names.answered_key(question.question_id),
+            names.answered_key(f"{question.question_id}#{part.part}"),
+        ]
+        args: list[str | int] = [part.model_dump_json(), self.maxlen, self.entry_ttl_s]
+        return bool(await script(keys=keys, args=args))
+
     async def drop(self, delivery: Delivery[QuestionMessage]) -> None:
         """Ack and delete a question that needs no answer (withdrawn)."""
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -6,6 +6,7 @@ skips the test with the reason printed; in CI (CI=true) it fails: CI builds it b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -75,17 +76,14 @@ def llama_server_binary() -> Path:
     return binary
 
 
-@pytest.fixture(scope="session")
-def llama_server_url(
-    llama_server_binary: Path, tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A llama-server on 127.0.0.1 serving the tiny model as ``tiny-gemma2`` (2 slots, 2048 cells each)."""
+@contextlib.contextmanager
+def running_llama_server(binary: Path, model: Path, log: Path, *extra: str) -> Iterator[str]:
+    """llama-server on 127.0.0.1 serving ``model`` as ``tiny-gemma2`` (2 slots); its URL until exit."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
     args = [
-        str(llama_server_binary), "-m", str(tiny_model_path), "--alias", MODEL_ALIAS,
+        str(binary), "-m", str(model), "--alias", MODEL_ALIAS,
         "--host", "127.0.0.1", "--port", str(port), "-c", "4096", "-np", "2", "-t", "2",
-        "--no-webui", "--metrics",
+        "--no-webui", "--metrics", *extra,
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -100,3 +98,13 @@ def llama_server_url(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def llama_server_url(
+    llama_server_binary: Path, tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A llama-server on the tiny model, shared by the session's tests."""
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with running_llama_server(llama_server_binary, tiny_model_path, log) as url:
+        yield url
