@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 from telegram.ext import ExtBot
 
@@ -20,6 +21,7 @@ from bot.telegram.outgoing import (
     OVERALL_BURST,
     OVERALL_PER_S,
     OutgoingLimiter,
+    Skipped,
 )
 from tests.support.redis_server import QueueNames
 from tests.support.telegram_stub import TelegramStub
@@ -63,14 +65,13 @@ async def test_an_answer_goes_before_the_acknowledgements_queued_ahead_of_it(
         typing = asyncio.create_task(bot.send_chat_action(CHAT, "typing", rate_limit_args=CHAT_ACTION))
         await until(lambda: limiter.waiting >= 40)  # most acknowledgements wait their turn
         answer = asyncio.create_task(bot.send_message(CHAT, "the answer", rate_limit_args=ANSWER))
-        await asyncio.gather(answer, typing, *acks)
+        await asyncio.gather(answer, *acks)
+        with pytest.raises(Skipped):
+            await typing  # messages were waiting: "typing…" is not sent late
     order = texts_in_order(telegram_stub)
     sent_before = order.index("the answer")
     assert sent_before <= 60 - 40 + 2, f"{sent_before} acknowledgements went before the answer"
-    chat_action = telegram_stub.calls_of("sendChatAction")[0].at
-    assert all(call.at <= chat_action for call in telegram_stub.calls_of("sendMessage")), (
-        "typing… went before a waiting message"
-    )
+    assert telegram_stub.calls_of("sendChatAction") == []
 
 
 async def test_two_bot_processes_share_one_overall_limit(
@@ -145,3 +146,19 @@ async def test_a_group_gets_at_most_its_burst_at_once(
     calls = telegram_stub.calls_of("sendMessage")
     assert len(calls) == 6
     assert calls[5].at - first_five >= 3.0, "the sixth message to the group did not wait its turn"
+
+
+async def test_in_a_busy_group_typing_is_skipped_and_the_answer_goes_first(
+    telegram_stub: TelegramStub, redis_client: Redis, queue_names: QueueNames
+) -> None:
+    """The group's burst is used: "typing…" is not sent at all, and an answer passes an older ack."""
+    async with limited_bot(telegram_stub, redis_client, queue_names.namespace) as bot:
+        await asyncio.gather(*(bot.send_message(-1001, f"g {n}") for n in range(5)))
+        with pytest.raises(Skipped):
+            await bot.send_chat_action(-1001, "typing", rate_limit_args=CHAT_ACTION)
+        ack = asyncio.create_task(bot.send_message(-1001, "ack", rate_limit_args=ACKNOWLEDGEMENT))
+        await until(lambda: any(gate.waiting for gate in bot.rate_limiter._groups.values()))
+        answer = asyncio.create_task(bot.send_message(-1001, "answer", rate_limit_args=ANSWER))
+        await asyncio.gather(ack, answer)
+    assert telegram_stub.calls_of("sendChatAction") == []
+    assert texts_in_order(telegram_stub)[5:] == ["answer", "ack"]

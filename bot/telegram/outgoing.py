@@ -1,12 +1,14 @@
 """Telegram's outgoing limits, shared by every bot process through Redis, with answers sent first.
 
-Telegram allows a bot about 30 messages per second overall and 20 per minute in one group; above that
-it answers 429 with a ``retry_after``. Every call that names a chat takes a token from a bucket kept in
+Telegram allows a bot about 30 messages per second overall and 20 per minute in one group; above that it
+answers 429 with a ``retry_after``. Every call that names a chat takes a token from a bucket kept in
 Redis (GCRA, on Redis' clock), so two bot processes together stay under the limit. Waiting calls are
-served by priority, not by arrival: an answer goes before the acknowledgements queued ahead of it, and
-a "typing…" action goes last. A 429 pauses every process for its ``retry_after``, then the call is
-tried again (up to ``max_retries``) at its priority. When Redis is away the process keeps its own
-bucket until Redis is back: messages still go out, at most at the full rate per process.
+served by priority, not by arrival: an answer goes before the acknowledgements queued ahead of it, and a
+"typing…" action goes last, and only when it need not wait at all (a late one helps nobody, and in a
+group it would take a message's place in the group's 20 a minute). A 429 pauses every process for its
+``retry_after``, then the call is tried again (up to ``max_retries``) at its priority. When Redis is
+away the process keeps its own bucket until Redis is back: messages still go out, at most at the full
+rate per process.
 
 Priorities are passed as python-telegram-bot's ``rate_limit_args`` on a call.
 """
@@ -18,14 +20,14 @@ import contextlib
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from telegram.error import RetryAfter
+from telegram.error import RetryAfter, TelegramError
 from telegram.ext import BaseRateLimiter
 
 log = structlog.get_logger("bot.telegram.outgoing")
@@ -87,6 +89,78 @@ def is_group(chat_id: object) -> bool:
     return isinstance(chat_id, str)
 
 
+class Skipped(TelegramError):
+    """A best-effort call (a chat action) not sent, because it would have had to wait its turn."""
+
+    def __init__(self) -> None:
+        super().__init__("not sent: the outgoing limit is in use")
+
+
+class Gate:
+    """The calls waiting for one bucket, served by priority: a dispatcher hands out its tokens."""
+
+    def __init__(self, take: Callable[[], Awaitable[float]]) -> None:
+        self._take = take
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting here."""
+        return sum(1 for _, _, waiter in self._waiting if not waiter.done())
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waits and no dispatcher runs."""
+        return not self._waiting and (self._dispatcher is None or self._dispatcher.done())
+
+    async def turn(self, priority: int, *, best_effort: bool = False) -> None:
+        """Wait for a token; ``best_effort`` takes one only if free now, else raises Skipped."""
+        if best_effort:
+            if self.waiting or await self._take() > 0:
+                raise Skipped
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._order), waiter))
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="outgoing-dispatch")
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            waiter.cancel()  # the dispatcher skips it
+            raise
+
+    async def _dispatch(self) -> None:
+        """Hand out tokens, always to the most urgent waiting call; ends when nobody waits."""
+        while True:
+            self._drop_cancelled()
+            if not self._waiting:
+                return
+            wait = await self._take()
+            if wait > 0:
+                await asyncio.sleep(wait)  # pacing to the limit, not synchronisation
+                continue
+            self._drop_cancelled()
+            if self._waiting:
+                heapq.heappop(self._waiting)[2].set_result(None)
+
+    def _drop_cancelled(self) -> None:
+        while self._waiting and self._waiting[0][2].done():
+            heapq.heappop(self._waiting)
+
+    async def close(self) -> None:
+        """Stop the dispatcher; calls still waiting are released (they fail on the closed connection)."""
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        for _, _, waiter in self._waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiting.clear()
+
+
 class OutgoingLimiter(BaseRateLimiter[int]):
     """Overall and per-group limits in Redis, a priority queue per process, 429s retried."""
 
@@ -96,13 +170,11 @@ class OutgoingLimiter(BaseRateLimiter[int]):
         self._namespace = ""
         self._group_key: Callable[[int], str] = str
         self._take_script: Any = None
-        self._overall = LocalBucket(1 / OVERALL_PER_S, OVERALL_BURST)
-        self._groups: dict[str, LocalBucket] = {}
+        overall = LocalBucket(1 / OVERALL_PER_S, OVERALL_BURST)
+        self._overall = Gate(lambda: self._take("overall", 1000 / OVERALL_PER_S, OVERALL_BURST, overall))
+        self._groups: dict[str, Gate] = {}
+        self._group_buckets: dict[str, LocalBucket] = {}  # used only while Redis is away
         self._paused_until = 0.0
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-        self._wake: asyncio.Event | None = None
-        self._dispatcher: asyncio.Task[None] | None = None
         self._local = False  # True while Redis is away (logged once per outage)
 
     def attach(self, redis: Redis, namespace: str, group_key: Callable[[int], str]) -> None:
@@ -113,7 +185,7 @@ class OutgoingLimiter(BaseRateLimiter[int]):
     @property
     def waiting(self) -> int:
         """Calls of this process waiting for an overall token."""
-        return sum(1 for _, _, waiter in self._waiting if not waiter.done())
+        return self._overall.waiting
 
     @property
     def local(self) -> bool:
@@ -124,16 +196,10 @@ class OutgoingLimiter(BaseRateLimiter[int]):
         """Nothing to open: the dispatcher starts with the first call."""
 
     async def shutdown(self) -> None:
-        """Stop the dispatcher; calls still waiting are released to fail on the closed connection."""
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
-            self._dispatcher = None
-        for _, _, waiter in self._waiting:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiting.clear()
+        """Stop the dispatchers; calls still waiting are released to fail on the closed connection."""
+        for gate in [self._overall, *self._groups.values()]:
+            await gate.close()
+        self._groups.clear()
 
     async def process_request(
         self,
@@ -149,10 +215,11 @@ class OutgoingLimiter(BaseRateLimiter[int]):
         if chat_id is None:
             return await callback(*args, **kwargs)  # getMe, answerCallbackQuery...: not limited
         priority = REPLY if rate_limit_args is None else rate_limit_args
+        best_effort = priority >= CHAT_ACTION
         for attempt in range(self.max_retries + 1):
             if is_group(chat_id):
-                await self._group_turn(chat_id)
-            await self._turn(priority)
+                await self._group_turn(chat_id, priority, best_effort)
+            await self._overall.turn(priority, best_effort=best_effort)
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
@@ -166,54 +233,22 @@ class OutgoingLimiter(BaseRateLimiter[int]):
 
     # -- turns -------------------------------------------------------------------------------
 
-    async def _turn(self, priority: int) -> None:
-        """Wait until the dispatcher gives this call an overall token."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (priority, next(self._order), waiter))
-        if self._dispatcher is None or self._dispatcher.done():
-            self._wake = asyncio.Event()
-            self._dispatcher = asyncio.create_task(self._dispatch(), name="outgoing-dispatch")
-        assert self._wake is not None
-        self._wake.set()
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            waiter.cancel()  # the dispatcher skips it
-            raise
-
-    async def _dispatch(self) -> None:
-        """Hand out overall tokens, always to the most urgent waiting call."""
-        assert self._wake is not None
-        while True:
-            self._drop_cancelled()
-            if not self._waiting:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            wait = await self._take("overall", 1000 / OVERALL_PER_S, OVERALL_BURST, self._overall)
-            if wait > 0:
-                await asyncio.sleep(wait)  # pacing to the limit, not synchronisation
-                continue
-            self._drop_cancelled()
-            if self._waiting:
-                heapq.heappop(self._waiting)[2].set_result(None)
-
-    def _drop_cancelled(self) -> None:
-        while self._waiting and self._waiting[0][2].done():
-            heapq.heappop(self._waiting)
-
-    async def _group_turn(self, chat_id: object) -> None:
-        """Wait for a token of this group's bucket (20 messages a minute)."""
+    async def _group_turn(self, chat_id: object, priority: int, best_effort: bool) -> None:
+        """Wait (by priority) for a token of this group's bucket: 20 messages a minute."""
         try:
             name = "group:" + self._group_key(int(chat_id))  # type: ignore[call-overload]
         except (ValueError, TypeError):
             name = "group:@"  # an @channel name: all such share one bucket (the bot sends none)
-        local = self._groups.setdefault(name, LocalBucket(60 / GROUP_PER_MIN, GROUP_BURST))
-        while True:
-            wait = await self._take(name, 60_000 / GROUP_PER_MIN, GROUP_BURST, local)
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)  # pacing to the limit, not synchronisation
+        gate = self._groups.get(name)
+        if gate is None:
+            local = self._group_buckets.setdefault(name, LocalBucket(60 / GROUP_PER_MIN, GROUP_BURST))
+            gate = Gate(lambda: self._take(name, 60_000 / GROUP_PER_MIN, GROUP_BURST, local))
+            self._groups[name] = gate
+        try:
+            await gate.turn(priority, best_effort=best_effort)
+        finally:
+            if gate.idle:
+                self._groups.pop(name, None)
 
     async def _take(self, name: str, interval_ms: float, burst: int, local: LocalBucket) -> float:
         """0 when a token of bucket ``name`` was taken, else the seconds to wait before asking again."""
