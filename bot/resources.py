@@ -24,6 +24,7 @@ from bot.settings import BotSettings
 from storage.pseudonym import Pseudonymizer
 from storage.queue import Queue
 from storage.queue.updates import UpdateLog
+from storage.queue.voice import VoiceNames, VoiceQueue
 
 KEY = "resources"
 
@@ -61,6 +62,15 @@ class Resources:
     def progress(self) -> AnswerProgress:
         """Typing chats and recent answer times (in Redis)."""
         return AnswerProgress(self.queue.redis, self.queue.names.namespace, self.settings.typing_max_s)
+
+    @property
+    def voice(self) -> VoiceQueue:
+        """The recordings and transcripts streams (voice notes), on the queue's Redis and namespace."""
+        queue = self.queue
+        return VoiceQueue(
+            queue.redis, names=VoiceNames(queue.names.namespace), claim_idle_ms=queue.claim_idle_ms,
+            max_deliveries=queue.max_deliveries, entry_ttl_s=queue.entry_ttl_s, alive_s=queue.worker_alive_s,
+        )  # fmt: skip
 
     @property
     def leases(self) -> Leases:

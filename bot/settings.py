@@ -48,6 +48,9 @@ class BotSettings(BaseSettings):
     delivery: Literal["whole", "paragraphs"] = Field(
         default="whole", description="paragraphs: finished paragraphs go out at once (at most 3 messages)"
     )
+    # Voice notes: longer or larger recordings get a kind refusal (the Bot API serves files up to 20 MB).
+    voice_max_seconds: int = Field(default=120, ge=1, le=3600)
+    voice_max_bytes: int = Field(default=5_000_000, ge=1_000, le=20_000_000)
     # Disk hygiene: erased text and raw ids leave the files (append-only file, SQLite WAL).
     hygiene_interval_s: float = Field(default=30.0, ge=1, le=50, description="at most this often")
     redis_aof_rewrite: bool = Field(default=False, description="also rewrite an external Redis's file")

@@ -54,6 +54,11 @@ class InferenceSettings(BaseSettings):
     inference_api_key: SecretStr | None = Field(default=None, description="bearer key for INFERENCE_URL")
     inference_model: str | None = Field(default=None, description="model to ask INFERENCE_URL for")
     inference_timeout_s: float = Field(default=300.0, gt=0, description="seconds a server may stay silent")
+    # Voice notes (the transcriber): a faster-whisper model name or a CTranslate2 model directory.
+    whisper_model: str = Field(default="small", description="faster-whisper name (small, base...) or a path")
+    whisper_threads: int = Field(default=1, ge=1, description="CPU threads of one transcription")
+    whisper_beam_size: int = Field(default=1, ge=1, le=10)
+    transcriber_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-asr")
     heartbeat_s: float | None = Field(
         default=None, gt=0, description="seconds between claim renewals; default: a quarter of the claim time"
     )

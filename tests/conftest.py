@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.support.telegram_stub",
     "tests.support.stack",
     "tests.support.llama_server",
+    "tests.support.voice",
 ]

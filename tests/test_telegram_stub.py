@@ -131,6 +131,22 @@ async def test_messages_replies_and_buttons_round_trip(telegram_stub: TelegramSt
     assert (await bot.send_message(1001, "🙂" * 2048)).text == "🙂" * 2048
 
 
+async def test_a_pushed_voice_note_downloads_through_get_file(telegram_stub: TelegramStub) -> None:
+    """getFile answers a File PTB parses; its file URL (TELEGRAM_FILE_URL form) serves the pushed bytes."""
+    audio = b"OggS" + bytes(range(256)) * 4
+    update = Update.de_json(telegram_stub.push_voice(audio, duration=7, user_id=1001), None)
+    assert update.message is not None and update.message.voice is not None
+    assert update.message.voice.file_size == len(audio)
+    async with Bot(
+        telegram_stub.token, base_url=telegram_stub.base_url, base_file_url=telegram_stub.file_url
+    ) as bot:
+        file = await bot.get_file(update.message.voice.file_id)
+        assert bytes(await file.download_as_bytearray()) == audio
+        with pytest.raises(BadRequest, match=r"(?i)invalid file_id"):
+            await bot.get_file("AwACnothing")
+    assert [c.status for c in telegram_stub.calls_of("file")] == [200]
+
+
 async def test_chat_members_parse_in_ptb(telegram_stub: TelegramStub, bot: Bot) -> None:
     telegram_stub.add_chat(GROUP, chat_type="supergroup")
     telegram_stub.set_chat_member_status(GROUP, 5, "administrator")

@@ -28,6 +28,7 @@ from bot.telegram.context import CONTEXT_TYPES, BotContext
 from bot.telegram.delivery import AnswerDelivery
 from bot.telegram.ingest import IngestConfig, UpdateIngest
 from bot.telegram.outgoing import CHAT_ACTION, OutgoingLimiter
+from bot.telegram.transcripts import TranscriptDelivery
 from storage.audit_anchor import AuditAnchor
 from storage.db import check_connection, make_engine, make_sessionmaker
 from storage.pseudonym import Pseudonymizer
@@ -42,6 +43,7 @@ AppType = Application[Any, Any, Any, Any, Any, Any]
 INGEST = "ingest"
 TYPING_JOB = "typing"
 LIVENESS = "liveness"
+DELIVERIES = "deliveries"
 START_ATTEMPTS = 3
 
 
@@ -71,7 +73,8 @@ def build_application(
         _share_limits(app, redis, storage.queue_namespace, pseudonyms)
         app.bot_data["engine"] = engine
         delivery = AnswerDelivery(app.bot, res)
-        app.bot_data["delivery"] = delivery
+        transcripts = TranscriptDelivery(app.bot, res)  # voice notes heard by a transcriber
+        app.bot_data[DELIVERIES] = [delivery, transcripts]
         ingest = UpdateIngest(
             app.bot,
             app.bot.base_url,
@@ -83,9 +86,10 @@ def build_application(
         app.bot_data[INGEST] = ingest
         assert app.job_queue is not None
         app.bot_data[LIVENESS] = await start_liveness(
-            app.job_queue, res, [ingest.recheck_pending, delivery.recheck_pending]
+            app.job_queue, res, [ingest.recheck_pending, delivery.recheck_pending, transcripts.recheck_pending]
         )
         delivery.start()
+        transcripts.start()
         ingest.start()
         app.job_queue.run_repeating(
             _typing_tick, interval=settings.typing_interval_s, first=settings.typing_interval_s
@@ -109,8 +113,8 @@ def build_application(
             for task in acks:
                 task.cancel()
             await asyncio.gather(*acks, return_exceptions=True)
-        if "delivery" in app.bot_data:
-            await app.bot_data.pop("delivery").stop()
+        for loop in app.bot_data.pop(DELIVERIES, []):
+            await loop.stop()
         await stop_liveness(app.bot_data.pop(LIVENESS, None))  # what is left unacked is others' now
         if resources.KEY in app.bot_data:
             await resources.get(app.bot_data).queue.redis.aclose()

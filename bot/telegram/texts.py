@@ -177,3 +177,20 @@ RIGHTS_HELP = (
     "/withdraw – stop research review and erase your kept questions\n"
     "/forget – erase everything about you"
 )
+# Voice notes (issue 14).
+VOICE_HEARD = "🎙️ I heard: “{text}”\nIf I misheard, send /cancel and type your question or record it again."
+VOICE_TOO_LONG = (
+    "Your voice note is {seconds} seconds long; I can listen to at most {limit} seconds. "
+    "Please record a shorter one or type your question."
+)
+VOICE_TOO_BIG = (
+    "That recording is too large for me ({size} MB; at most {limit} MB). "
+    "Please record a shorter one or type your question."
+)
+VOICE_SILENT = "I could not understand the recording; please type or record again."
+VOICE_NOT_AUDIO = (
+    "I could not play that file: it does not seem to be a sound recording. "
+    "Please send a voice note or type your question."
+)
+VOICE_UNAVAILABLE = "I cannot listen to voice notes right now. Please type your question."
+VOICE_FAILED = "Sorry, I could not listen to your voice note. Please record it again or type your question."

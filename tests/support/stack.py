@@ -84,6 +84,7 @@ def stack(
     bot = BotSettings(
         telegram_bot_token=SecretStr(telegram_stub.token),
         telegram_api_url=telegram_stub.base_url,
+        telegram_file_url=telegram_stub.file_url,
         typing_interval_s=0.2,
         poll_timeout_s=5,
     )

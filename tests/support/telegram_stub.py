@@ -39,14 +39,17 @@ MAX_CALLBACK_DATA_BYTES = 64
 MAX_CALLBACK_ANSWER_LENGTH = 200
 # getMe on initialize, getUpdates from bot.telegram.ingest, and what the handlers and the delivery call.
 SERVED = ("getMe", "getUpdates", "sendMessage", "sendChatAction", "answerCallbackQuery", "editMessageText",
-          "editMessageReplyMarkup", "getChatMember")  # fmt: skip
+          "editMessageReplyMarkup", "getChatMember", "getFile")  # fmt: skip
+FILE_DOWNLOAD = "file"  # the method name a file download is recorded under
 NOT_MODIFIED = (
     "message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
 )
 CALLBACK_TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
 # Form values PTB sends as plain strings: never JSON-decoded (a text "42" stays a string).
-STRING_PARAMS = frozenset({"text", "parse_mode", "callback_query_id", "inline_message_id", "action"})
+STRING_PARAMS = frozenset(
+    {"text", "parse_mode", "callback_query_id", "inline_message_id", "action", "file_id"}
+)
 _RIGHTS = "manage_chat delete_messages manage_video_chats restrict_members promote_members change_info"
 _RIGHTS += " invite_users post_stories edit_stories delete_stories"
 # The fields PTB's ChatMember classes require besides status and user.
@@ -134,6 +137,7 @@ class TelegramStub:
         self._callbacks: dict[str, bool] = {}  # query id -> answered
         self._member_status: dict[tuple[int, int], str] = {}
         self._failures: dict[str, list[_Failure]] = {}
+        self._files: dict[str, tuple[str, bytes]] = {}  # file id -> (file path, content)
         self._methods: dict[str, Callable[[JSONDict], Awaitable[Any]]] = {
             name.lower(): getattr(self, "_" + re.sub("([A-Z])", r"_\1", name).lower()) for name in SERVED
         }
@@ -145,6 +149,11 @@ class TelegramStub:
         if self._port is None:
             raise RuntimeError("TelegramStub is not started")
         return f"http://127.0.0.1:{self._port}/bot"
+
+    @property
+    def file_url(self) -> str:
+        """The base of file downloads (``TELEGRAM_FILE_URL``): ``{file_url}{token}/{file_path}``."""
+        return self.base_url.removesuffix("/bot") + "/file/bot"
 
     async def start(self) -> None:
         app = web.Application()
@@ -334,6 +343,18 @@ class TelegramStub:
         message[kind] = payloads[kind]
         return self._queue_message("message", message)
 
+    def push_voice(
+        self, audio: bytes, *, duration: int, kind: str = "voice", mime_type: str = "audio/ogg", **sender: Any
+    ) -> JSONDict:
+        """A voice note (or, with ``kind="audio"``, an audio file) whose file ``audio`` getFile serves."""
+        message = self._incoming(**sender)
+        uid = f"{kind}-{message['chat']['id']}-{message['message_id']}"
+        file_id = f"AwAC{uid}"
+        self._files[file_id] = (f"{kind}/file_{len(self._files)}.oga", audio)
+        payload: JSONDict = {"file_id": file_id, "file_unique_id": uid, "duration": duration}
+        message[kind] = payload | {"mime_type": mime_type, "file_size": len(audio)}
+        return self._queue_message("message", message)
+
     def push_channel_post(
         self, text: str, *, chat_id: int = -1009876543210, title: str = "Field Channel"
     ) -> JSONDict:
@@ -416,6 +437,8 @@ class TelegramStub:
     # -- HTTP ---------------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/file/bot"):
+            return await self._download(request)
         token, _, method = request.path.removeprefix("/bot").partition("/")
         params = await _read_params(request)
         failure = self._take_failure(method) if token == self.token else None
@@ -433,6 +456,20 @@ class TelegramStub:
             page = "<html><head><title>502 Bad Gateway</title></head></html>"
             return web.Response(status=502, text=page, content_type="text/html")
         return web.json_response(body, status=status)
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """A file download, ``/file/bot<token>/<file_path>`` as getFile gave it; recorded as ``file``."""
+        token, _, path = request.path.removeprefix("/file/bot").partition("/")
+        found = next((data for p, data in self._files.values() if p == path), None)
+        status = 200 if token == self.token and found is not None else 404
+        async with self._changed:
+            self.calls.append(
+                Call(FILE_DOWNLOAD, {"path": path}, {"ok": status == 200}, time.monotonic(), status)
+            )
+            self._changed.notify_all()
+        if found is None or status != 200:
+            return web.json_response(ApiError(404, "Not Found").body, status=404)
+        return web.Response(body=found, content_type="application/octet-stream")
 
     async def _invoke(self, method: str, params: JSONDict) -> JSONDict:
         handler = self._methods.get(method.lower())
@@ -554,6 +591,13 @@ class TelegramStub:
         user = self.bot_user if user_id == self.bot_id else _user(user_id, None, is_bot=False)
         status = self._member_status.get((chat["id"], user_id), "member")
         return {"status": status, "user": user, **MEMBER_FIELDS[status]}
+
+    async def _get_file(self, params: JSONDict) -> JSONDict:
+        file_id = str(params["file_id"])
+        if file_id not in self._files:
+            raise bad_request("invalid file_id")
+        path, data = self._files[file_id]
+        return {"file_id": file_id, "file_unique_id": file_id[4:], "file_size": len(data), "file_path": path}
 
     def _chat(self, chat_id: Any) -> JSONDict:
         chat = self._chats.get(int(chat_id))

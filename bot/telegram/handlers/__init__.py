@@ -26,6 +26,7 @@ from bot.telegram.handlers import (
     info,
     lang,
     start,
+    voice,
 )
 
 PRIVATE = filters.ChatType.PRIVATE
@@ -62,6 +63,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
             CallbackQueryHandler(consent.on_consent_button),
             MessageHandler(PRIVATE & NEW_MESSAGE & filters.COMMAND, fallback.unknown_command),
             MessageHandler(PRIVATE & NEW_MESSAGE & filters.TEXT, ask.ask),
+            MessageHandler(PRIVATE & NEW_MESSAGE & (filters.VOICE | filters.AUDIO), voice.voice_note),
             MessageHandler(PRIVATE & NEW_MESSAGE & ~filters.TEXT, fallback.non_text),
             MessageHandler(
                 filters.ChatType.GROUPS & NEW_MESSAGE & filters.TEXT & ~filters.COMMAND & group.ADDRESSED,

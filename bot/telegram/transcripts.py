@@ -1,0 +1,129 @@
+"""Handle transcripts from the transcripts stream: say what was heard, then treat it as a typed question.
+
+Each transcript is handled once per bot deployment (any bot process may take it) and deleted from
+Redis as soon as it is handled: its text then lives on only as the queued question (and, with research
+consent, in the database like any question text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import structlog
+from telegram.error import TelegramError
+from telegram.ext import ExtBot
+
+from bot.flows import voice as flow
+from bot.flows.ask import queue_question, reply, warn_if_danger
+from bot.resources import Resources
+from bot.telegram import texts
+from bot.telegram.cleaning import clean
+from bot.telegram.handlers.consent import has_consent
+from bot.telegram.i18n import t
+from storage.queue import Delivery, QuestionMessage
+from storage.queue.voice_messages import TranscriptMessage
+from storage.repositories.users import get_user
+
+log = structlog.get_logger("bot.voice")
+
+
+class TranscriptDelivery:
+    """Reads the transcripts stream in the bots' group and handles each transcript once."""
+
+    def __init__(self, bot: ExtBot[Any], res: Resources) -> None:
+        self.bot = bot
+        self.res = res
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._recheck = False
+
+    def recheck_pending(self) -> None:
+        """Read this consumer's unacked transcripts again soon (entries were moved to it)."""
+        self._recheck = True
+
+    def start(self) -> None:
+        """Run the loop as a background task."""
+        self._task = asyncio.create_task(self._run(), name="transcript-delivery")
+
+    async def stop(self) -> None:
+        """Stop the loop; unhandled transcripts stay pending in Redis."""
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        """Pending transcripts first (after a restart or another bot's death), then new ones."""
+        voice, consumer = self.res.voice, self.res.consumer
+        await voice.ensure_groups()
+        pending = True
+        while not self._stop.is_set():
+            if self._recheck:
+                pending, self._recheck = True, False
+            try:
+                batch = await voice.read_transcripts(consumer, pending=pending, block_ms=1_000)
+                pending = False
+                for delivery in batch:
+                    await self.handle(delivery)
+            except Exception as exc:  # Redis, the database or Telegram away: try again from the pending ones
+                log.warning("transcripts.retry", error=type(exc).__name__)
+                pending = True
+                await asyncio.sleep(2.0)
+
+    async def handle(self, delivery: Delivery[TranscriptMessage]) -> None:
+        """Say what was heard (or why nothing was), then the question's usual path; ack at the end."""
+        transcript, res = delivery.message, self.res
+        language = flow.answer_language(transcript)
+        question = flow.question_of(transcript, clean(transcript.text).text.strip(), language, time.time())
+        with structlog.contextvars.bound_contextvars(
+            question_id=transcript.question_id, update_id=transcript.update_id
+        ):
+            refusal = flow.transcript_refusal(transcript, res.settings)
+            if refusal is not None:
+                log.info("voice.not_understood", status=transcript.status)
+                await res.progress.stop_typing(transcript.chat_id)
+                await self._once(question, "refused", t(refusal.text, language).format(**refusal.fields))
+            else:
+                await self._ask(question, language)
+            await res.voice.ack_transcript(delivery.entry_id)
+
+    async def _ask(self, question: QuestionMessage, language: str) -> None:
+        """The heard text, then: danger signs, consent (asked again: it may have changed), the queue."""
+        res = self.res
+        log.info("voice.heard", chars=len(question.text))
+        await self._once(question, "heard", t(texts.VOICE_HEARD, language).format(text=question.text))
+        if len(question.text) > res.settings.max_question_chars:
+            limit = res.settings.max_question_chars
+            await self._once(
+                question, "long", t(texts.TOO_LONG, language).format(length=len(question.text), limit=limit)
+            )
+            return
+        flag = (
+            await warn_if_danger(self.bot, res, question, language)
+            if await self._first(question, "flag")
+            else None
+        )
+        async with res.sessionmaker() as session:
+            consented = has_consent(await get_user(session, question.user), res)
+        if not consented:
+            await res.progress.stop_typing(question.chat_id)
+            await self._once(question, "consent", t(texts.CONSENT_FIRST, language))
+            return
+        await queue_question(self.bot, res, question, language, urgent=flag is not None)
+
+    async def _first(self, question: QuestionMessage, step: str) -> bool:
+        """True the first time this step runs for this voice note (handled again: nothing repeats)."""
+        return await self.res.updates.once(f"voice-{step}:{question.question_id}")
+
+    async def _once(self, question: QuestionMessage, step: str, text: str) -> None:
+        """Reply ``text`` to the voice note, at most once per step; a chat that is gone loses nothing."""
+        if not await self._first(question, step):
+            return
+        try:
+            await reply(self.bot, question, text)
+        except TelegramError as exc:
+            log.warning("voice.reply_failed", error=type(exc).__name__)

@@ -1,0 +1,92 @@
+"""The transcriber process: load Whisper, then turn recordings from Redis into transcripts until stopped.
+
+One recording at a time (Whisper uses WHISPER_THREADS cores); more transcribers scale like workers,
+as consumers of one group. The recording's audio is decoded in memory and leaves Redis with the
+transcript's publication (storage.queue.voice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import structlog
+from redis.exceptions import RedisError
+
+from inference.settings import InferenceSettings
+from inference.transcribe import Transcriber
+from inference.whisper_model import resolve_whisper_model
+from storage.queue.connection import connect
+from storage.queue.streams import Delivery
+from storage.queue.voice import VoiceQueue, transcript_of, voice_queue_from_settings
+from storage.queue.voice_messages import RecordingMessage
+from storage.settings import StorageSettings
+
+log = structlog.get_logger("inference.transcriber")
+
+
+async def transcribe_one(
+    queue: VoiceQueue, transcriber: Transcriber, delivery: Delivery[RecordingMessage], name: str
+) -> str:
+    """Transcribe one recording in a thread, publish its transcript; returns the status published."""
+    recording = delivery.message
+    with structlog.contextvars.bound_contextvars(question_id=recording.question_id):
+        started = time.monotonic()
+        try:
+            heard = await asyncio.to_thread(
+                transcriber.transcribe, recording.audio, max_seconds=recording.max_seconds
+            )
+            status: str = heard.status
+            text, language, audio_s = heard.text, heard.language, heard.audio_s
+        except Exception as exc:  # a model error must not keep the audio in Redis: the user is told
+            log.error("transcribe.error", error=type(exc).__name__)
+            status, text, language, audio_s = "failed", "", "", 0.0
+        took = time.monotonic() - started
+        transcript = transcript_of(
+            recording, status, transcriber=name, text=text, language=language, audio_s=audio_s
+        )
+        await queue.finish(delivery, transcript)
+        rtf = round(took / audio_s, 3) if audio_s else None
+        log.info("transcribe.done", status=status, audio_s=round(audio_s, 2), took_s=round(took, 3), rtf=rtf)
+        return status
+
+
+async def run_transcriber(queue: VoiceQueue, transcriber: Transcriber, name: str, stop: asyncio.Event) -> int:
+    """Read, transcribe and publish until ``stop`` is set; returns how many recordings were handled."""
+    await queue.join(name)
+    log.info("transcriber.ready", transcriber=name, multilingual=transcriber.multilingual)
+    handled = 0
+    while not stop.is_set():
+        try:
+            for delivery in await queue.read_recordings(name, block_ms=1_000):
+                await transcribe_one(queue, transcriber, delivery, name)
+                handled += 1
+        except (RedisError, OSError) as exc:
+            log.warning("transcriber.redis", error=type(exc).__name__)
+            await asyncio.sleep(1.0)
+    return handled
+
+
+async def serve_transcriber(settings: InferenceSettings, storage: StorageSettings, redis_url: str) -> int:
+    """The `transcriber` command: until SIGINT/SIGTERM; an unfinished recording stays pending for the next."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    model_dir = await asyncio.to_thread(
+        resolve_whisper_model, settings.whisper_model, storage.ensure_data_dir()
+    )
+    transcriber = await asyncio.to_thread(
+        Transcriber, model_dir, threads=settings.whisper_threads, beam_size=settings.whisper_beam_size
+    )
+    log.info("whisper.loaded", model=model_dir.name, threads=settings.whisper_threads)
+    redis = await connect(redis_url, attempts=5)
+    try:
+        handled = await run_transcriber(
+            voice_queue_from_settings(redis, storage), transcriber, settings.transcriber_name, stop
+        )
+    finally:
+        await redis.aclose()
+    log.info("transcriber.stopped", handled=handled)
+    return 0
