@@ -23,6 +23,15 @@ def pull_model(_: argparse.Namespace) -> int:
     return 0
 
 
+def pull_whisper(_: argparse.Namespace) -> int:
+    """Download the Whisper model of WHISPER_MODEL into the data directory's hub cache (unless there)."""
+    from inference.whisper_model import resolve_whisper_model
+
+    settings, data_dir = _settings()
+    print(f"{resolve_whisper_model(settings.whisper_model, data_dir)}: Whisper model ready")
+    return 0
+
+
 def verify_model(args: argparse.Namespace) -> int:
     """Check the sha256 (against the published one for the default file)."""
     settings, data_dir = _settings()

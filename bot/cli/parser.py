@@ -25,6 +25,9 @@ def _model(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     msub.add_parser(
         "pull", help="download the default Meditron GGUF (resumable), check its sha256"
     ).set_defaults(handler="model_cmd:pull_model")
+    msub.add_parser(
+        "pull-whisper", help="download the Whisper model named by WHISPER_MODEL (voice notes)"
+    ).set_defaults(handler="model_cmd:pull_whisper")
     verify = msub.add_parser("verify", help="check the model file's sha256")
     _path_arg(verify)
     verify.set_defaults(handler="model_cmd:verify_model")
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "start Redis (if REDIS_URL is unset), the bot and one worker"),
         ("bot", "start only the Telegram side (needs REDIS_URL)"),
         ("worker", "start only a model worker (needs REDIS_URL)"),
+        ("transcriber", "start only a voice-note transcriber, Whisper (needs REDIS_URL)"),
     ):
         sub.add_parser(name, help=text).set_defaults(handler=f"run_cmd:{name}")
     _ask(sub)

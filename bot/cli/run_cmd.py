@@ -1,13 +1,15 @@
-"""``run`` (everything on one machine, supervised), ``bot`` and ``worker`` (the parts alone)."""
+"""``run`` (everything on one machine, supervised); ``bot``, ``worker``, ``transcriber`` (the parts alone)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 import structlog
 
 from bot.cli.database import database_url, prepare_database
+from bot.process.local_transcriber import transcriber_spec
 from bot.process.local_worker import worker_spec
 from bot.process.private_redis import PrivateRedis, private_redis_dir, shared_redis_url
 from bot.process.runlock import RunLock
@@ -16,9 +18,11 @@ from bot.process.supervisor import Supervisor
 from bot.settings import BotSettings
 from bot.telegram.alerts import alert
 from bot.telegram.app import AppType, build_application, run_bot
+from inference.errors import ModelNotFoundError
 from inference.modelfile import validate_gguf
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
+from inference.whisper_model import resolve_whisper_model
 from storage.settings import StorageSettings
 
 log = structlog.get_logger("cli.run")
@@ -46,6 +50,27 @@ def worker(_: argparse.Namespace) -> int:
     return asyncio.run(serve(InferenceSettings(), storage, shared_redis_url(storage)))
 
 
+def transcriber(_: argparse.Namespace) -> int:
+    """One voice-note transcriber alone (WHISPER_MODEL, downloaded first when it is a name not yet here)."""
+    from inference.transcriber import serve_transcriber
+
+    storage = StorageSettings()
+    return asyncio.run(serve_transcriber(InferenceSettings(), storage, shared_redis_url(storage)))
+
+
+def _whisper_model(inference: InferenceSettings, storage: StorageSettings) -> Path | None:
+    """The Whisper model `run` starts a transcriber with: a directory, or a name already downloaded.
+
+    None (voice notes then get a kind "please type" reply) when it is not here: `run` never waits
+    for a download of it; `meditron-bot model pull-whisper` fetches it.
+    """
+    try:
+        return resolve_whisper_model(inference.whisper_model, storage.data_dir, allow_download=False)
+    except ModelNotFoundError as exc:
+        log.warning("voice.off", reason=str(exc))
+        return None
+
+
 def run(_: argparse.Namespace) -> int:
     """Lock DATA_DIR, migrate, then the supervised private Redis and worker, and the bot in this process."""
     settings, storage, inference = BotSettings(), StorageSettings(), InferenceSettings()
@@ -55,9 +80,10 @@ def run(_: argparse.Namespace) -> int:
             path = ensure_model(inference, storage.data_dir)
             validate_gguf(path)
             model = str(path)
+        whisper = _whisper_model(inference, storage)
         db_url = database_url(storage)
         prepare_database(db_url)
-        return asyncio.run(_run(settings, storage, lock, model, db_url))
+        return asyncio.run(_run(settings, storage, lock, (model, whisper), db_url))
 
 
 class _Alerts:
@@ -76,15 +102,22 @@ class _Alerts:
 
 
 async def _run(
-    settings: BotSettings, storage: StorageSettings, lock: RunLock, model: str, db_url: str
+    settings: BotSettings,
+    storage: StorageSettings,
+    lock: RunLock,
+    models: tuple[str, Path | None],
+    db_url: str,
 ) -> int:
-    """One event loop: children first, then the bot until a signal; stop the bot, worker, Redis."""
+    """One event loop: children, then the bot until a signal; stop the bot, transcriber, worker, Redis."""
     stop = stop_event()
     alerts = _Alerts(settings.admin_chat_id)
     supervisor = Supervisor(on_exit=alerts.child_exited, on_start=lock.record)
     try:
         redis_url = await _start_redis(supervisor, storage)
+        model, whisper = models
         await supervisor.start(worker_spec(redis_url, model))
+        if whisper is not None:
+            await supervisor.start(transcriber_spec(redis_url, whisper))
         alerts.app = build_application(settings, storage, redis_url=redis_url, database_url=db_url)
         await run_bot(alerts.app, stop)
         log.info("bot.stopped")
