@@ -86,7 +86,9 @@ def build_application(
         app.bot_data[INGEST] = ingest
         assert app.job_queue is not None
         app.bot_data[LIVENESS] = await start_liveness(
-            app.job_queue, res, [ingest.recheck_pending, delivery.recheck_pending, transcripts.recheck_pending]
+            app.job_queue,
+            res,
+            [ingest.recheck_pending, delivery.recheck_pending, transcripts.recheck_pending],
         )
         delivery.start()
         transcripts.start()
