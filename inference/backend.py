@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Protocol
 
 from inference.batch_sequence import Callback, Request
@@ -25,8 +26,11 @@ class Backend(Protocol):
         """Tokens of the instruction prefix kept evaluated (0 when none)."""
         ...
 
-    def set_prefix(self, text: str) -> int:
-        """Keep ``text`` evaluated for every request that starts with it (blocking); its token count."""
+    def set_prefix(self, text: str, state: Path | None = None) -> int:
+        """Keep ``text`` evaluated for every request that starts with it (blocking); its token count.
+
+        ``state``: a file to load that KV state from, or to save it to (see inference.prefix_state).
+        """
         ...
 
     def submit(self, request: Request, on_done: Callback) -> object:

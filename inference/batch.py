@@ -9,6 +9,7 @@ steps the :class:`~inference.batch_schedule.Scheduler`, which moves each request
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,8 @@ class BatchEngine:
             llama, n_batch=n_batch, max_sequences=max_sequences, reserve_answer=reserve_answer
         )
         self.stats: BatchStats = self._scheduler.stats
+        self.prefix_source = ""
+        """How the prefix got into the cache: "evaluated", "evaluated, saved" or "loaded"."""
 
     @classmethod
     def sharing(
@@ -152,14 +155,35 @@ class BatchEngine:
 
     # -- prefix ----------------------------------------------------------------------------------
 
-    def set_prefix(self, text: str) -> int:
-        """Evaluate ``text`` once into the prefix sequence; return its token count (blocking)."""
+    def set_prefix(self, text: str, state: Path | None = None) -> int:
+        """Evaluate ``text`` once into the prefix sequence; return its token count (blocking).
+
+        With ``state`` (see :mod:`inference.prefix_state`) the KV state saved there is loaded
+        instead when it holds exactly these tokens; otherwise ``text`` is evaluated and saved there.
+        :attr:`prefix_source` then says which happened.
+        """
         tokens = self.tokenize(text)
         if len(tokens) >= self.n_ctx // 2:
             raise PromptTooLongError(len(tokens), self.n_ctx // 2)
         with self._step_lock:
+            if state is not None and state.is_file() and self._scheduler.restore_prefix(state, tokens):
+                self.prefix_source = "loaded"
+                return len(tokens)
             self._scheduler.set_prefix(tokens)
+            self.prefix_source = "evaluated"
+            if state is not None:
+                self._save_prefix(state, tokens)
         return len(tokens)
+
+    def _save_prefix(self, state: Path, tokens: list[int]) -> None:
+        """Write the prefix sequence to ``state`` (a temporary file renamed, so never half a file)."""
+        state.parent.mkdir(parents=True, exist_ok=True)
+        partial = state.with_name(f"{state.name}.{os.getpid()}.tmp")
+        if self._live().save_sequence(PREFIX_SEQ, partial, tokens):
+            partial.replace(state)
+            self.prefix_source = "evaluated, saved"
+        else:
+            partial.unlink(missing_ok=True)
 
     # -- requests --------------------------------------------------------------------------------
 

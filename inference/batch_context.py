@@ -138,6 +138,30 @@ class BatchContext:
         low = llama_cpp.llama_memory_seq_pos_min(self.mem, seq_id)
         return 0 if high < 0 else int(high - low + 1)
 
+    def save_sequence(self, seq_id: int, path: Path, tokens: Sequence[int]) -> bool:
+        """Write sequence ``seq_id``'s KV cells and ``tokens`` to ``path``; whether llama.cpp did."""
+        import llama_cpp
+
+        array = (llama_cpp.llama_token * len(tokens))(*tokens)
+        written = llama_cpp.llama_state_seq_save_file(
+            self.ctx, str(path).encode("utf-8"), seq_id, array, len(tokens)
+        )
+        return int(written) > 0
+
+    def load_sequence(self, seq_id: int, path: Path, capacity: int) -> list[int] | None:
+        """Load a saved sequence into ``seq_id``: its tokens, or None (nothing loaded) if it does not load."""
+        import llama_cpp
+
+        array = (llama_cpp.llama_token * capacity)()
+        count = ctypes.c_size_t(0)
+        read = llama_cpp.llama_state_seq_load_file(
+            self.ctx, str(path).encode("utf-8"), seq_id, array, capacity, ctypes.byref(count)
+        )
+        if int(read) == 0:
+            self.forget(seq_id)
+            return None
+        return list(array[: count.value])
+
     # -- the decode step -------------------------------------------------------------------------
 
     def decode(self, entries: Sequence[Entry]) -> tuple[int, float]:

@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from inference.batch_context import BatchContext, Entry, free_sampler, make_sampler
 from inference.batch_sequence import Job, State
@@ -113,6 +114,17 @@ class Scheduler:
                 self.llama.forget(PREFIX_SEQ)
                 raise DecodeError(status)
         self.prefix = tokens
+
+    def restore_prefix(self, path: Path, tokens: list[int]) -> bool:
+        """Load the prefix sequence from ``path`` if it holds exactly ``tokens`` (nothing may be active)."""
+        self.llama.forget(PREFIX_SEQ)
+        self.prefix = []
+        loaded = self.llama.load_sequence(PREFIX_SEQ, path, len(tokens) + 1)
+        if loaded != tokens:
+            self.llama.forget(PREFIX_SEQ)
+            return False
+        self.prefix = tokens
+        return True
 
     # -- one step --------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -116,7 +117,7 @@ class RemoteEngine:
         """Never evaluated here: the server keeps its own prompt cache (llama-server's ``cache_prompt``)."""
         return 0
 
-    def set_prefix(self, text: str) -> int:
+    def set_prefix(self, text: str, state: Path | None = None) -> int:
         """Nothing to do: the server reuses the common prefix of its slots' prompts itself."""
         return 0
 

@@ -11,6 +11,8 @@ from inference.backend import Backend
 from inference.batch import BatchEngine
 from inference.memory import check_memory
 from inference.modelfile import file_sha256
+from inference.prefix_state import prefix_state_key, prefix_state_path
+from inference.prompt import PROMPT_VERSION, preamble_prompt
 from inference.remote import RemoteEngine
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
@@ -84,6 +86,13 @@ async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url
     else:
         engine, model = await asyncio.to_thread(load_engine, settings, storage)
     queue = queue_from_settings(redis, storage)
+    state = None
+    if not settings.inference_url and settings.prefix_reuse:
+        key = prefix_state_key(
+            model_sha256=model, prompt_version=PROMPT_VERSION, prefix=preamble_prompt(),
+            n_ctx=settings.n_ctx, max_sequences=settings.max_sequences,
+        )  # fmt: skip
+        state = prefix_state_path(storage.ensure_data_dir(), key)
     config = WorkerConfig(
         name=settings.worker_name,
         model_sha256=model,
@@ -92,6 +101,7 @@ async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url
         heartbeat_s=heartbeat_s,
         max_sequences=settings.max_sequences,
         prefix_reuse=settings.prefix_reuse,
+        prefix_state=state,
     )
     worker = Worker(queue, engine, config)
     log.info("worker.heartbeat", heartbeat_s=heartbeat_s, claim_idle_ms=storage.queue_claim_idle_ms)

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -61,6 +62,8 @@ class WorkerConfig:
     max_sequences: int = 4
     prefix_reuse: bool = True
     capacity_ttl_s: float = 15.0
+    prefix_state: Path | None = None
+    """Where the instruction prefix's KV state is loaded from at start, or saved to (cold start)."""
 
 
 class EngineGoneError(InferenceError):
@@ -153,7 +156,12 @@ class Worker:
         else:
             batch = self.engine
         if self.config.prefix_reuse and batch.prefix_tokens == 0:
-            batch.set_prefix(preamble_prompt())
+            started = time.perf_counter()
+            tokens = batch.set_prefix(preamble_prompt(), self.config.prefix_state)
+            source = getattr(batch, "prefix_source", "")
+            log.info(
+                "prefix.ready", tokens=tokens, source=source, seconds=round(time.perf_counter() - started, 3)
+            )
         return batch
 
     def _engine_ended(self, task: asyncio.Task[None], halt: threading.Event) -> None:

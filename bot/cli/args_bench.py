@@ -37,4 +37,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--counts", type=_counts, default=(1, 2, 4, 8), help="questions arriving together (default 1,2,4,8)"
     )
+    parser.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="only: a restarted worker on a saved instruction state against a warm one",
+    )
     parser.set_defaults(handler="bench_cmd:run")

@@ -41,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(0)
     model = _model(args, progress)
     config = _config(args, model)
+    if args.cold_start:
+        from inference.bench_cold import format_cold_start, measure_cold_start
+
+        cold = measure_cold_start(config)
+        print(json.dumps(cold.as_dict()) if args.json else format_cold_start(cold))
+        return 0
     progress.total = count_steps(config)
     report = run_bench(config, progress)
     print(json.dumps(report.as_dict()) if args.json else format_table(report))
