@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,19 @@ async def test_unreachable_server_fails_clearly() -> None:
     finally:
         await engine.aclose()
     assert "secret" not in str(caught.value)
+
+
+def test_bench_against_the_server_prints_both_sides(
+    llama_server_url: str, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bench --against URL --json``: both sides measured on the same questions, server memory seen."""
+    from bot.cli import main
+
+    args = ["--against", llama_server_url, "--counts", "1,2", "--answer-tokens", "4", "--ctx", "1024"]
+    code = main(["bench", "--model", str(tiny_model_path), "--json", *args])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["server_model"] == MODEL_ALIAS
+    for side in ("worker", "server"):
+        assert report[side]["ttft_s"] > 0 and report[side]["generation_tps"] > 0
+        assert set(report[side]["together_s"]) == {"1", "2"}
+        assert report[side]["peak_rss_bytes"] > 0  # the server listens on this machine: its RSS is seen

@@ -42,4 +42,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="only: a restarted worker on a saved instruction state against a warm one",
     )
+    parser.add_argument(
+        "--against",
+        metavar="URL",
+        help="also an OpenAI-compatible server (llama-server, Ollama, vLLM) on the same model, side by side",
+    )
     parser.set_defaults(handler="bench_cmd:run")

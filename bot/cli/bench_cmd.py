@@ -41,6 +41,14 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(0)
     model = _model(args, progress)
     config = _config(args, model)
+    if args.against:
+        from inference.bench_against import count_steps as against_steps
+        from inference.bench_against import format_against, run_against
+
+        progress.total = against_steps(config)
+        against = run_against(config, args.against, progress)
+        print(json.dumps(against.as_dict()) if args.json else format_against(against))
+        return 0
     if args.cold_start:
         from inference.bench_cold import format_cold_start, measure_cold_start
 
