@@ -47,4 +47,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="URL",
         help="also an OpenAI-compatible server (llama-server, Ollama, vLLM) on the same model, side by side",
     )
+    voice = parser.add_argument_group("voice notes")
+    voice.add_argument(
+        "--transcription", action="store_true", help="measure Whisper instead: real-time factor and memory"
+    )
+    voice.add_argument("--whisper-model", help="faster-whisper name or CTranslate2 directory (WHISPER_MODEL)")
+    voice.add_argument("--audio", type=Path, help="a recording to transcribe (default: espeak-ng speech)")
+    voice.add_argument("--rounds", type=int, default=3, help="timed transcriptions (default 3)")
     parser.set_defaults(handler="bench_cmd:run")

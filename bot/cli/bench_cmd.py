@@ -36,8 +36,26 @@ def _config(args: argparse.Namespace, model: Path) -> BenchConfig:
     )
 
 
+def transcription(args: argparse.Namespace) -> int:
+    """The Whisper section: real-time factor and memory of WHISPER_MODEL (or --whisper-model)."""
+    from inference.bench_voice import format_transcription, run_transcription_bench, spoken_question
+    from inference.whisper_model import resolve_whisper_model
+
+    settings = InferenceSettings()
+    model_dir = resolve_whisper_model(
+        args.whisper_model or settings.whisper_model, StorageSettings().data_dir
+    )
+    audio = args.audio.read_bytes() if args.audio else spoken_question()
+    threads = args.threads or settings.whisper_threads
+    report = run_transcription_bench(model_dir, audio, threads=threads, rounds=args.rounds)
+    print(json.dumps(report.as_dict()) if args.json else format_transcription(report))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; a table (or one JSON object) on stdout, progress on stderr."""
+    if args.transcription:
+        return transcription(args)
     progress = Progress(0)
     model = _model(args, progress)
     config = _config(args, model)
