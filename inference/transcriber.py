@@ -15,7 +15,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from inference.settings import InferenceSettings
-from inference.transcribe import Transcriber
+from inference.transcribe import Heard, Transcriber
 from inference.whisper_model import resolve_whisper_model
 from storage.queue.connection import connect
 from storage.queue.streams import Delivery
@@ -26,17 +26,33 @@ from storage.settings import StorageSettings
 log = structlog.get_logger("inference.transcriber")
 
 
+def heartbeat_s(claim_idle_ms: int) -> float:
+    """Seconds between claim renewals during a transcription: a quarter of the claim time, at most 10."""
+    return min(10.0, claim_idle_ms / 4000)
+
+
+async def _heard(
+    queue: VoiceQueue, transcriber: Transcriber, delivery: Delivery[RecordingMessage], name: str
+) -> Heard:
+    """Whisper in a thread; meanwhile the claim is renewed, so no other transcriber takes the recording."""
+    recording = delivery.message
+    work = asyncio.ensure_future(
+        asyncio.to_thread(transcriber.transcribe, recording.audio, max_seconds=recording.max_seconds)
+    )
+    while not (await asyncio.wait({work}, timeout=heartbeat_s(queue.claim_idle_ms)))[0]:
+        await queue.renew(name, delivery.entry_id)
+    return work.result()
+
+
 async def transcribe_one(
     queue: VoiceQueue, transcriber: Transcriber, delivery: Delivery[RecordingMessage], name: str
 ) -> str:
-    """Transcribe one recording in a thread, publish its transcript; returns the status published."""
+    """Transcribe one recording, publish its transcript; returns the status published."""
     recording = delivery.message
     with structlog.contextvars.bound_contextvars(question_id=recording.question_id):
         started = time.monotonic()
         try:
-            heard = await asyncio.to_thread(
-                transcriber.transcribe, recording.audio, max_seconds=recording.max_seconds
-            )
+            heard = await _heard(queue, transcriber, delivery, name)
             status: str = heard.status
             text, language, audio_s = heard.text, heard.language, heard.audio_s
         except Exception as exc:  # a model error must not keep the audio in Redis: the user is told

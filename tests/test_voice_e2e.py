@@ -32,6 +32,10 @@ async def _speak(stack: Stack, audio: bytes, duration: int, **kw: Any) -> tuple[
     answer = await stack.stub.wait_for("sendMessage", _text_has(texts.REMINDER), since=before, timeout=90)
     assert heard[0].params["reply_parameters"]["message_id"] == note["message"]["message_id"]
     assert heard[0].at <= answer[0].at
+    took = heard[0].at - stack.stub.pushed_at[note["update_id"]]
+    print(
+        f"voice note pushed -> transcript reply {took:.2f} s, answer {answer[0].at - heard[0].at:.2f} s later"
+    )
     return str(heard[0].params["text"]), str(answer[0].params["text"])
 
 

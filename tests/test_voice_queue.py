@@ -65,6 +65,20 @@ async def test_a_recording_delivered_too_often_becomes_a_failure_notice(
     assert notice.message.status == "failed" and notice.message.text == ""
 
 
+async def test_a_long_transcription_keeps_its_claim_until_another_takes_it(
+    redis_client: Redis, queue_names: QueueNames
+) -> None:
+    voice = _voice(redis_client, queue_names)
+    await voice.join("asr-1")
+    await voice.enqueue_once(_recording())
+    [delivery] = await voice.read_recordings("asr-1", block_ms=10)
+    assert await voice.renew("asr-1", delivery.entry_id)
+    assert not await voice.renew("asr-2", delivery.entry_id)  # not asr-2's
+    group = voice.names.transcribers_group
+    await redis_client.xclaim(voice.names.recordings, group, "asr-2", 0, [delivery.entry_id])
+    assert not await voice.renew("asr-1", delivery.entry_id)  # taken over: asr-1 lost it
+
+
 def _settings() -> BotSettings:
     return BotSettings(telegram_bot_token=SecretStr("1:x"), voice_max_seconds=60, voice_max_bytes=2_000_000)
 

@@ -94,7 +94,8 @@ class TranscriptDelivery:
     async def _ask(self, question: QuestionMessage, language: str) -> None:
         """The heard text, then: danger signs, consent (asked again: it may have changed), the queue."""
         res = self.res
-        log.info("voice.heard", chars=len(question.text))
+        received = round(time.time() - question.received_at, 3) if question.received_at else None
+        log.info("voice.heard", chars=len(question.text), since_received_s=received)
         await self._once(question, "heard", t(texts.VOICE_HEARD, language).format(text=question.text))
         if len(question.text) > res.settings.max_question_chars:
             limit = res.settings.max_question_chars

@@ -41,6 +41,16 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 return published
 """
 
+# KEYS recordings; ARGV group, consumer, entry id. 1 when the claim was renewed (still this consumer's).
+_RENEW = """
+local info = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #info == 1 and info[1][2] == ARGV[2] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+  return 1
+end
+return 0
+"""
+
 
 @dataclass(frozen=True)
 class VoiceNames:
@@ -230,6 +240,12 @@ class VoiceQueue:
             self.entry_ttl_s,
         ]
         return bool(await script(keys=keys, args=args))
+
+    async def renew(self, consumer: str, entry_id: str) -> bool:
+        """Keep a long transcription's claim (not taken over as idle); False when it is no longer ours."""
+        script = self.redis.register_script(_RENEW)
+        keys = [self.names.recordings]
+        return bool(await script(keys=keys, args=[self.names.transcribers_group, consumer, entry_id]))
 
     async def waiting(self) -> int:
         """Recordings waiting or being transcribed."""
