@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from inference.paragraphs import Paragraphs
 from inference.prompt import build_prompt
 from inference.synthetic import TINY, build_vocab, write_gemma2_gguf
 from storage.models import Answer
+from storage.queue import queue_from_settings
+from storage.queue.connection import connect
 from tests.support.llama_server import running_llama_server
 from tests.support.stack import Stack
 from tests.support.telegram_stub import running_application
@@ -104,3 +107,38 @@ async def test_paragraphs_arrive_in_order_the_last_with_reminder_and_buttons(
     async with sessionmaker() as session:
         record = (await session.execute(select(Answer))).scalar_one()
     assert record.text == "\n\n".join(PARAGRAPHS)  # the whole answer is recorded once
+
+
+async def test_a_paragraph_sent_before_a_bot_restart_is_not_sent_again(
+    stack: Stack, worker_process: Any, paragraph_server: str
+) -> None:
+    """A bot process dies after sending the first paragraph: the next one sends the rest, once each."""
+    stub = stack.stub
+    settings = stack.bot.model_copy(update={"delivery": "paragraphs"})
+
+    def bot() -> Any:
+        storage, redis_url = stack.storage, stack.redis_url
+        return build_application(settings, storage, redis_url=redis_url, database_url=stack.db_url)
+
+    async with running_application(bot()):
+        await stub.wait_until_polling()
+        await _consent(stack, "both")
+        before = len(stub.calls)
+        stub.push_message("Child with diarrhoea?", user_id=424242)
+        await stub.wait_for("sendMessage", _text_has("in the queue"), since=before)
+    worker = await worker_process(INFERENCE_URL=paragraph_server, MAX_ANSWER_TOKENS="200")
+    await worker.wait_for_line("answer.published")  # both paragraphs and the answer wait in Redis
+    redis = await connect(stack.redis_url)
+    try:
+        queue = queue_from_settings(redis, stack.storage)
+        entries = await redis.xrange(queue.names.answers)
+        question_id = json.loads(entries[0][1]["m"])["question_id"]
+        await queue.mark_sent(f"{question_id}#0")  # the dead process had sent the first paragraph
+    finally:
+        await redis.aclose()
+    sent = len(stub.calls)
+    async with running_application(bot()):
+        await stub.wait_for("sendMessage", _text_has(texts.REMINDER), since=sent, timeout=60)
+        assert await stack_streams_empty(stack)
+    answers = [call.params["text"] for call in stub.calls[sent:] if call.method == "sendMessage"]
+    assert answers == [PARAGRAPHS[1], f"{PARAGRAPHS[2]}\n\n{PARAGRAPHS[3]}\n\n{texts.REMINDER}"]
