@@ -43,6 +43,10 @@ class BackendError(InferenceError):
     """The model server refused or failed a request, or could not be reached."""
 
 
+class _UnavailableError(Exception):
+    """The server is away (connection refused, or 503 while it loads): the request may be sent again."""
+
+
 @dataclass
 class _Stream:
     """What one streamed completion produced so far."""
@@ -74,6 +78,7 @@ class RemoteEngine:
         self.url = url.rstrip("/").removesuffix("/v1")
         self.model = model
         self.max_sequences = max_sequences
+        self.timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0)
@@ -191,6 +196,22 @@ class RemoteEngine:
         )
 
     async def _stream(self, request: Request, into: _Stream) -> None:
+        """:meth:`_stream_once`, tried again while the server is away (refused connection, 503) and
+        nothing was streamed yet, for up to the timeout; then BackendError."""
+        backoff = Backoff(first_s=0.5, cap_s=5.0)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                await self._stream_once(request, into)
+                return
+            except _UnavailableError as exc:
+                if into.chunks or time.monotonic() > deadline:
+                    raise BackendError(f"the model server at {self._shown} is unavailable: {exc}") from None
+                delay = backoff.failed()
+                log.warning("backend.unavailable", reason=str(exc), retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)
+
+    async def _stream_once(self, request: Request, into: _Stream) -> None:
         """POST the completion and read its server-sent events into ``into``, until [DONE] or a stop."""
         body = {
             "model": self.model,
@@ -202,24 +223,33 @@ class RemoteEngine:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        async with self._client.stream("POST", "/v1/completions", json=body) as response:
-            if response.status_code != 200:
-                raise _refusal(response.status_code, (await response.aread()).decode("utf-8", "replace"))
-            async for event in _events(response):
-                for choice in event.get("choices") or []:
-                    piece = str(choice.get("text") or "")
-                    if piece:
-                        into.first_token_at = into.first_token_at or time.time()
-                        into.text.append(piece)
-                        into.chunks += 1
-                        if request.on_text is not None and "\n" in piece:
-                            request.on_text("".join(into.text))
-                    into.finish_reason = choice.get("finish_reason") or into.finish_reason
-                if event.get("usage"):
-                    into.usage = dict(event["usage"])
-                if request.should_stop is not None and request.should_stop():
-                    into.cancelled = True
-                    return  # closing the stream ends the generation on the server
+        try:
+            async with self._client.stream("POST", "/v1/completions", json=body) as response:
+                await self._read(request, response, into)
+        except httpx.ConnectError as exc:
+            raise _UnavailableError(type(exc).__name__) from None
+
+    async def _read(self, request: Request, response: httpx.Response, into: _Stream) -> None:
+        """Read one streamed completion's events into ``into``."""
+        if response.status_code == 503:
+            raise _UnavailableError("HTTP 503")
+        if response.status_code != 200:
+            raise _refusal(response.status_code, (await response.aread()).decode("utf-8", "replace"))
+        async for event in _events(response):
+            for choice in event.get("choices") or []:
+                piece = str(choice.get("text") or "")
+                if piece:
+                    into.first_token_at = into.first_token_at or time.time()
+                    into.text.append(piece)
+                    into.chunks += 1
+                    if request.on_text is not None and "\n" in piece:
+                        request.on_text("".join(into.text))
+                into.finish_reason = choice.get("finish_reason") or into.finish_reason
+            if event.get("usage"):
+                into.usage = dict(event["usage"])
+            if request.should_stop is not None and request.should_stop():
+                into.cancelled = True
+                return  # closing the stream ends the generation on the server
 
 
 async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import structlog
+import structlog.testing
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,7 +22,7 @@ from inference.errors import PromptTooLongError
 from inference.prompt import build_prompt
 from inference.remote import RemoteEngine
 from storage.models import Answer, Question
-from tests.support.llama_server import MODEL_ALIAS
+from tests.support.llama_server import MODEL_ALIAS, free_port, running_llama_server
 from tests.support.stack import Stack
 from tests.test_e2e import _ask, _consent, stack_streams_empty
 
@@ -131,3 +134,23 @@ def test_bench_against_the_server_prints_both_sides(
         assert report[side]["ttft_s"] > 0 and report[side]["generation_tps"] > 0
         assert set(report[side]["together_s"]) == {"1", "2"}
         assert report[side]["peak_rss_bytes"] > 0  # the server listens on this machine: its RSS is seen
+
+
+async def test_a_request_waits_for_a_server_that_is_away(
+    llama_server_binary: Path, tiny_model_path: Path, tmp_path: Path
+) -> None:
+    """Connection refused before anything streamed: the request is sent again once the server is up."""
+    port = free_port()
+    engine = RemoteEngine(f"http://127.0.0.1:{port}", model=MODEL_ALIAS, timeout_s=120)
+    with contextlib.ExitStack() as servers, structlog.testing.capture_logs() as logs:
+        task = asyncio.create_task(engine.complete(Request(build_prompt(QUESTION), max_tokens=4)))
+        async with asyncio.timeout(20):
+            while not any(entry["event"] == "backend.unavailable" for entry in logs):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        server = running_llama_server(llama_server_binary, tiny_model_path, tmp_path / "log", port=port)
+        await asyncio.to_thread(servers.enter_context, server)
+        try:
+            result = await task
+        finally:
+            await engine.aclose()
+    assert result.stop_reason == "length" and result.completion_tokens == 4

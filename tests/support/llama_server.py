@@ -38,7 +38,7 @@ def find_binary() -> Path | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A TCP port on the loopback interface that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -77,9 +77,11 @@ def llama_server_binary() -> Path:
 
 
 @contextlib.contextmanager
-def running_llama_server(binary: Path, model: Path, log: Path, *extra: str) -> Iterator[str]:
+def running_llama_server(
+    binary: Path, model: Path, log: Path, *extra: str, port: int | None = None
+) -> Iterator[str]:
     """llama-server on 127.0.0.1 serving ``model`` as ``tiny-gemma2`` (2 slots); its URL until exit."""
-    port = _free_port()
+    port = port or free_port()
     args = [
         str(binary), "-m", str(model), "--alias", MODEL_ALIAS,
         "--host", "127.0.0.1", "--port", str(port), "-c", "4096", "-np", "2", "-t", "2",
