@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 
 import structlog
 
+from inference import metrics
 from inference.backend import Backend
 from inference.batch import BatchEngine
 from inference.memory import check_memory
@@ -20,6 +22,8 @@ from inference.worker import Worker, WorkerConfig
 from storage.queue import queue_from_settings
 from storage.queue.connection import connect
 from storage.settings import StorageSettings
+from telemetry.checks import flag_check, redis_check
+from telemetry.endpoints import start_endpoints
 
 log = structlog.get_logger("inference.serve")
 
@@ -79,12 +83,34 @@ async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loaded = threading.Event()
+    endpoints = start_endpoints(
+        {"redis": redis_check(redis_url), "model": flag_check(loaded.is_set)}, "worker"
+    )
+    try:
+        return await _serve(settings, storage, redis_url, heartbeat_s, stop, loaded)
+    finally:
+        if endpoints is not None:
+            await asyncio.to_thread(endpoints.stop)
+
+
+async def _serve(
+    settings: InferenceSettings,
+    storage: StorageSettings,
+    redis_url: str,
+    heartbeat_s: float,
+    stop: asyncio.Event,
+    loaded: threading.Event,
+) -> int:
+    """Load the model (``loaded`` is set then), answer until ``stop``; the exit code."""
     redis = await connect(redis_url, attempts=5)
     engine: Backend
     if settings.inference_url:
         engine, model = await connect_backend(settings, stop)
     else:
         engine, model = await asyncio.to_thread(load_engine, settings, storage)
+    metrics.BATCH_SLOTS.set(settings.max_sequences)
+    loaded.set()
     queue = queue_from_settings(redis, storage)
     state = None
     if not settings.inference_url and settings.prefix_reuse:

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from inference import metrics
 from inference.backend import Backend
 from inference.batch import BatchEngine, Outcome, Request
 from inference.early import EarlyParagraphs
@@ -272,6 +273,7 @@ class Worker:
     async def handle(self, delivery: Delivery[QuestionMessage], batch: Backend) -> None:
         """Answer one question unless withdrawn; never raises (a failure leaves it pending)."""
         flight = self._flight.setdefault(delivery.entry_id, _InFlight(delivery))
+        metrics.BATCH_OCCUPANCY.set(len(self._flight))
         with structlog.contextvars.bound_contextvars(question_id=delivery.message.question_id):
             try:
                 await self._answer_question(flight, batch)
@@ -281,6 +283,7 @@ class Worker:
                 log.error("question.failed", error=type(exc).__name__)
             finally:
                 self._flight.pop(delivery.entry_id, None)
+                metrics.BATCH_OCCUPANCY.set(len(self._flight))
 
     async def _answer_question(self, flight: _InFlight, batch: Backend) -> None:
         """Generate (trying again after a failure), then publish, drop or leave the question."""
@@ -402,6 +405,7 @@ class Worker:
             log.info("answer.skipped", reason="already_answered")
             return
         self.answered += 1
+        _observe(answer)
         log.info(
             "answer.published",
             status=answer.status,
@@ -444,6 +448,20 @@ class Worker:
             "taken_at": taken_at,
             "worker": self.config.name,
         }
+
+
+def _observe(answer: AnswerMessage) -> None:
+    """The published answer's times and tokens in the worker's metrics."""
+    metrics.ANSWERS.labels(answer.status).inc()
+    if answer.taken_at and answer.enqueued_at:
+        metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, answer.taken_at - answer.enqueued_at))
+    if answer.status != "ok" or not answer.taken_at:
+        return
+    if answer.first_token_at:
+        metrics.FIRST_TOKEN_SECONDS.observe(max(0.0, answer.first_token_at - answer.taken_at))
+    metrics.GENERATION_SECONDS.observe(max(0.0, answer.finished_at - answer.taken_at))
+    metrics.TOKENS.labels("prompt").inc(answer.prompt_tokens)
+    metrics.TOKENS.labels("completion").inc(answer.completion_tokens)
 
 
 def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:

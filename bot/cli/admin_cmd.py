@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import os
 import sys
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from bot.console.health import HealthProbe
+    from telemetry.endpoints import Check
 
 log = structlog.get_logger("cli.admin")
 T = TypeVar("T")
@@ -90,14 +92,29 @@ def _health_probe(storage: StorageSettings) -> HealthProbe | None:
     return redis_probe(redis_url, storage)
 
 
-async def _serve(engine: AsyncEngine, config: uvicorn.Config) -> None:
-    """Run uvicorn on this loop; dispose of the engine on the same loop afterwards."""
+async def _serve(engine: AsyncEngine, config: uvicorn.Config, checks: dict[str, Check]) -> None:
+    """Run uvicorn on this loop (metrics and health on METRICS_PORT); dispose of the engine afterwards."""
     import uvicorn
 
+    from telemetry.endpoints import start_endpoints
+
+    endpoints = start_endpoints(checks, "console")
     try:
         await uvicorn.Server(config).serve()
     finally:
+        if endpoints is not None:
+            await asyncio.to_thread(endpoints.stop)
         await engine.dispose()
+
+
+def _checks(storage: StorageSettings, db_url: str) -> dict[str, Check]:
+    """The console's readiness: its database, and Redis when it shows queue health from one."""
+    from telemetry.checks import database_check, redis_check
+
+    checks = {"database": database_check(db_url)}
+    with contextlib.suppress(RedisUnavailableError):  # no Redis: the console shows no queue health
+        checks["redis"] = redis_check(shared_redis_url(storage))
+    return checks
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -117,5 +134,5 @@ def serve(args: argparse.Namespace) -> int:
     config = server_config(app, args.host, args.port, proxies)
     log.info("console.start", host=args.host, port=args.port, https=args.https, trusted_proxies=len(proxies))
     print(f"review console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)
-    asyncio.run(_serve(engine, config))
+    asyncio.run(_serve(engine, config, _checks(storage, url)))
     return 0

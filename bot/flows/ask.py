@@ -17,7 +17,7 @@ from telegram import Message, ReplyParameters
 from telegram.error import TelegramError
 from telegram.ext import ExtBot
 
-from bot import redflags
+from bot import metrics, redflags
 from bot.redflags import RedFlag
 from bot.resources import Resources
 from bot.telegram import texts
@@ -51,6 +51,7 @@ async def warn_if_danger(
     note = texts.ALERT_RED_FLAG.format(rule=flag.label, user=question.user, question=question.question_id)
     await alert(bot, res.settings.oncall_chat_id, note)
     log.warning("question.red_flag", rule=flag.label)
+    metrics.DANGER_SIGNS.labels(flag.rule).inc()
     return flag
 
 
@@ -115,6 +116,8 @@ async def _acknowledge(
     try:
         slots = await res.queue.capacity()
         await reply(bot, question, await acknowledgement(res, position, slots, language), ACKNOWLEDGEMENT)
+        if question.received_at:
+            metrics.ACKNOWLEDGEMENT_SECONDS.observe(max(0.0, time.time() - question.received_at))
     except TelegramError as exc:
         log.warning("question.ack_failed", error=type(exc).__name__)
 

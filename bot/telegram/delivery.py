@@ -15,6 +15,7 @@ from telegram import InlineKeyboardMarkup, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.ext import ExtBot
 
+from bot import metrics
 from bot.resources import Resources
 from bot.telegram import texts
 from bot.telegram.i18n import t
@@ -133,6 +134,8 @@ class AnswerDelivery:
             if not await queue.was_sent(answer.question_id):
                 language = answer.language or await self._language(answer.question_id)
                 sent = await self._send_pieces(answer, language)
+                if sent is not None and answer.finished_at:
+                    metrics.DELIVERY_SECONDS.observe(max(0.0, sent - answer.finished_at))
                 await queue.mark_sent(answer.question_id)
                 self._sent_at[answer.question_id] = sent
             # The user may ask again as soon as they have the answer, also while the database is away.

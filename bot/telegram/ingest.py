@@ -28,6 +28,7 @@ import structlog
 from redis.exceptions import RedisError
 from telegram import Bot, Update
 
+from bot import metrics
 from bot.errors import BotError
 from storage.queue.backoff import Backoff
 from storage.queue.updates import StoredUpdate, UpdateLog, update_id_of
@@ -245,7 +246,9 @@ class UpdateIngest:
         backoff = Backoff()
         while True:
             try:
+                started = time.perf_counter()
                 new = await updates.store(batch)
+                metrics.UPDATE_STORE_SECONDS.observe(time.perf_counter() - started)
                 log.debug("ingest.stored", updates=len(batch), new=new)
                 return True
             except (RedisError, OSError) as exc:
@@ -347,6 +350,7 @@ class UpdateIngest:
             update = self._parse(stored)
             if update is None:
                 await self.updates.ack(stored.entry_id)
+                metrics.UPDATES.labels("unparseable").inc()
                 return
             handling = Handling()
             token = _current.set(handling)
@@ -360,6 +364,7 @@ class UpdateIngest:
                 self._retry_due = True
                 return
             await self.updates.ack(stored.entry_id)
+            metrics.UPDATES.labels(metrics.update_type(stored.payload)).inc()
             self._backoff.reset()
             self.handled += 1
 

@@ -30,6 +30,8 @@ from redis.exceptions import RedisError
 from telegram.error import RetryAfter, TelegramError
 from telegram.ext import BaseRateLimiter
 
+from bot import metrics
+
 log = structlog.get_logger("bot.telegram.outgoing")
 
 ANSWER = 0  # an answer, or the danger-sign referral: what the user is waiting for
@@ -223,6 +225,7 @@ class OutgoingLimiter(BaseRateLimiter[int]):
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
+                metrics.TELEGRAM_429.labels(endpoint).inc()
                 if attempt == self.max_retries:
                     raise
                 pause = exc.retry_after

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from storage import metrics
 from storage.errors import BadQueueMessageError
 from storage.queue.messages import AnswerMessage, QuestionMessage
 from storage.settings import StorageSettings
@@ -207,6 +208,7 @@ class Queue:
             pipe.xadd(names.questions, _encode(question), maxlen=self.maxlen, approximate=True)
             pipe.xlen(names.questions)
             entry_id, length = await pipe.execute()
+        metrics.QUESTIONS_ENQUEUED.inc()
         await self.redis.set(
             names.pending_key(question.user), f"{question.question_id} {entry_id}", ex=self.entry_ttl_s
         )
@@ -232,6 +234,7 @@ class Queue:
         result = await script(keys=keys, args=args)
         if not result:
             return None
+        metrics.QUESTIONS_ENQUEUED.inc()
         return Enqueued(entry_id=str(result[0]), position=max(1, int(result[1])))
 
     async def claim_pending(self, user: str, question_id: str) -> str:
@@ -460,6 +463,7 @@ return lost
         ]
         args: list[str | int] = [names.workers_group, entry_id, self.maxlen, self.entry_ttl_s, reason]
         await script(keys=keys, args=[*args, str(time.time()), question_id, notice])
+        metrics.DEAD_LETTERS.labels("redelivered" if message is not None else "malformed").inc()
 
     async def heartbeat(self, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Renew this consumer's claim on entries it still owns; returns the ones it lost.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import metrics
 from storage.models import CONSENT_SCOPES, CONSENT_SOURCES, CONSENT_VALUES, ConsentEvent, User
 from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
@@ -51,6 +52,7 @@ async def record_consent(
     session.add(consent)
     _apply_to_user(user, scope, new_value, text_version)
     await session.flush()
+    metrics.CONSENT_CHANGES.labels(scope, new_value).inc()
     await append_audit(
         session,
         "consent.changed",
