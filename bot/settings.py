@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -28,6 +29,9 @@ class BotSettings(BaseSettings):
     reviewers: str = "the study's clinical research team"
     poll_timeout_s: int = Field(default=30, ge=0)
     bot_consumer: str = Field(default="bot", description="prefix of each process's own consumer name")
+    # Webhooks (`bot --webhook-url`): the secret Telegram sends back with every update; no default.
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = Field(default=None, description="a file holding WEBHOOK_SECRET")
     # Danger signs and alerts.
     emergency_number: str = Field(default="", description="e.g. 112; empty: 'your local emergency number'")
     oncall_chat_id: int | None = Field(default=None, description="gets red-flag alerts (pseudonym + rule)")

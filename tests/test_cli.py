@@ -127,3 +127,19 @@ def test_unreachable_bot_api_is_one_line(tmp_path: Path, tiny_model_path: Path) 
     line = _one_clear_line(result)
     assert "cannot reach the Telegram Bot API at http://127.0.0.1:9/bot" in line
     assert "1:x" not in result.stderr + result.stdout  # the token never appears
+
+
+def test_webhook_without_secret_says_what_to_set(tmp_path: Path) -> None:
+    url = "https://bot.example.org/telegram"
+    line = _one_clear_line(_cli(tmp_path, "bot", "--webhook-url", url, TELEGRAM_BOT_TOKEN="1:x"))
+    assert "WEBHOOK_SECRET" in line
+
+
+def test_webhook_secret_of_wrong_characters_is_refused_without_showing_it(tmp_path: Path) -> None:
+    url = "https://bot.example.org/telegram"
+    result = _cli(
+        tmp_path, "bot", "--webhook-url", url, TELEGRAM_BOT_TOKEN="1:x", WEBHOOK_SECRET="no spaces!"
+    )
+    line = _one_clear_line(result)
+    assert "WEBHOOK_SECRET must be" in line
+    assert "no spaces!" not in result.stderr

@@ -45,6 +45,21 @@ def _ask(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(handler="ask_cmd:ask")
 
 
+def _webhook_args(parser: argparse.ArgumentParser) -> None:
+    """--webhook-url and --listen (long polling without them)."""
+    parser.add_argument(
+        "--webhook-url",
+        help="receive updates by webhook at this public HTTPS URL (needs WEBHOOK_SECRET); "
+        "default: long polling",
+    )
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:8443",
+        metavar="HOST:PORT",
+        help="where the webhook listener serves (default 127.0.0.1:8443; behind the load balancer)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -59,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("worker", "start only a model worker (needs REDIS_URL)"),
         ("transcriber", "start only a voice-note transcriber, Whisper (needs REDIS_URL)"),
     ):
-        sub.add_parser(name, help=text).set_defaults(handler=f"run_cmd:{name}")
+        command = sub.add_parser(name, help=text)
+        command.set_defaults(handler=f"run_cmd:{name}")
+        if name == "bot":
+            _webhook_args(command)
     _ask(sub)
     _model(sub)
     db = sub.add_parser("db", help="database maintenance")

@@ -9,6 +9,7 @@ from pathlib import Path
 import structlog
 
 from bot.cli.database import database_url, prepare_database
+from bot.errors import ConfigurationError
 from bot.process.local_transcriber import transcriber_spec
 from bot.process.local_worker import worker_spec
 from bot.process.private_redis import PrivateRedis, private_redis_dir, shared_redis_url
@@ -18,28 +19,50 @@ from bot.process.supervisor import Supervisor
 from bot.settings import BotSettings
 from bot.telegram.alerts import alert
 from bot.telegram.app import AppType, build_application, run_bot
+from bot.telegram.webhook import WebhookConfig, load_secret
 from inference.errors import ModelNotFoundError
 from inference.modelfile import validate_gguf
 from inference.settings import InferenceSettings
 from inference.setup import ensure_model
 from inference.whisper_model import resolve_whisper_model
 from storage.settings import StorageSettings
+from telemetry.server import parse_listen
 
 log = structlog.get_logger("cli.run")
 
 
-def bot(_: argparse.Namespace) -> int:
-    """The bot alone, until SIGINT/SIGTERM."""
+def bot(args: argparse.Namespace) -> int:
+    """The bot alone (long polling, or a webhook listener with --webhook-url), until SIGINT/SIGTERM."""
     settings, storage = BotSettings(), StorageSettings()
+    webhook = _webhook(args, settings)
     db_url = database_url(storage)
     prepare_database(db_url)
-    app = build_application(settings, storage, redis_url=shared_redis_url(storage), database_url=db_url)
+    app = build_application(
+        settings, storage, redis_url=shared_redis_url(storage), database_url=db_url, webhook=webhook
+    )
 
     async def main() -> None:
         await run_bot(app, stop_event())
 
     asyncio.run(main())
     return 0
+
+
+def _webhook(args: argparse.Namespace, settings: BotSettings) -> WebhookConfig | None:
+    """The webhook's configuration from --webhook-url, --listen and WEBHOOK_SECRET (None: polling)."""
+    url = getattr(args, "webhook_url", None)
+    if not url:
+        return None
+    if not url.startswith(("https://", "http://")):
+        raise ConfigurationError(
+            "--webhook-url", "--webhook-url must be a URL (Telegram accepts https:// only)"
+        )
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        raise ConfigurationError("--listen", f"--listen: {exc}") from None
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    return WebhookConfig(url, host, port, load_secret(secret, settings.webhook_secret_file))
 
 
 def worker(_: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -29,6 +30,7 @@ from bot.telegram.delivery import AnswerDelivery
 from bot.telegram.ingest import IngestConfig, UpdateIngest
 from bot.telegram.outgoing import CHAT_ACTION, OutgoingLimiter
 from bot.telegram.transcripts import TranscriptDelivery
+from bot.telegram.webhook import WebhookConfig, WebhookListener, delete_webhook, set_webhook
 from storage.audit_anchor import AuditAnchor
 from storage.db import check_connection, make_engine, make_sessionmaker
 from storage.pseudonym import Pseudonymizer
@@ -36,6 +38,8 @@ from storage.queue import queue_from_settings
 from storage.queue.connection import connect
 from storage.queue.updates import UpdateLog
 from storage.settings import StorageSettings
+from telemetry.checks import database_check, redis_check
+from telemetry.endpoints import start_endpoints
 
 log = structlog.get_logger("bot.app")
 
@@ -44,15 +48,29 @@ INGEST = "ingest"
 TYPING_JOB = "typing"
 LIVENESS = "liveness"
 DELIVERIES = "deliveries"
+WEBHOOK = "webhook"
+ENDPOINTS = "endpoints"
 START_ATTEMPTS = 3
 
 
 def build_application(
-    settings: BotSettings, storage: StorageSettings, *, redis_url: str, database_url: str
+    settings: BotSettings,
+    storage: StorageSettings,
+    *,
+    redis_url: str,
+    database_url: str,
+    webhook: WebhookConfig | None = None,
 ) -> AppType:
-    """An Application talking to ``settings.telegram_api_url``, resources built at start-up."""
+    """An Application talking to ``settings.telegram_api_url``, resources built at start-up.
+
+    Updates come by long polling, or with ``webhook`` from Telegram's POSTs to this process's listener.
+    """
     # Durations as timedelta (RetryAfter.retry_after): PTB 22's announced default, without its warning.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+    def make_log() -> UpdateLog:
+        """An update log on a Redis client of its own (for a thread with its own event loop)."""
+        return UpdateLog(Redis.from_url(redis_url), storage.queue_namespace)
 
     async def post_init(app: AppType) -> None:
         engine = make_engine(database_url)
@@ -81,7 +99,7 @@ def build_application(
             res.updates,
             app.process_update,
             IngestConfig(consumer=res.consumer, poll_timeout_s=settings.poll_timeout_s),
-            poll_log=lambda: UpdateLog(Redis.from_url(redis_url), storage.queue_namespace),
+            poll_log=make_log,
         )
         app.bot_data[INGEST] = ingest
         assert app.job_queue is not None
@@ -92,7 +110,9 @@ def build_application(
         )
         delivery.start()
         transcripts.start()
-        ingest.start()
+        await _start_intake(app, ingest, webhook, make_log)
+        checks = {"redis": redis_check(redis_url), "database": database_check(database_url)}
+        app.bot_data[ENDPOINTS] = start_endpoints(checks, "bot")
         app.job_queue.run_repeating(
             _typing_tick, interval=settings.typing_interval_s, first=settings.typing_interval_s
         )
@@ -108,8 +128,8 @@ def build_application(
         log.info("bot.ready", consumer=res.consumer)
 
     async def post_shutdown(app: AppType) -> None:
-        if INGEST in app.bot_data:
-            await app.bot_data.pop(INGEST).stop()
+        await stop_intake(app)
+        await _stop_endpoints(app)
         if resources.KEY in app.bot_data:  # acknowledgements still waiting: their questions are queued
             acks = list(resources.get(app.bot_data).acknowledgements.values())
             for task in acks:
@@ -158,8 +178,7 @@ async def run_bot(app: AppType, stop: asyncio.Event) -> None:
         await app.start()
         await stop.wait()
     finally:
-        if INGEST in app.bot_data:  # finish the updates being handled while the bot can still reply
-            await app.bot_data.pop(INGEST).stop()
+        await stop_intake(app)  # finish the updates being handled while the bot can still reply
         if app.running:
             await app.stop()
         if app.post_stop:
@@ -167,6 +186,35 @@ async def run_bot(app: AppType, stop: asyncio.Event) -> None:
         await app.shutdown()
         if app.post_shutdown:
             await app.post_shutdown(app)
+
+
+async def _start_intake(
+    app: AppType, ingest: UpdateIngest, webhook: WebhookConfig | None, make_log: Callable[[], UpdateLog]
+) -> None:
+    """Start the ingest's consumer, and long polling or (with ``webhook``) the listener and setWebhook."""
+    if webhook is None:
+        await delete_webhook(app.bot.base_url)  # getUpdates is refused while a webhook is set
+        ingest.start()
+        return
+    listener = WebhookListener(webhook, make_log)
+    listener.start()  # before setWebhook: Telegram's first POST finds it
+    app.bot_data[WEBHOOK] = listener
+    ingest.start(poll=False)
+    await set_webhook(app.bot.base_url, webhook, ingest.config.allowed_updates)
+
+
+async def stop_intake(app: AppType) -> None:
+    """Stop the webhook listener (if any), then the ingest: no update is taken in that is not handled."""
+    if (listener := app.bot_data.pop(WEBHOOK, None)) is not None:
+        await asyncio.to_thread(listener.stop)
+    if INGEST in app.bot_data:
+        await app.bot_data.pop(INGEST).stop()
+
+
+async def _stop_endpoints(app: AppType) -> None:
+    """Stop serving /metrics, /healthz and /readyz."""
+    if (endpoints := app.bot_data.pop(ENDPOINTS, None)) is not None:
+        await asyncio.to_thread(endpoints.stop)
 
 
 async def _initialize(app: AppType) -> None:

@@ -39,8 +39,10 @@ MAX_CALLBACK_DATA_BYTES = 64
 MAX_CALLBACK_ANSWER_LENGTH = 200
 # getMe on initialize, getUpdates from bot.telegram.ingest, and what the handlers and the delivery call.
 SERVED = ("getMe", "getUpdates", "sendMessage", "sendChatAction", "answerCallbackQuery", "editMessageText",
-          "editMessageReplyMarkup", "getChatMember", "getFile")  # fmt: skip
+          "editMessageReplyMarkup", "getChatMember", "getFile", "setWebhook", "deleteWebhook")  # fmt: skip
 FILE_DOWNLOAD = "file"  # the method name a file download is recorded under
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+_SET_SECRET: Any = object()  # deliver's default: the secret_token of setWebhook
 NOT_MODIFIED = (
     "message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
@@ -138,6 +140,8 @@ class TelegramStub:
         self._member_status: dict[tuple[int, int], str] = {}
         self._failures: dict[str, list[_Failure]] = {}
         self._files: dict[str, tuple[str, bytes]] = {}  # file id -> (file path, content)
+        self.webhook: JSONDict | None = None  # the last setWebhook's url, secret_token, allowed_updates
+        self._client: Any = None  # aiohttp.ClientSession of deliver
         self._methods: dict[str, Callable[[JSONDict], Awaitable[Any]]] = {
             name.lower(): getattr(self, "_" + re.sub("([A-Z])", r"_\1", name).lower()) for name in SERVED
         }
@@ -167,6 +171,9 @@ class TelegramStub:
     async def stop(self) -> None:
         self._closing = True
         self._wake_pollers()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -263,8 +270,9 @@ class TelegramStub:
         update = {"update_id": self._next_update_id, kind: payload}
         self.pushed_at[self._next_update_id] = time.monotonic()
         self._next_update_id += 1
-        self._updates.append(update)
-        self._wake_pollers()
+        if self.webhook is None:  # with a webhook, Telegram delivers by POST only (see deliver)
+            self._updates.append(update)
+            self._wake_pollers()
         return update
 
     def push_message(
@@ -370,6 +378,23 @@ class TelegramStub:
         member["old_chat_member"] = {"status": old_status, "user": self.bot_user, **MEMBER_FIELDS[old_status]}
         member["new_chat_member"] = {"status": new_status, "user": self.bot_user, **MEMBER_FIELDS[new_status]}
         return self.push_update("my_chat_member", member)
+
+    async def deliver(self, update: JSONDict, *, to: str | None = None, secret: Any = _SET_SECRET) -> int:
+        """POST ``update`` as Telegram does to a webhook: to ``to`` (default the webhook's URL), with the
+        secret header (default setWebhook's ``secret_token``; None: no header); returns the HTTP status."""
+        if to is None and self.webhook is None:
+            raise RuntimeError("no webhook is set and no URL is given")
+        url = to or str(self.webhook["url"] if self.webhook else "")
+        if secret is _SET_SECRET:
+            secret = (self.webhook or {}).get("secret_token")
+        headers = {SECRET_HEADER: secret} if secret is not None else {}
+        if self._client is None:
+            from aiohttp import ClientSession, ClientTimeout
+
+            self._client = ClientSession(timeout=ClientTimeout(total=30))
+        async with self._client.post(url, json=update, headers=headers) as response:
+            await response.read()
+            return int(response.status)
 
     def _wake_pollers(self) -> None:
         for poller in self._pollers:
@@ -500,6 +525,8 @@ class TelegramStub:
         return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": False}
 
     async def _get_updates(self, params: JSONDict) -> list[JSONDict]:
+        if self.webhook is not None:
+            raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active")
         offset = int(params.get("offset") or 0)
         limit = min(max(int(params.get("limit") or 100), 1), 100)
         timeout = float(params.get("timeout") or 0)
@@ -520,6 +547,20 @@ class TelegramStub:
         allowed = params.get("allowed_updates")
         updates = [u for u in self._updates if not allowed or set(u) - {"update_id"} <= set(allowed)]
         return copy.deepcopy(updates[:limit])
+
+    async def _set_webhook(self, params: JSONDict) -> bool:
+        url = str(params["url"])
+        if not url.startswith(("https://", "http://127.0.0.1:")):  # plain HTTP to this machine: tests
+            raise bad_request("bad webhook: HTTPS url must be provided for webhook")
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise bad_request("secret token contains unallowed characters")
+        self.webhook = {"url": url, "secret_token": secret, "allowed_updates": params.get("allowed_updates")}
+        return True
+
+    async def _delete_webhook(self, params: JSONDict) -> bool:
+        self.webhook = None
+        return True
 
     async def _send_message(self, params: JSONDict) -> JSONDict:
         chat = self._chat(params["chat_id"])
