@@ -278,7 +278,7 @@ def test_build_context_is_an_allow_list() -> None:
     ]
     assert lines[0] == "*"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert {"pyproject.toml", "bot", "inference", "storage", "migrations"} <= allowed
+    assert {"pyproject.toml", "bot", "inference", "storage", "telemetry", "migrations"} <= allowed
     assert not any(name.startswith((".env", ".venv", ".git", "tests", "docker")) for name in allowed)
 
 
@@ -373,3 +373,88 @@ async def test_the_app_login_made_like_compose_cannot_change_the_audit_log(fresh
                 await connection.execute(text(f'DROP ROLE IF EXISTS "{app_user}"'))
         finally:
             await engine.dispose()
+
+
+WEBHOOK = {
+    "WEBHOOK_URL": "https://bot.example.org/telegram",
+    "WEBHOOK_DOMAIN": "bot.example.org",
+    "WEBHOOK_SECRET": "dummy-webhook-secret",
+}
+GRAFANA_DIR = DOCKER_DIR / "grafana"
+
+
+@needs_compose
+def test_webhook_profile_runs_two_replicas_behind_the_proxy(tmp_path: Path) -> None:
+    result = _compose(tmp_path, SECRETS | WEBHOOK, "--profile", "webhook", "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    services = config["services"]
+    replica = services["bot-webhook"]
+    assert replica["deploy"]["replicas"] == 2
+    assert replica["command"] == ["bot", "--webhook-url", WEBHOOK["WEBHOOK_URL"], "--listen", "0.0.0.0:8443"]
+    assert replica["environment"]["WEBHOOK_SECRET_FILE"] == "/run/secrets/webhook_secret"
+    assert "WEBHOOK_SECRET" not in replica["environment"]
+    assert [s["source"] for s in replica["secrets"]] == ["webhook_secret"]
+    assert replica["environment"]["DATABASE_URL"] == services["bot"]["environment"]["DATABASE_URL"]
+    assert "ports" not in replica  # only the proxy is reachable from outside
+    assert services["webhook-proxy"]["environment"]["WEBHOOK_DOMAIN"] == WEBHOOK["WEBHOOK_DOMAIN"]
+    assert WEBHOOK["WEBHOOK_SECRET"] not in result.stdout.replace(WEBHOOK["WEBHOOK_URL"], "")
+
+
+@needs_compose
+def test_profiles_add_nothing_by_default(tmp_path: Path) -> None:
+    services = _rendered(tmp_path)["services"]
+    assert not {"bot-webhook", "webhook-proxy", "prometheus", "grafana"} & set(services)
+
+
+@needs_compose
+def test_monitoring_profile_scrapes_every_process_and_listens_locally(tmp_path: Path) -> None:
+    services = _rendered(tmp_path, "--profile", "monitoring")["services"]
+    for name in ("prometheus", "grafana"):
+        assert all(port.get("host_ip") == "127.0.0.1" for port in services[name]["ports"]), name
+    for name in ("bot", "worker"):
+        assert services[name]["environment"]["METRICS_PORT"] == "9100"
+        assert services[name]["environment"]["METRICS_HOST"] == "0.0.0.0"
+
+
+def test_prometheus_scrapes_the_metrics_port_of_the_app_services() -> None:
+    import yaml
+
+    compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    scrape = yaml.safe_load((DOCKER_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    (sd,) = scrape["scrape_configs"][0]["dns_sd_configs"]
+    assert str(sd["port"]) == compose["x-app"]["environment"]["METRICS_PORT"]
+    app_services = {
+        name
+        for name, service in compose["services"].items()
+        if service.get("image", "").startswith("meditron")
+    }
+    assert set(sd["names"]) == app_services - {"migrate", "model-pull"}
+
+
+def _defined_metrics() -> set[str]:
+    """Every meditron_* metric the processes define (bot, storage, inference)."""
+    import importlib
+
+    from prometheus_client import REGISTRY
+
+    for module in ("bot.metrics", "storage.metrics", "inference.metrics"):
+        importlib.import_module(module)
+    return {m.name for m in REGISTRY.collect() if m.name.startswith("meditron_")}
+
+
+def test_the_dashboard_shows_every_metric_and_only_defined_ones() -> None:
+    dashboard = json.loads((GRAFANA_DIR / "meditron.json").read_text(encoding="utf-8"))
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for e in exprs
+        for name in re.findall(r"meditron_\w+", e)
+    }
+    defined = _defined_metrics()
+    assert used == defined, (used - defined, defined - used)
+    sources = {panel["datasource"]["uid"] for panel in dashboard["panels"]}
+    provisioned = (GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yaml").read_text(
+        encoding="utf-8"
+    )
+    assert sources == {"meditron-prometheus"} and "uid: meditron-prometheus" in provisioned
