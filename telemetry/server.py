@@ -17,6 +17,10 @@ log = structlog.get_logger("telemetry.server")
 Hook = Callable[[], Awaitable[None]]
 
 
+class ListenError(Exception):
+    """A server cannot listen where it was told to (the port is in use, or the address is not ours)."""
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:8443`` for IPv6) as a pair; ValueError when it is not one."""
     host, sep, port = value.rpartition(":")
@@ -28,9 +32,9 @@ def parse_listen(value: str) -> tuple[str, int]:
 class ThreadedServer:
     """Serve ``app`` on ``host:port`` (0: any free port) without touching the caller's event loop.
 
-    The socket is bound in ``start`` (a port in use fails there, and connections wait in its backlog
-    until uvicorn serves), so ``port`` is known at once. ``on_start``/``on_stop`` run in the server's own
-    loop (for clients bound to it, such as a Redis connection).
+    The socket is bound in ``start`` (a port in use raises ListenError there; connections wait in its
+    backlog until uvicorn serves), so ``port`` is known at once. ``on_start``/``on_stop`` run in the
+    server's own loop (for clients bound to it, such as a Redis connection).
     """
 
     def __init__(
@@ -65,9 +69,11 @@ class ThreadedServer:
         try:
             sock.bind((self.host, self._requested_port))
             sock.listen(1024)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            raise ListenError(
+                f"the {self.name} server cannot listen on {self.host}:{self._requested_port} ({exc.strerror})"
+            ) from None
         self._socket = sock
         config = uvicorn.Config(
             self.app, lifespan="off", access_log=False, log_config=None, server_header=False,

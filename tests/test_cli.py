@@ -143,3 +143,8 @@ def test_webhook_secret_of_wrong_characters_is_refused_without_showing_it(tmp_pa
     line = _one_clear_line(result)
     assert "WEBHOOK_SECRET must be" in line
     assert "no spaces!" not in result.stderr
+
+
+def test_an_empty_webhook_url_is_refused_not_taken_for_polling(tmp_path: Path) -> None:
+    line = _one_clear_line(_cli(tmp_path, "bot", "--webhook-url", "", TELEGRAM_BOT_TOKEN="1:x"))
+    assert "--webhook-url must be a URL" in line

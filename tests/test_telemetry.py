@@ -13,7 +13,7 @@ from bot.errors import ConfigurationError
 from bot.telegram.webhook import load_secret
 from telemetry.checks import database_check, flag_check, redis_check
 from telemetry.endpoints import Check, observability_app
-from telemetry.server import ThreadedServer, parse_listen
+from telemetry.server import ListenError, ThreadedServer, parse_listen
 
 
 async def _failing() -> bool:
@@ -88,7 +88,7 @@ def test_a_port_in_use_fails_at_start() -> None:
     first.start()
     try:
         second = ThreadedServer(observability_app({}), "127.0.0.1", first.port, name="second")
-        with pytest.raises(OSError, match="in use"):
+        with pytest.raises(ListenError, match="in use"):
             second.start()
     finally:
         first.stop()
@@ -114,3 +114,14 @@ def test_webhook_secret_from_the_environment_or_a_file(tmp_path: Path) -> None:
         assert caught.value.setting == "WEBHOOK_SECRET"
     with pytest.raises(ConfigurationError, match="cannot read"):
         load_secret(None, tmp_path / "missing")
+
+
+def test_the_local_worker_of_run_serves_its_metrics_on_the_next_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.process.local_worker import worker_env
+
+    monkeypatch.setenv("METRICS_PORT", "9100")
+    assert worker_env("redis://r", "m.gguf")["METRICS_PORT"] == "9101"
+    monkeypatch.setenv("METRICS_PORT", "0")  # any free port: both may ask for one
+    assert worker_env("redis://r", "m.gguf")["METRICS_PORT"] == "0"
+    monkeypatch.delenv("METRICS_PORT")
+    assert "METRICS_PORT" not in worker_env("redis://r", "m.gguf")

@@ -15,6 +15,7 @@ from bot.errors import BotError
 from bot.process.logs import configure_logging
 from inference.errors import InferenceError
 from storage.errors import StorageError
+from telemetry.server import ListenError
 
 
 def _handler(name: str) -> Callable[..., int]:
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"meditron-bot: error: {describe_validation_error(exc)}", file=sys.stderr)
         return 2
-    except (BotError, StorageError, InferenceError) as exc:
+    except (BotError, StorageError, InferenceError, ListenError) as exc:
         print(f"meditron-bot: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

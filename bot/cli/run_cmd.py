@@ -51,9 +51,9 @@ def bot(args: argparse.Namespace) -> int:
 def _webhook(args: argparse.Namespace, settings: BotSettings) -> WebhookConfig | None:
     """The webhook's configuration from --webhook-url, --listen and WEBHOOK_SECRET (None: polling)."""
     url = getattr(args, "webhook_url", None)
-    if not url:
+    if url is None:
         return None
-    if not url.startswith(("https://", "http://")):
+    if not url.startswith(("https://", "http://")):  # also an empty one (WEBHOOK_URL unset in compose)
         raise ConfigurationError(
             "--webhook-url", "--webhook-url must be a URL (Telegram accepts https:// only)"
         )

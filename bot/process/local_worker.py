@@ -19,11 +19,15 @@ def worker_argv() -> list[str]:
 
 
 def worker_env(redis_url: str, model_path: str) -> dict[str, str]:
-    """The worker's environment: this one plus the Redis URL and the model file (none: INFERENCE_URL)."""
+    """The worker's environment: this one plus the Redis URL and the model file (none: INFERENCE_URL);
+    its metrics on the port after the bot's."""
     env = dict(os.environ, REDIS_URL=redis_url)
     if model_path:
         env["MODEL_PATH"] = model_path
     env.setdefault("WORKER_NAME", LOCAL_WORKER)
+    port = env.get("METRICS_PORT", "").strip()
+    if port.isdigit() and int(port) > 0:  # the bot of this machine serves on METRICS_PORT itself
+        env["METRICS_PORT"] = str(int(port) + 1)
     return env
 
 

@@ -130,7 +130,7 @@ class WebhookListener:
         return self.server.port
 
     def start(self) -> None:
-        """Listen (a port in use raises OSError here)."""
+        """Listen (a port in use raises ListenError here)."""
         self.server.start()
         log.info("webhook.listening", port=self.port)
 
