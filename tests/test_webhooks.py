@@ -127,6 +127,38 @@ async def _metrics(client: httpx.AsyncClient, *replicas: Replica) -> str:
     return "\n".join([(await client.get(f"{r.metrics}/metrics")).text for r in replicas])
 
 
+async def _metrics_when(
+    client: httpx.AsyncClient, replicas: list[Replica], done: Callable[[str], bool], timeout: float = 30
+) -> str:
+    """The replicas' metrics, read until ``done`` says they show what the test waits for."""
+    async with asyncio.timeout(timeout):
+        while not done(text := await _metrics(client, *replicas)):  # noqa: ASYNC110 - another process's state
+            await asyncio.sleep(0.05)
+    return text
+
+
+def _label_dict(labels: tuple[str, ...]) -> dict[str, str]:
+    return dict(zip(labels[::2], labels[1::2], strict=True))
+
+
+async def _counted(
+    client: httpx.AsyncClient,
+    replicas: list[Replica],
+    expected: dict[tuple[str, tuple[str, ...]], int],
+    before: str,
+) -> str:
+    """The replicas' metrics once every expected counter moved by at least its count; then exactly."""
+
+    def moved(text: str, name: str, labels: tuple[str, ...]) -> float:
+        return _sample(text, name, **_label_dict(labels)) - _sample(before, name, **_label_dict(labels))
+
+    text = await _metrics_when(
+        client, replicas, lambda t: all(moved(t, *k) >= n for k, n in expected.items())
+    )
+    assert {k: moved(text, *k) for k in expected} == expected
+    return text
+
+
 async def _consent(stub: TelegramStub, user: int, first: Replica, second: Replica) -> None:
     """/start through one replica, the consent button through the other."""
     before = len(stub.calls)
@@ -183,22 +215,34 @@ async def test_two_replicas_answer_each_update_once_and_report_it(
         assert len([c for c in stub.calls_of("sendMessage") if _to(ADA, "in the queue")(c)]) <= 1
         assert not [c for c in stub.calls_of("sendMessage") if int(c.params["chat_id"]) == EVE]
 
-        after = await _metrics(client, a, b)
-        delta = lambda name, **labels: _sample(after, name, **labels) - _sample(before, name, **labels)  # noqa: E731
-        assert delta("meditron_webhook_requests_total", outcome="refused") == 2
-        assert delta("meditron_webhook_requests_total", outcome="duplicate") == 2
-        assert delta("meditron_webhook_requests_total", outcome="stored") == 6
-        assert delta("meditron_updates_total", type="message") == 4  # two /start, two questions
-        assert delta("meditron_updates_total", type="callback_query") == 2
-        assert delta("meditron_questions_enqueued_total") == 2
-        assert delta("meditron_consent_changes_total", scope="service", value="granted") == 2
-        assert delta("meditron_update_store_seconds_count") == 8
-        assert delta("meditron_delivery_seconds_count") == 2
-        worker = await _metrics(client, deployment.worker)
-        assert _sample(worker, "meditron_answers_total", status="ok") == 2
+        # Some counters move just after what the stand-in sees (an update is counted once its handlers
+        # returned and it is acked, a delivery once Telegram accepted it, an answer once published):
+        # read them (another process's state) until they reach the expected counts, then check those
+        # are exact: nothing counted twice.
+        expected_bots = {
+            ("meditron_webhook_requests_total", ("outcome", "refused")): 2,
+            ("meditron_webhook_requests_total", ("outcome", "duplicate")): 2,
+            ("meditron_webhook_requests_total", ("outcome", "stored")): 6,
+            ("meditron_updates_total", ("type", "message")): 4,  # two /start and two questions
+            ("meditron_updates_total", ("type", "callback_query")): 2,
+            ("meditron_questions_enqueued_total", ()): 2,
+            ("meditron_consent_changes_total", ("scope", "service", "value", "granted")): 2,
+            ("meditron_update_store_seconds_count", ()): 8,  # stored and duplicate ones
+            ("meditron_delivery_seconds_count", ()): 2,
+        }
+        expected_worker = {
+            ("meditron_answers_total", ("status", "ok")): 2,
+            ("meditron_first_token_seconds_count", ()): 2,
+            ("meditron_queue_wait_seconds_count", ()): 2,
+            ("meditron_generation_seconds_count", ()): 2,
+        }
+        after = await _counted(client, [a, b], expected_bots, before)
+        worker = await _counted(client, [deployment.worker], expected_worker, "")
         assert _sample(worker, "meditron_tokens_total", kind="completion") > 0
-        assert _sample(worker, "meditron_first_token_seconds_count") == 2
         assert _sample(worker, "meditron_batch_slots") >= 1
+        assert (
+            "meditron_acknowledgement_seconds_bucket" in after and "meditron_telegram_429_total" not in worker
+        )
         for text in (after, worker):  # no label carries an id or a text
             for family in text_string_to_metric_families(text):
                 for sample in family.samples:

@@ -1,4 +1,4 @@
-"""``run`` (everything on one machine, supervised); ``bot``, ``worker``, ``transcriber`` (the parts alone)."""
+"""``run`` (everything on one machine, supervised); ``bot`` and ``transcriber`` (the parts alone)."""
 
 from __future__ import annotations
 
@@ -63,14 +63,6 @@ def _webhook(args: argparse.Namespace, settings: BotSettings) -> WebhookConfig |
         raise ConfigurationError("--listen", f"--listen: {exc}") from None
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     return WebhookConfig(url, host, port, load_secret(secret, settings.webhook_secret_file))
-
-
-def worker(_: argparse.Namespace) -> int:
-    """One worker alone."""
-    from inference.serve import serve
-
-    storage = StorageSettings()
-    return asyncio.run(serve(InferenceSettings(), storage, shared_redis_url(storage)))
 
 
 def transcriber(_: argparse.Namespace) -> int:
