@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from bot import metrics
 from bot.errors import ConfigurationError
-from storage.queue.updates import UpdateLog
+from storage.queue.updates import UpdateLog, update_id_of
 from telemetry.server import ThreadedServer
 
 log = structlog.get_logger("bot.webhook")
@@ -85,7 +85,7 @@ def webhook_app(secret: str, updates: Callable[[], UpdateLog]) -> Starlette:
             raw: Any = json.loads(body) if len(body) <= MAX_BODY_BYTES else None
         except ValueError:
             raw = None
-        if not isinstance(raw, dict):
+        if update_id_of(raw) is None:  # not an update (Telegram always sends an object with update_id)
             metrics.WEBHOOK_REQUESTS.labels("malformed").inc()
             return Response(status_code=400)
         started = time.perf_counter()
