@@ -146,3 +146,34 @@ async def test_voice_note_without_a_transcriber_asks_for_text(stack: Stack, runn
     stack.stub.push_voice(silence(1), duration=1, user_id=USER)
     await stack.stub.wait_for("sendMessage", _text_has(texts.VOICE_UNAVAILABLE), since=before)
     assert not stack.stub.calls_of("getFile")
+
+
+GROUP = -100_555
+ADMIN = 5_551_999
+
+
+async def test_group_voice_note_replying_to_the_bot_is_heard_and_answered_there(
+    stack: Stack, running_bot: Any, transcriber: Transcriber
+) -> None:
+    """In an enabled group a voice note that replies to the bot is a question; someone without consent
+    gets the private link instead, and that note is not even downloaded."""
+    stub = stack.stub
+    group = {"chat_id": GROUP, "chat_type": "supergroup", "title": "Ward 3"}
+    stub.set_chat_member_status(GROUP, ADMIN, "creator")
+    stub.push_command("/enable", user_id=ADMIN, **group)
+    enabled = await stub.wait_for("sendMessage", _text_has(texts.GROUP_ENABLED))
+    bot_message = enabled[0].result["message_id"]
+    await _consent(stack, "service", user=USER)
+    async with inprocess_transcriber(stack, transcriber), inprocess_worker(stack):
+        before = len(stub.calls)
+        stub.push_voice(speech(SPOKEN), duration=5, user_id=ADMIN, reply_to_message_id=bot_message, **group)
+        await stub.wait_for("sendMessage", _text_has("?start=consent"), since=before)
+        assert not stub.calls_of(FILE_DOWNLOAD)
+        note = stub.push_voice(
+            speech(SPOKEN), duration=5, user_id=USER, reply_to_message_id=bot_message, **group
+        )
+        heard = await stub.wait_for("sendMessage", _text_has("I heard"), since=before, timeout=60)
+        answer = await stub.wait_for("sendMessage", _text_has(texts.REMINDER), since=before, timeout=90)
+    assert {heard[0].params["chat_id"], answer[0].params["chat_id"]} == {GROUP}
+    assert answer[0].params["reply_parameters"]["message_id"] == note["message"]["message_id"]
+    assert "fever" in str(heard[0].params["text"]).lower()

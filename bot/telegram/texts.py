@@ -192,5 +192,14 @@ VOICE_NOT_AUDIO = (
     "I could not play that file: it does not seem to be a sound recording. "
     "Please send a voice note or type your question."
 )
+VOICE_GROUP_CONSENT = (
+    "Before I can listen to you, please agree to the terms in a private chat (one tap): {link}\n"
+    "Then send your voice note again."
+)
+VOICE_HELP = "You can also send a voice note: I reply with what I heard, then answer it as a typed question."
+VOICE_PRIVACY = (
+    "• Voice notes: the recording is deleted as soon as it is transcribed; what I heard is kept "
+    "like a typed question (only with research review)."
+)
 VOICE_UNAVAILABLE = "I cannot listen to voice notes right now. Please type your question."
 VOICE_FAILED = "Sorry, I could not listen to your voice note. Please record it again or type your question."

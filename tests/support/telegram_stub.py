@@ -352,10 +352,20 @@ class TelegramStub:
         return self._queue_message("message", message)
 
     def push_voice(
-        self, audio: bytes, *, duration: int, kind: str = "voice", mime_type: str = "audio/ogg", **sender: Any
+        self,
+        audio: bytes,
+        *,
+        duration: int,
+        kind: str = "voice",
+        mime_type: str = "audio/ogg",
+        reply_to_message_id: int | None = None,
+        **sender: Any,
     ) -> JSONDict:
         """A voice note (or, with ``kind="audio"``, an audio file) whose file ``audio`` getFile serves."""
         message = self._incoming(**sender)
+        if reply_to_message_id is not None:
+            replied = self._messages[(message["chat"]["id"], reply_to_message_id)]
+            message["reply_to_message"] = _without_reply(replied)
         uid = f"{kind}-{message['chat']['id']}-{message['message_id']}"
         file_id = f"AwAC{uid}"
         self._files[file_id] = (f"{kind}/file_{len(self._files)}.oga", audio)

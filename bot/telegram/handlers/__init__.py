@@ -31,6 +31,7 @@ from bot.telegram.handlers import (
 
 PRIVATE = filters.ChatType.PRIVATE
 NEW_MESSAGE = filters.UpdateType.MESSAGE
+SPOKEN = filters.VOICE | filters.AUDIO  # voice notes and audio files (in a group: replies to the bot)
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]
@@ -63,11 +64,14 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
             CallbackQueryHandler(consent.on_consent_button),
             MessageHandler(PRIVATE & NEW_MESSAGE & filters.COMMAND, fallback.unknown_command),
             MessageHandler(PRIVATE & NEW_MESSAGE & filters.TEXT, ask.ask),
-            MessageHandler(PRIVATE & NEW_MESSAGE & (filters.VOICE | filters.AUDIO), voice.voice_note),
+            MessageHandler(PRIVATE & NEW_MESSAGE & SPOKEN, voice.voice_note),
             MessageHandler(PRIVATE & NEW_MESSAGE & ~filters.TEXT, fallback.non_text),
             MessageHandler(
                 filters.ChatType.GROUPS & NEW_MESSAGE & filters.TEXT & ~filters.COMMAND & group.ADDRESSED,
                 ask.addressed,
+            ),
+            MessageHandler(
+                filters.ChatType.GROUPS & NEW_MESSAGE & SPOKEN & group.ADDRESSED, voice.voice_note
             ),
         ]
     )

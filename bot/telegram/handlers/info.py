@@ -15,7 +15,7 @@ async def help_command(update: Update, context: BotContext) -> None:
     if update.effective_message is not None:
         language = user_language(update, context.resources)
         await update.effective_message.reply_text(
-            f"{t(texts.HELP, language)}\n\n{t(texts.RIGHTS_HELP, language)}"
+            f"{t(texts.HELP, language)}\n{t(texts.VOICE_HELP, language)}\n\n{t(texts.RIGHTS_HELP, language)}"
         )
 
 
@@ -40,5 +40,5 @@ async def privacy(update: Update, context: BotContext) -> None:
             reviewers=res.settings.reviewers,
             choice=t(choice, language),
         )
-        + f"\n\n{t(texts.RIGHTS_HELP, language)}"
+        + f"\n{t(texts.VOICE_PRIVACY, language)}\n\n{t(texts.RIGHTS_HELP, language)}"
     )

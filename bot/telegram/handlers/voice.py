@@ -1,4 +1,5 @@
-"""A voice note or audio file in a private chat: check it, fetch it (getFile), queue it for a transcriber."""
+"""A voice note or audio file (private, or a reply to the bot in a group): check it, fetch it (getFile),
+queue it for a transcriber."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from bot.telegram import texts
 from bot.telegram.context import BotContext
 from bot.telegram.handlers.ask import question_id_for
 from bot.telegram.handlers.consent import has_consent
+from bot.telegram.handlers.group import CONSENT_PAYLOAD
 from bot.telegram.handlers.start import send_consent_prompt
 from bot.telegram.i18n import t
 from bot.telegram.identity import current_user, pseudonym_of, user_language
 from storage.queue.voice_messages import RecordingMessage
+from storage.repositories.groups import group_enabled
 
 log = structlog.get_logger("bot.voice")
 
@@ -32,6 +35,17 @@ def _seconds(duration: int | timedelta | None) -> float | None:
 async def _refuse(message: Message, refusal: flow.Refusal, language: str) -> None:
     """The kind reply of a refusal."""
     await message.reply_text(t(refusal.text, language).format(**refusal.fields))
+
+
+async def _consent_first(update: Update, context: BotContext, language: str) -> None:
+    """Private: the consent prompt. Group: a link to a private consent (the note is not kept meanwhile)."""
+    message = update.effective_message
+    assert message is not None
+    if message.chat.type == message.chat.PRIVATE:
+        await send_consent_prompt(update, context)
+        return
+    link = f"https://t.me/{context.bot.username}?start={CONSENT_PAYLOAD}"
+    await message.reply_text(t(texts.VOICE_GROUP_CONSENT, language).format(link=link))
 
 
 async def voice_note(update: Update, context: BotContext) -> None:
@@ -53,8 +67,14 @@ async def voice_note(update: Update, context: BotContext) -> None:
         return
     async with res.sessionmaker.begin() as session:
         user = await current_user(session, res, update)
+        group_off = message.chat.type != message.chat.PRIVATE and not await group_enabled(
+            session, res.pseudonyms.chat(message.chat.id)
+        )
+    if group_off:
+        await message.reply_text(t(texts.GROUP_DISABLED, language))
+        return
     if user is None or not has_consent(user, res):
-        await send_consent_prompt(update, context)
+        await _consent_first(update, context, language)
         return
     audio = bytes(await (await media.get_file()).download_as_bytearray())  # in memory, never on disk
     if len(audio) > res.settings.voice_max_bytes:
