@@ -58,6 +58,10 @@ class BotSettings(BaseSettings):
     # Disk hygiene: erased text and raw ids leave the files (append-only file, SQLite WAL).
     hygiene_interval_s: float = Field(default=30.0, ge=1, le=50, description="at most this often")
     redis_aof_rewrite: bool = Field(default=False, description="also rewrite an external Redis's file")
+    # Grounded answers: the guideline library's passages retrieved for each question.
+    library_top_k: int = Field(default=3, ge=0, le=10, description="passages per question (0: off)")
+    library_max_tokens: int = Field(default=400, ge=50, le=2000, description="their estimated total")
+    library_min_match: float = Field(default=0.3, ge=0, le=1, description="share of question words")
 
     @property
     def restricted(self) -> bool:

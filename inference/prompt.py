@@ -1,12 +1,16 @@
 """The model's prompt: Gemma turn format, instructions in the first user turn (no system role).
 
 The instruction preamble comes first and is byte-identical for every question, so llama.cpp can
-keep the KV state of that prefix and only evaluate the question-specific tail.
+keep the KV state of that prefix and only evaluate the question-specific tail. Library passages
+(grounded answers) come after it, numbered, with the instruction to rely on and cite them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+from storage.queue.messages import Passage
 
 PROMPT_VERSION: str = "1"
 
@@ -75,11 +79,34 @@ def language_hint(language: str) -> str:
     return f"The user's language is {name}; answer in {name}.\n"
 
 
-def build_prompt(question: str, language: str = "en") -> str:
-    """The whole prompt for ``question``: preamble, language hint, question, then the model turn.
+PASSAGES_INSTRUCTION = (
+    "Passages from the study's guidelines. Rely on them, cite them as [1], [2] where you use "
+    "them, and say so if they do not answer the question:\n"
+)
+
+
+def source_label(passage: Passage) -> str:
+    """``Title — Section (p. 3)``: how a passage is named in the prompt."""
+    label = f"{passage.title} — {passage.section}" if passage.section else passage.title
+    return f"{label} (p. {passage.page})" if passage.page is not None else label
+
+
+def passages_block(passages: Sequence[Passage]) -> str:
+    """The numbered passages and the instruction to cite them; empty without passages."""
+    if not passages:
+        return ""
+    quoted = "".join(
+        f"[{number}] {source_label(passage)}\n{passage.text.strip()}\n\n"
+        for number, passage in enumerate(passages, start=1)
+    )
+    return neutralise_markers(f"{PASSAGES_INSTRUCTION}{quoted}")
+
+
+def build_prompt(question: str, language: str = "en", passages: Sequence[Passage] = ()) -> str:
+    """The whole prompt: preamble, passages (if any), language hint, question, then the model turn.
 
     ``<bos>`` is not included: llama.cpp adds it when tokenizing.
     """
     cleaned = neutralise_markers(question).strip()
     hint = neutralise_markers(language_hint(language))
-    return f"{preamble_prompt()}{hint}Question: {cleaned}{_TURN_END}\n{_MODEL_TURN}"
+    return f"{preamble_prompt()}{passages_block(passages)}{hint}Question: {cleaned}{_TURN_END}\n{_MODEL_TURN}"

@@ -39,7 +39,7 @@ from inference.errors import InferenceError, PromptTooLongError
 from inference.outage import UNAVAILABLE, Outage
 from inference.prompt import PROMPT_VERSION, build_prompt, preamble_prompt
 from inference.solo import SoloGate
-from storage.queue import AnswerMessage, Delivery, QuestionMessage, Queue
+from storage.queue import AnswerMessage, Delivery, QuestionMessage, Queue, Source
 
 log = structlog.get_logger("inference.worker")
 
@@ -358,7 +358,7 @@ class Worker:
 
         question = flight.delivery.message
         request = Request(
-            build_prompt(question.text, question.language),
+            build_prompt(question.text, question.language, question.passages),
             max_tokens=self.config.max_answer_tokens,
             temperature=self.config.temperature,
             should_stop=flight.should_stop,
@@ -431,6 +431,7 @@ class Worker:
             first_token_at=result.first_token_at,
             finished_at=result.finished_at,
             part_ends=part_ends,
+            sources=tuple(Source(**p.model_dump(exclude={"text"})) for p in q.passages),
         )
 
     def _common(self, q: QuestionMessage, taken_at: float) -> dict[str, Any]:
@@ -447,6 +448,7 @@ class Worker:
             "enqueued_at": q.enqueued_at,
             "taken_at": taken_at,
             "worker": self.config.name,
+            "library_version": q.library_version,
         }
 
 

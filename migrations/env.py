@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from storage.db import make_engine
 from storage.migrate import disable_sqlite_foreign_keys
 from storage.models import Base, UTCDateTime  # the package imports every model module
+from storage.models.library import INDEX_NAMES, INDEX_TABLE
 
 config = context.config
 target_metadata = Base.metadata
@@ -29,9 +30,24 @@ def render_item(kind: str, item: Any, autogen_context: AutogenContext) -> str | 
     return False
 
 
+def include_name(name: str | None, type_: str, _parents: Any) -> bool:
+    """Leave the library's full-text index to its migration (FTS5 tables, the tsvector column)."""
+    if name is None:
+        return True
+    if type_ == "table" and name.startswith(INDEX_TABLE):
+        return False
+    return not (type_ in ("column", "index") and name in INDEX_NAMES)
+
+
 def _configure(**options: Any) -> None:
     """Configure the migration context with the project's options."""
-    context.configure(target_metadata=target_metadata, compare_type=True, render_item=render_item, **options)
+    context.configure(
+        target_metadata=target_metadata,
+        compare_type=True,
+        render_item=render_item,
+        include_name=include_name,
+        **options,
+    )
 
 
 def _url() -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 # Commands whose arguments live in their own light module ``bot/cli/args_<name>.py`` (a function
 # ``add_parser(sub)`` that sets ``handler="<module>:<function>"``); a missing module is skipped.
-PLUGGED_COMMANDS = ("bench", "eval", "audit", "export", "admin", "invite")
+PLUGGED_COMMANDS = ("bench", "eval", "audit", "export", "admin", "invite", "library")
 
 
 def _path_arg(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from storage.errors import AuditChainError
 from storage.models import Answer, AuditEvent, ConsentEvent, Question, User
 from storage.repositories.audit import verify_chain
 from storage.repositories.export import research_conditions
+from storage.repositories.library import StoredPassage, parse_passage_ids, passages_by_ids
 from storage.repositories.signals import Signals, feedback_condition, red_flag_condition, signals_of
 
 PAGE_SIZE = 25
@@ -156,6 +157,8 @@ class Conversation:
     answer: Answer | None
     pseudonym: str
     signals: Signals = field(default_factory=Signals)
+    # The library passages the answer rested on, by id (None: removed from the library since).
+    passages: list[tuple[int, StoredPassage | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -196,7 +199,10 @@ async def conversation(session: AsyncSession, question_id: str) -> Conversation 
     if row is None:
         return None
     known = await signals_of(session, [row[0]])
-    return Conversation(row[0], row[1], row[2], known[row[0].id])
+    ids = parse_passage_ids(row[0].passage_ids)
+    stored = await passages_by_ids(session, ids)
+    passages = [(passage_id, stored.get(passage_id)) for passage_id in ids]
+    return Conversation(row[0], row[1], row[2], known[row[0].id], passages)
 
 
 async def languages(session: AsyncSession) -> list[str]:

@@ -18,6 +18,7 @@ from telegram.error import TelegramError
 from telegram.ext import ExtBot
 
 from bot import metrics, redflags
+from bot.flows.library import RetrievalLimits, retrieve
 from bot.redflags import RedFlag
 from bot.resources import Resources
 from bot.telegram import texts
@@ -88,7 +89,7 @@ async def queue_question(
         await reply(bot, question, t(texts.BUSY, language))
         log.info("question.busy", waiting=position - 1)
         return False
-    question = await _record(res, question, language)
+    question = await _record(res, await _ground(res, question), language)
     stamped = {"enqueued_at": time.time(), "delivery": res.settings.delivery}
     enqueued = await res.queue.enqueue_once(question.model_copy(update=stamped))
     async with res.sessionmaker.begin() as session:
@@ -122,6 +123,19 @@ async def _acknowledge(
         log.warning("question.ack_failed", error=type(exc).__name__)
 
 
+async def _ground(res: Resources, question: QuestionMessage) -> QuestionMessage:
+    """The question with the library passages retrieved for it (see bot.flows.library)."""
+    settings = res.settings
+    limits = RetrievalLimits(settings.library_top_k, settings.library_max_tokens, settings.library_min_match)
+    async with res.sessionmaker() as session:
+        grounding = await retrieve(session, question.text, question.language, limits)
+    if grounding.passages:
+        log.info("question.grounded", passages=len(grounding.passages))
+    return question.model_copy(
+        update={"passages": grounding.passages, "library_version": grounding.library_version}
+    )
+
+
 async def _record(res: Resources, question: QuestionMessage, language: str) -> QuestionMessage:
     """Store the question once (text only with research consent); returns it with the research flag set."""
     flag = redflags.check(question.text)  # warn_if_danger's check; also for held group questions
@@ -136,6 +150,7 @@ async def _record(res: Resources, question: QuestionMessage, language: str) -> Q
             chat_pseudonym=res.pseudonyms.chat(question.chat_id), chat_type=question.chat_type,
             language=language, research=question.research,
             received_at=datetime.fromtimestamp(question.received_at, UTC),
-            red_flag=flag.label if flag else None,
+            red_flag=flag.label if flag else None, passage_ids=[p.id for p in question.passages],
+            library_version=question.library_version,
         )  # fmt: skip
     return question

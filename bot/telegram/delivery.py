@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from bot.telegram.keyboards import feedback_keyboard
 from bot.telegram.outgoing import ANSWER
 from bot.telegram.splitting import split_message
 from storage.models import Answer, Question
-from storage.queue import AnswerMessage, Delivery
+from storage.queue import AnswerMessage, Delivery, Source
 from storage.queue.backoff import Backoff
 from storage.repositories.questions import record_answer, set_question_status
 from storage.repositories.startup_audit import audit_startup
@@ -37,15 +38,21 @@ FAILURE_TEXTS = {"too long": texts.TOO_LONG_FOR_MODEL}
 def answer_pieces(answer: AnswerMessage, language: str = "en") -> list[str]:
     """What the user reads, as plain-text messages of at most 4096 characters.
 
-    The answer is split at paragraph or sentence boundaries and the research reminder ends the last
-    piece; a failure is one notice. No parse mode is used, so no markup can be refused.
+    The answer is split at paragraph or sentence boundaries; the bot's "Sources:" part (from what
+    was retrieved, never from the model) and the research reminder end the last piece; a failure is
+    one notice. No parse mode is used, so no markup can be refused.
     """
     if answer.status != "ok":
         return [t(FAILURE_TEXTS.get(answer.text, texts.FAILED), language)]
     early, rest = early_parts(answer)
-    reminder = t(texts.REMINDER, language)
+    closing = t(texts.REMINDER, language)
+    grounding = sources_part(answer.sources, language) if answer.sources else ""
+    if not answer.sources and answer.library_version:
+        grounding = t(texts.NOT_FROM_LIBRARY, language)
+    if grounding:
+        closing = f"{grounding}\n\n{closing}"
     body = rest.strip() or ("" if early else "…")
-    return [*early, *split_message(f"{body}\n\n{reminder}" if body else reminder)]
+    return [*early, *split_message(f"{body}\n\n{closing}" if body else closing)]
 
 
 def early_parts(answer: AnswerMessage) -> tuple[list[str], str]:
@@ -55,6 +62,20 @@ def early_parts(answer: AnswerMessage) -> tuple[list[str], str]:
         parts.append(answer.text[start:end].strip())
         start = end
     return parts, answer.text[start:]
+
+
+def source_name(source: Source, language: str) -> str:
+    """``Title — Section, p. 3`` in the user's language."""
+    name = f"{source.title} — {source.section}" if source.section else source.title
+    if source.page is not None:
+        name += ", " + t(texts.SOURCE_PAGE, language).format(page=source.page)
+    return name
+
+
+def sources_part(sources: Sequence[Source], language: str) -> str:
+    """The "Sources:" part: each passage given to the model, numbered as the prompt numbered it."""
+    lines = [f"[{number}] {source_name(source, language)}" for number, source in enumerate(sources, 1)]
+    return "\n".join([t(texts.SOURCES_HEADING, language), *lines])
 
 
 def answer_text(answer: AnswerMessage) -> str:

@@ -203,3 +203,12 @@ VOICE_PRIVACY = (
 )
 VOICE_UNAVAILABLE = "I cannot listen to voice notes right now. Please type your question."
 VOICE_FAILED = "Sorry, I could not listen to your voice note. Please record it again or type your question."
+
+# -- grounded answers (issue 13) ------------------------------------------------------------------
+SOURCES_HEADING = "Sources (the study's guidelines):"
+SOURCE_PAGE = "p. {page}"
+NOT_FROM_LIBRARY = "ℹ️ Not from the study's guidelines: no passage of them matched this question."
+SOURCES_INTRO = "The guideline passages used for your last answer:"
+SOURCES_NONE = "Your last answer did not use the study's guidelines."
+SOURCES_NO_ANSWER = "You have no answer yet. Ask a question first."
+SOURCE_REMOVED = "(no longer in the library)"

@@ -9,6 +9,7 @@ from storage.models.feedback import RATINGS, Feedback
 from storage.models.grants import GRANT_SOURCES, AccessGrant
 from storage.models.groups import GroupChat
 from storage.models.invites import InviteCode
+from storage.models.library import DOCUMENT_FORMATS, LibraryDocument, LibraryPassage
 from storage.models.login_limits import LoginLimit
 from storage.models.questions import ANSWER_STATUSES, QUESTION_STATUSES, Answer, Question
 from storage.models.users import User
@@ -18,6 +19,7 @@ __all__ = [
     "CONSENT_SCOPES",
     "CONSENT_SOURCES",
     "CONSENT_VALUES",
+    "DOCUMENT_FORMATS",
     "ERASURE_KINDS",
     "ERASURE_REASONS",
     "GRANT_SOURCES",
@@ -33,6 +35,8 @@ __all__ = [
     "Feedback",
     "GroupChat",
     "InviteCode",
+    "LibraryDocument",
+    "LibraryPassage",
     "LoginLimit",
     "Question",
     "ReviewAccount",

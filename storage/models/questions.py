@@ -17,6 +17,7 @@ class Question(Base):
     """A question; its text (and text hash) is kept only when ``research`` is true.
 
     ``red_flag`` is the label (``language:rule``) of the danger sign it matched, never text.
+    ``passage_ids`` name the guideline passages retrieved for it (what its answer rests on).
     """
 
     __tablename__ = "questions"
@@ -36,6 +37,10 @@ class Question(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     erased_at: Mapped[datetime | None]
     red_flag: Mapped[str | None] = mapped_column(String(32))
+    # The library passages retrieved for it ("12,40,7"; erased with the text) and the library's
+    # version (None: there was no library).
+    passage_ids: Mapped[str | None] = mapped_column(String(200))
+    library_version: Mapped[str | None] = mapped_column(String(16))
 
 
 class Answer(Base):

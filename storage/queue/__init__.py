@@ -1,6 +1,6 @@
 """The queue contract of the bot, the workers and `ask`: streams, groups, schema, claims, worker liveness."""
 
-from storage.queue.messages import SCHEMA_VERSION, AnswerMessage, QuestionMessage
+from storage.queue.messages import SCHEMA_VERSION, AnswerMessage, Passage, QuestionMessage, Source
 from storage.queue.streams import Consumer, Delivery, Enqueued, Queue, QueueNames, queue_from_settings
 
 __all__ = [
@@ -9,8 +9,10 @@ __all__ = [
     "Consumer",
     "Delivery",
     "Enqueued",
+    "Passage",
     "QuestionMessage",
     "Queue",
     "QueueNames",
+    "Source",
     "queue_from_settings",
 ]

@@ -17,6 +17,23 @@ class _Message(BaseModel):
     v: Literal[1] = SCHEMA_VERSION
 
 
+class Source(BaseModel):
+    """A library passage an answer rests on, as the bot names it under "Sources:"."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: int
+    title: str
+    section: str = ""
+    page: int | None = None
+
+
+class Passage(Source):
+    """A library passage retrieved for a question, with the text the prompt quotes."""
+
+    text: str
+
+
 class QuestionMessage(_Message):
     """A question waiting for a worker. Raw chat ids live only in Redis, never in the database."""
 
@@ -35,6 +52,8 @@ class QuestionMessage(_Message):
     delivery: Literal["whole", "paragraphs"] = Field(
         default="whole", description="paragraphs: finished paragraphs are published early (DELIVERY)"
     )
+    passages: tuple[Passage, ...] = Field(default=(), description="retrieved by the bot, in rank order")
+    library_version: str = Field(default="", description="empty: no library, nothing was retrieved")
 
 
 AnswerStatus = Literal["ok", "failed"]
@@ -67,3 +86,5 @@ class AnswerMessage(_Message):
     part_ends: list[int] = Field(
         default_factory=list, description="final answer: where each early paragraph ends in text (chars)"
     )
+    sources: tuple[Source, ...] = Field(default=(), description="the question's passages, for Sources:")
+    library_version: str = ""

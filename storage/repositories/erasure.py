@@ -1,7 +1,8 @@
 """Erasure: free text and identifiers are deleted, a tombstone row says what, when and why.
 
-Question text, answer text and feedback reasons are set to NULL; counts, timings and text hashes
-stay, so statistics and the audit chain (which holds only hashes) remain whole. Every erasure
+Question text (and the library passages retrieved for it), answer text and feedback reasons are
+set to NULL; counts, timings and text hashes stay, so statistics and the audit chain (which holds
+only hashes) remain whole. Every erasure
 appends one ``data.erased`` audit event. Tombstones are append-only (on PostgreSQL the application
 role may not change them, see migration 0003).
 """
@@ -58,6 +59,7 @@ def _wipe(question: Question, answer: Answer | None, feedback: Feedback | None) 
             fields.append(name)
             chars += len(value)
     question.text = None
+    question.passage_ids = None  # they say what the question was about
     if answer is not None:
         answer.text = None
     if feedback is not None:

@@ -32,6 +32,8 @@ QUESTION_FIELDS = (
     "received_at",
     "question_text",
     "question_status",
+    "passage_ids",
+    "library_version",
 )
 ANSWER_FIELDS = (
     "answer_text",
@@ -92,6 +94,8 @@ def _row(
         "received_at": question.received_at.isoformat(),
         "question_text": question.text,
         "question_status": question.status,
+        "passage_ids": question.passage_ids,  # the library passages its answer rests on ("12,40,7")
+        "library_version": question.library_version,
     }
     row.update(_answer_fields(question, answer))
     row["feedback_rating"] = feedback.rating if feedback else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -13,6 +14,7 @@ from storage.errors import UnknownQuestionError
 from storage.models import ANSWER_STATUSES, QUESTION_STATUSES, Answer, Question, User, utcnow
 from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
+from storage.repositories.library import format_passage_ids
 
 RED_FLAG_EVENT = "question.red_flag"
 RED_FLAG_LABEL = re.compile(r"[a-z]{2,3}:[a-z0-9_]{1,28}")  # language:rule, as bot.redflags labels them
@@ -43,11 +45,17 @@ async def record_question(
     research: bool,
     received_at: datetime,
     red_flag: str | None = None,
+    passage_ids: Sequence[int] = (),
+    library_version: str = "",
 ) -> Question:
     """Store a question (text and its hash only if ``research``) and audit its receipt.
 
     ``red_flag`` is the label of the danger sign it matched (``en:not_breathing``): stored with
     the question and audited as ``question.red_flag`` in the same transaction, whatever the consent.
+    ``passage_ids`` (the library passages retrieved for it, which its answer rests on) are stored
+    with every question, for /sources, and erased with its text; the audit, which is never erased,
+    names them only under research consent, like the text hash. The library version is audited
+    whenever there is a library.
     """
     if red_flag is not None and not RED_FLAG_LABEL.fullmatch(red_flag):
         raise ValueError("red_flag must be a rule label like 'en:not_breathing'")
@@ -66,16 +74,21 @@ async def record_question(
         received_at=received_at,
         status="queued",
         red_flag=red_flag,
+        passage_ids=format_passage_ids(passage_ids),
+        library_version=library_version or None,
     )
     session.add(question)
     await session.flush()
-    payload = {
+    payload: dict[str, object] = {
         "chat_type": chat_type,
         "pseudonym": user.pseudonym,
         "research": research,
         "text_chars": len(text),
         "text_sha256": text_sha256,
     }
+    if library_version:
+        payload["library_version"] = library_version
+        payload["passage_ids"] = list(passage_ids) if research else None
     await append_audit(session, "question.received", question_id, payload)
     if red_flag is not None:
         await append_audit(session, RED_FLAG_EVENT, question_id, {"rule": red_flag})

@@ -25,6 +25,7 @@ from bot.telegram.handlers import (
     group,
     info,
     lang,
+    sources,
     start,
     voice,
 )
@@ -54,6 +55,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
             CommandHandler("consent", rights.consent_command, filters=PRIVATE),
             CommandHandler("withdraw", rights.withdraw, filters=PRIVATE),
             CommandHandler("forget", rights.forget, filters=PRIVATE),
+            CommandHandler("sources", sources.sources, filters=PRIVATE),
             CommandHandler("ask", ask.ask_command),
             CommandHandler("lang", lang.lang),
             CommandHandler("enable", group.enable),

@@ -1,0 +1,99 @@
+"""The library's full-text index: SQLite FTS5 (bm25) or PostgreSQL full text (ts_rank_cd, GIN).
+
+Queries are the OR of a question's content words, so a passage worded differently still matches on
+the words it shares; ranking puts the passages sharing the rarest words first. On PostgreSQL the
+document's language picks the text search configuration (stemming, stop words) when the server
+has one for it, else ``simple``. bm25 weighs a match in the title 4, in the section 2, in the
+text 1. The tables and column are those of storage.models.library (INDEX_TABLE, INDEX_COLUMN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# ISO 639-1 code -> PostgreSQL text search configuration (those PostgreSQL ships).
+PG_CONFIGS = {
+    "ar": "arabic", "ca": "catalan", "da": "danish", "de": "german", "el": "greek", "en": "english",
+    "es": "spanish", "eu": "basque", "fi": "finnish", "fr": "french", "ga": "irish", "hi": "hindi",
+    "hu": "hungarian", "hy": "armenian", "id": "indonesian", "it": "italian", "lt": "lithuanian",
+    "ne": "nepali", "nl": "dutch", "no": "norwegian", "pt": "portuguese", "ro": "romanian",
+    "ru": "russian", "sr": "serbian", "sv": "swedish", "ta": "tamil", "tr": "turkish", "yi": "yiddish",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A passage the index found for a query, best first (``rank``: higher is better)."""
+
+    passage_id: int
+    rank: float
+
+
+async def _dialect(session: AsyncSession) -> str:
+    """``sqlite`` or ``postgresql``."""
+    return (await session.connection()).dialect.name
+
+
+async def pg_config(session: AsyncSession, language: str) -> str:
+    """The PostgreSQL configuration for ``language`` if the server has it, else ``simple``."""
+    name = PG_CONFIGS.get(language.lower().split("-")[0], "simple")
+    found = await session.scalar(text("SELECT count(*) FROM pg_ts_config WHERE cfgname = :n"), {"n": name})
+    return name if found else "simple"
+
+
+async def index_document(session: AsyncSession, document_id: int, title: str, language: str) -> None:
+    """Index every passage of a document (after they are flushed)."""
+    if await _dialect(session) == "postgresql":
+        config = await pg_config(session, language)
+        await session.execute(
+            text(
+                "UPDATE library_passages SET search = "
+                "setweight(to_tsvector(CAST(:config AS regconfig), :title), 'A') || "
+                "setweight(to_tsvector(CAST(:config AS regconfig), section), 'B') || "
+                "to_tsvector(CAST(:config AS regconfig), text) WHERE document_id = :document"
+            ),
+            {"config": config, "title": title, "document": document_id},
+        )
+        return
+    await session.execute(
+        text(
+            "INSERT INTO library_fts (rowid, title, section, text) "
+            "SELECT id, :title, section, text FROM library_passages WHERE document_id = :document"
+        ),
+        {"title": title, "document": document_id},
+    )
+
+
+async def unindex_document(session: AsyncSession, document_id: int) -> None:
+    """Remove a document's passages from the index (before the passages are deleted)."""
+    if await _dialect(session) == "postgresql":
+        return  # the index is a column of the rows being deleted
+    query = "DELETE FROM library_fts WHERE rowid IN (SELECT id FROM library_passages WHERE document_id = :d)"
+    await session.execute(text(query), {"d": document_id})
+
+
+async def search(session: AsyncSession, words: Sequence[str], language: str, limit: int) -> list[Candidate]:
+    """The best ``limit`` passages containing any of ``words`` (plain words, see bot.library.words)."""
+    words = [word for word in words if word.isalnum()]
+    if not words:
+        return []
+    if await _dialect(session) == "postgresql":
+        config = await pg_config(session, language)
+        query = text(
+            "SELECT id, ts_rank_cd(search, q) AS rank FROM library_passages, "
+            "to_tsquery(CAST(:config AS regconfig), :query) AS q "
+            "WHERE search @@ q ORDER BY rank DESC, id LIMIT :limit"
+        )
+        params: dict[str, object] = {"config": config, "query": " | ".join(words), "limit": limit}
+    else:
+        query = text(
+            "SELECT rowid, -bm25(library_fts, 4.0, 2.0, 1.0) AS rank FROM library_fts "
+            "WHERE library_fts MATCH :query ORDER BY rank DESC, rowid LIMIT :limit"
+        )
+        params = {"query": " OR ".join(f'"{word}"' for word in words), "limit": limit}
+    rows = (await session.execute(query, params)).all()
+    return [Candidate(int(row[0]), float(row[1])) for row in rows]
