@@ -154,3 +154,14 @@ async def test_a_request_waits_for_a_server_that_is_away(
         finally:
             await engine.aclose()
     assert result.stop_reason == "length" and result.completion_tokens == 4
+
+
+def test_run_starts_its_worker_without_a_model_file_when_inference_url_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run` with INFERENCE_URL passes no MODEL_PATH to its worker (it loads no model)."""
+    from bot.process.local_worker import worker_env
+
+    monkeypatch.delenv("MODEL_PATH", raising=False)
+    assert "MODEL_PATH" not in worker_env("redis://127.0.0.1:6379/0", "")
+    assert worker_env("redis://127.0.0.1:6379/0", "/m.gguf")["MODEL_PATH"] == "/m.gguf"
