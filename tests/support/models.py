@@ -6,13 +6,25 @@ from pathlib import Path
 
 import pytest
 
-from inference.synthetic import END_OF_TURN_ID, TINY, write_gemma2_gguf
+from inference.synthetic import END_OF_TURN_ID, TINY, Gemma2Shape, write_gemma2_gguf
+
+SLOWER = Gemma2Shape(
+    n_layer=4, n_embd=512, n_ff=1024, n_head=8, n_head_kv=4, head_dim=64,
+    n_vocab=1024, n_ctx=4096, sliding_window=1024,
+)  # fmt: skip
+"""About eight times TINY's work per token: answers that last seconds on any CPU."""
 
 
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A few-MB F16 gemma2 GGUF with random weights and a Gemma-like tokenizer (written once)."""
     return write_gemma2_gguf(tmp_path_factory.mktemp("models") / "tiny-gemma2.gguf", TINY)
+
+
+@pytest.fixture(scope="session")
+def slower_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gemma2 GGUF with random weights, wider and deeper than the tiny one (written once)."""
+    return write_gemma2_gguf(tmp_path_factory.mktemp("models") / "slower-gemma2.gguf", SLOWER)
 
 
 @pytest.fixture(scope="session")
