@@ -1,12 +1,14 @@
 """Finding the Whisper model: WHISPER_MODEL as a CTranslate2 directory, or a faster-whisper model name
-downloaded with huggingface_hub into ``<data dir>/models/.hf-cache`` (offline: by-hand instructions)."""
+downloaded with huggingface_hub into ``<data dir>/models/.hf-cache`` (offline: by-hand instructions).
+
+faster-whisper (CTranslate2, about 30 MB of a process) is imported only to look a name up, so a bot
+process that never resolves a name never loads it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import httpx2
-from faster_whisper import available_models, download_model
 from huggingface_hub.errors import HfHubHTTPError
 
 from inference.download import CACHE_DIR
@@ -22,6 +24,8 @@ def is_model_dir(path: Path) -> bool:
 
 def _repo(name: str) -> str:
     """The Hub repository of a model name (``small``) or id (``Systran/faster-whisper-small``)."""
+    from faster_whisper import available_models
+
     if "/" in name:
         return name
     if name not in available_models():
@@ -56,6 +60,8 @@ def resolve_whisper_model(setting: str, data_dir: Path, *, allow_download: bool 
         return path
     if path.is_absolute() or setting.startswith("."):
         raise ModelNotFoundError(path, f"WHISPER_MODEL={setting}: no CTranslate2 model (model.bin) there")
+    from faster_whisper import download_model
+
     repo = _repo(setting)
     cache = data_dir / "models" / CACHE_DIR
     try:
