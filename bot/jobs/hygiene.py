@@ -54,6 +54,15 @@ class Hygiene:
     _force: bool = False  # rewrite even without growth: after a rewrite that data changed during
     _server: str | None = None  # run id of the Redis server last rewritten (another: rewrite)
     _ran: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
+    _rewriting: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def rewrite_now(self) -> bool:
+        """Rewrite the append-only file at once (a voice note's audio just left the stream); a
+        rewrite already running here is enough. True when this call rewrote it."""
+        if self._rewriting.locked():
+            return False
+        async with self._rewriting:
+            return await self._rewrite()
 
     async def run_once(self) -> None:
         """Rewrite the append-only file and checkpoint the WAL if needed; problems are logged."""

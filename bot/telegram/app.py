@@ -124,6 +124,7 @@ def build_application(
         app.bot_data["hygiene"] = await start_hygiene(
             app.job_queue, redis, engine, settings, storage, leases=res.leases
         )
+        transcripts.after_handled = app.bot_data["hygiene"].rewrite_now  # audio off the disk at once
         await audit_bot_start(res.sessionmaker, settings, storage)
         log.info("bot.ready", consumer=res.consumer)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -39,6 +40,10 @@ class TranscriptDelivery:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._recheck = False
+        # Called after each transcript is handled: the hygiene job's rewrite of Redis's append-only
+        # file, so the audio, deleted from the stream, leaves the disk within seconds too.
+        self.after_handled: Callable[[], Awaitable[bool]] | None = None
+        self._rewrite: asyncio.Task[bool] | None = None
 
     def recheck_pending(self) -> None:
         """Read this consumer's unacked transcripts again soon (entries were moved to it)."""
@@ -51,10 +56,11 @@ class TranscriptDelivery:
     async def stop(self) -> None:
         """Stop the loop; unhandled transcripts stay pending in Redis."""
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._rewrite):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _run(self) -> None:
         """Pending transcripts first (after a restart or another bot's death), then new ones."""
@@ -90,6 +96,20 @@ class TranscriptDelivery:
             else:
                 await self._ask(question, language)
             await res.voice.ack_transcript(delivery.entry_id)
+        if self.after_handled is not None and (self._rewrite is None or self._rewrite.done()):
+            self._rewrite = asyncio.create_task(self._after(self.after_handled))
+
+    @staticmethod
+    async def _after(action: Callable[[], Awaitable[bool]]) -> bool:
+        """Run ``action`` in the background; a failure is logged (the periodic job catches up)."""
+        try:
+            done = await action()
+        except Exception as exc:
+            log.warning("voice.aof_rewrite_failed", error=type(exc).__name__)
+            return False
+        if done:
+            log.info("voice.aof_rewritten")
+        return done
 
     async def _ask(self, question: QuestionMessage, language: str) -> None:
         """The heard text, then: danger signs, consent (asked again: it may have changed), the queue."""
