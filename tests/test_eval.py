@@ -165,3 +165,31 @@ def test_cli_table_and_errors(
     assert "question file not found" in capsys.readouterr().err
     assert main(["eval", "--data", "examples", "--model", str(tmp_path / "missing.gguf")]) == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_cli_library_evaluates_the_model_with_and_without_the_passages(
+    tiny_model_path: Path, tmp_path: Path
+) -> None:
+    """eval --library: the same model twice on the same questions, the second with the library's passages."""
+    guidelines = REPO / "tests" / "support" / "library" / "guidelines.md"
+    env = _env(tmp_path)
+    added = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "library", "add", str(guidelines)],
+        capture_output=True, text=True, timeout=100, env=env, check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    command = [sys.executable, "-m", "bot.cli", "eval", "--data", "examples", "--model", str(tiny_model_path)]
+    command += ["--library", "--limit", "4", "--json", "--no-progress", "--output", str(tmp_path / "r.json")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=200, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    plain, grounded = document["models"]
+    assert plain["questions"] == grounded["questions"] == 4
+    assert "+ library" in grounded["path"] and "+ library" not in plain["path"]
+    assert document["comparison"] is not None and "mcnemar" in document["comparison"]
+    assert grounded["prompt_tokens_mean"] > plain["prompt_tokens_mean"]  # passages went with the questions
+    refused = subprocess.run(
+        [*command[:7], "--compare", str(tiny_model_path), "--library"],
+        capture_output=True, text=True, timeout=100, env=env, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--library" in refused.stderr

@@ -47,6 +47,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="URL",
         help="also an OpenAI-compatible server (llama-server, Ollama, vLLM) on the same model, side by side",
     )
+    library = parser.add_argument_group("guideline library")
+    library.add_argument(
+        "--library",
+        action="store_true",
+        help="only: retrieval + prompt building p99 on a 10,000-passage library (SQLite, and PostgreSQL "
+        "when DATABASE_URL or --postgres names one), and the first-token cost of the passages",
+    )
+    library.add_argument(
+        "--postgres", metavar="URL", help="PostgreSQL server for --library (a scratch database is made there)"
+    )
+    library.add_argument("--no-model", action="store_true", help="--library without the first-token part")
     voice = parser.add_argument_group("voice notes")
     voice.add_argument(
         "--transcription", action="store_true", help="measure Whisper instead: real-time factor and memory"

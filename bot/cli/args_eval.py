@@ -32,6 +32,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="OTHER.gguf",
         help="also evaluate this file on the same questions; McNemar's paired test",
     )
+    parser.add_argument(
+        "--library",
+        action="store_true",
+        help="also evaluate the model with the passages the guideline library retrieves for each "
+        "question (the bot's retrieval); McNemar's paired test against the model alone",
+    )
     parser.add_argument("--limit", type=_positive, help="evaluate only the first N (after shuffling)")
     parser.add_argument("--shuffle-seed", type=int, metavar="S", help="shuffle the questions with seed S")
     parser.add_argument(

@@ -52,10 +52,30 @@ def transcription(args: argparse.Namespace) -> int:
     return 0
 
 
+def library(args: argparse.Namespace) -> int:
+    """The library section: retrieval + prompt building p99 on 10,000 passages, first-token cost."""
+    from bot.library.bench import format_library, measure_first_token, measure_retrieval
+
+    storage = StorageSettings()
+    postgres = args.postgres
+    if postgres is None and storage.database_url is not None:
+        configured = storage.database_url.get_secret_value()
+        postgres = configured if configured.startswith("postgres") else None
+    report = measure_retrieval(postgres)
+    if not args.no_model:
+        progress = Progress(0)
+        config = _config(args, _model(args, progress))
+        measure_first_token(report, config.model, config.n_threads, config.n_ctx)
+    print(json.dumps(report.as_dict()) if args.json else format_library(report))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; a table (or one JSON object) on stdout, progress on stderr."""
     if args.transcription:
         return transcription(args)
+    if args.library:
+        return library(args)
     progress = Progress(0)
     model = _model(args, progress)
     config = _config(args, model)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.errors import BotError
 from inference.evaluation.data import QuestionFile, read_questions, resolve_data_path
 from inference.evaluation.report import ProgressBar, format_table, full_document, summary, write_results
 from inference.evaluation.results import EvalRun
@@ -57,13 +59,33 @@ def _results_path(args: argparse.Namespace, run: EvalRun, data_dir: Path) -> Pat
     return data_dir / "evals" / f"eval-{stamp}-{run.models[0].sha256[:12]}.json"
 
 
+def _with_library(options: EvalOptions, data: QuestionFile) -> EvalOptions:
+    """The options with each question's passages, retrieved as the bot retrieves them (--library)."""
+    from bot.cli.database import database_url, prepare_database
+    from bot.library.grounding import ground_questions
+
+    url = database_url(StorageSettings())
+    prepare_database(url)
+    version, grounding = asyncio.run(ground_questions(url, data.questions))
+    if not version:
+        raise BotError("the guideline library is empty: add documents with `meditron-bot library add`")
+    return replace(options, grounding=grounding, library_version=version)
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table (or JSON) on stdout, write the results file."""
     settings = InferenceSettings()
     data_dir = StorageSettings().ensure_data_dir()
     options = _options(args, settings, data_dir)
+    if args.library and options.compare is not None:
+        print(
+            "meditron-bot: error: --library compares the model with itself; drop --compare", file=sys.stderr
+        )
+        return 2
     data = read_questions(options.data, cop_base=options.cop_base)
     _report_bad_lines(data)
+    if args.library:
+        options = _with_library(options, data)
     evaluation = run_eval(options, data=data, progress=None if args.no_progress else _bar)
     path = _results_path(args, evaluation, data_dir)
     evaluation = replace(evaluation, results_path=str(path))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,10 @@ class EvalOptions:
     n_batch: int = 512
     n_threads: int | None = None
     use_mmap: bool = True
+    # --library: guideline passages (as the prompt quotes them) by question line, and the library
+    # version; the model is then evaluated twice, without and with them, on the same questions.
+    grounding: Mapping[int, str] | None = None
+    library_version: str = ""
 
 
 def letter_continuations(n_choices: int) -> list[str]:
@@ -56,13 +60,18 @@ def text_continuations(question: Question) -> list[str]:
     return [f" {text}" for text in question.choices]
 
 
-def score_question(scorer: Scorer, question: Question, *, normalized: bool) -> QuestionResult:
-    """Score one question: letters always, the full choice texts too when ``normalized``."""
+def score_question(
+    scorer: Scorer, question: Question, *, normalized: bool, passages: str = ""
+) -> QuestionResult:
+    """Score one question: letters always, the full choice texts too when ``normalized``.
+
+    ``passages`` (library passages, see inference.prompt.passages_block) come before the question.
+    """
     n = len(question.choices)
     continuations = letter_continuations(n) + (text_continuations(question) if normalized else [])
     base = QuestionResult(question.line, question.qid, question.subject, question.answer, None)
     try:
-        scores = scorer.loglikelihoods(build_prompt(question), continuations)
+        scores = scorer.loglikelihoods(f"{passages}{build_prompt(question)}", continuations)
     except QuestionTooLongError as exc:
         return replace(base, skipped=str(exc))
     letters = scores.logprobs[:n]
@@ -88,9 +97,13 @@ def score_question(scorer: Scorer, question: Question, *, normalized: bool) -> Q
 
 
 def evaluate_model(
-    path: Path, questions: Sequence[Question], options: EvalOptions, progress: Progress | None = None
+    path: Path,
+    questions: Sequence[Question],
+    options: EvalOptions,
+    progress: Progress | None = None,
+    grounding: Mapping[int, str] | None = None,
 ) -> ModelRun:
-    """Load ``path`` and score every question with it."""
+    """Load ``path`` and score every question with it (with its passages from ``grounding``)."""
     sha256 = file_sha256(path)
     started = time.monotonic()
     with Scorer(
@@ -103,13 +116,15 @@ def evaluate_model(
         loaded = time.monotonic()
         results = []
         for done, question in enumerate(questions, start=1):
-            results.append(score_question(scorer, question, normalized=options.normalized))
+            passages = (grounding or {}).get(question.line, "")
+            results.append(score_question(scorer, question, normalized=options.normalized, passages=passages))
             if progress is not None:
                 progress(done)
         finished = time.monotonic()
         architecture = scorer.architecture
+    label = f"{path} + library {options.library_version}" if grounding is not None else str(path)
     return ModelRun(
-        str(path),
+        label,
         sha256,
         path.stat().st_size,
         architecture,
@@ -138,7 +153,7 @@ def run_eval(
     data: QuestionFile | None = None,
     progress: ProgressFactory | None = None,
 ) -> EvalRun:
-    """Evaluate ``options.model`` (and ``options.compare``) on the selected questions."""
+    """Evaluate ``options.model`` (and ``options.compare``, or the model with the library's passages)."""
     data = data or read_questions(options.data, cop_base=options.cop_base)
     questions = select(data.questions, limit=options.limit, shuffle_seed=options.shuffle_seed)
     paths = [options.model] + ([options.compare] if options.compare is not None else [])
@@ -148,6 +163,11 @@ def run_eval(
     for path in paths:
         callback = progress(len(questions), path.name) if progress is not None else None
         models.append(evaluate_model(path, questions, options, callback))
+    if options.grounding is not None:
+        callback = (
+            progress(len(questions), f"{options.model.name} + library") if progress is not None else None
+        )
+        models.append(evaluate_model(options.model, questions, options, callback, options.grounding))
     return EvalRun(
         data=data,
         selected=len(questions),
