@@ -1,0 +1,1 @@
+"""The Meditron field bot: Telegram side (``telegram``), use cases (``flows``), console and command line."""

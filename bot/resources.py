@@ -1,4 +1,4 @@
-"""What handlers need, built once in ``post_init`` and reached through ``context.bot_data``.
+"""What handlers and flows need, built once in ``post_init`` and reached as ``context.resources``.
 
 Nothing here is state another bot process would need: rate counters, held questions, typing chats,
 answer times, languages and grants live in Redis or the database. What is kept is this process's
@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.consent_texts import ConsentText
-from bot.fieldstate import FieldState
 from bot.jobs.lease import Leases
 from bot.progress import AnswerProgress
 from bot.settings import BotSettings
@@ -25,6 +24,10 @@ from storage.pseudonym import Pseudonymizer
 from storage.queue import Queue
 from storage.queue.updates import UpdateLog
 from storage.queue.voice import VoiceNames, VoiceQueue
+from storage.transient.held import HeldQuestions
+from storage.transient.languages import PendingLanguages
+from storage.transient.prompts import ReasonPrompts
+from storage.transient.rates import RateCounter
 
 KEY = "resources"
 
@@ -54,9 +57,24 @@ class Resources:
             self.consumer = consumer_name(self.settings.bot_consumer)
 
     @property
-    def state(self) -> FieldState:
-        """Rate counters, held group questions and feedback prompts (in Redis)."""
-        return FieldState(self.queue.redis, self.queue.names.namespace)
+    def rates(self) -> RateCounter:
+        """Message counters for the rate limits (in Redis)."""
+        return RateCounter(self.queue.redis, self.queue.names.namespace)
+
+    @property
+    def held(self) -> HeldQuestions:
+        """Group questions waiting for their asker's consent (in Redis)."""
+        return HeldQuestions(self.queue.redis, self.queue.names.namespace)
+
+    @property
+    def prompts(self) -> ReasonPrompts:
+        """Feedback-reason prompts (in Redis)."""
+        return ReasonPrompts(self.queue.redis, self.queue.names.namespace)
+
+    @property
+    def pending_languages(self) -> PendingLanguages:
+        """Languages chosen before any consent choice (in Redis)."""
+        return PendingLanguages(self.queue.redis, self.queue.names.namespace)
 
     @property
     def progress(self) -> AnswerProgress:

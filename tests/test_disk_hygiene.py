@@ -26,7 +26,6 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from bot.fieldstate import FieldState
 from bot.jobs.hygiene import Hygiene
 from bot.process.private_redis import PrivateRedis
 from bot.settings import BotSettings
@@ -38,6 +37,7 @@ from storage.migrate import upgrade_async
 from storage.models import Answer
 from storage.queue import QuestionMessage, QueueNames
 from storage.settings import StorageSettings
+from storage.transient.held import HeldQuestions
 from tests.support.stack import PSEUDONYM_KEY, LoggedProcess, Stack, inprocess_worker
 from tests.support.telegram_stub import TelegramStub, running_application
 from tests.test_e2e import _text_has
@@ -373,7 +373,7 @@ async def test_a_held_question_put_back_keeps_its_expiry(
 ) -> None:
     """A held group question (text, raw chat id) that another question's timer finds keeps the
     expiry it had (it once came back with a fresh hour)."""
-    state = FieldState(redis_client, queue_names.namespace)
+    state = HeldQuestions(redis_client, queue_names.namespace)
 
     def held(question_id: str) -> QuestionMessage:
         return QuestionMessage(

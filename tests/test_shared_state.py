@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from bot.fieldstate import FieldState
 from bot.flows.alerts import MonitorState
 from bot.jobs.lease import Leases, run_leased
 from bot.liveness import Liveness
@@ -25,6 +24,7 @@ from storage.queue import QuestionMessage, Queue, QueueNames
 from storage.queue.connection import connect
 from storage.queue.updates import GROUP as UPDATES_GROUP
 from storage.queue.updates import UpdateLog
+from storage.transient.held import HeldQuestions
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ async def test_a_held_question_expires_once_for_all_processes(
     redis_client: Redis, other_client: Redis, queue_names: QueueNames
 ) -> None:
     ns = queue_names.namespace
-    one, other = FieldState(redis_client, ns), FieldState(other_client, ns)
+    one, other = HeldQuestions(redis_client, ns), HeldQuestions(other_client, ns)
     now = time.time()
     await one.hold(_question("ada", "question-ada"), ttl_s=60, now=now - 61)  # due a second ago
     await one.hold(_question("ben", "question-ben"), ttl_s=60, now=now)

@@ -3,21 +3,34 @@
 Each condition is reported when it starts (not at every check); the dead-letter count is reported
 when it grows. What was reported lives in Redis (one hash under the queue namespace), and each
 change of it is one atomic swap: whichever bot process sees a change first reports it, once per
-deployment. The check itself runs once per interval under a lease.
+deployment. The check itself runs once per interval under a lease. Alerts carry pseudonyms and rule
+names only, never message text; they are in English (for the people running the bot).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from redis.asyncio import Redis
 
 from bot.jobs.lease import run_leased
+from bot.redflags import RedFlag
 from bot.resources import Resources
-from bot.telegram import texts
-from bot.telegram.alerts import alert
-from bot.telegram.context import BotContext
+from storage.queue import QuestionMessage
 
 JOB_NAME = "monitor"
 STATE_TTL_S = 7 * 86_400  # unchecked this long (no admin chat): start afresh
+
+ALERT_RED_FLAG = (
+    "🚩 Danger sign {rule} from user {user} (question {question}). The user was told to seek emergency care."
+)
+ALERT_DEAD_LETTERS = "⚠️ {count} question(s) could not be answered (dead letters)."
+ALERT_BACKLOG = "⚠️ The queue is backing up: {count} questions waiting."
+ALERT_WORKERS_DOWN = "⚠️ No worker has read the queue for {seconds} s: questions are not being answered."
+ALERT_WORKERS_BACK = "✅ A worker is reading the queue again."
+ALERT_STALLED = "⚠️ No worker seems to be answering: the oldest question has waited {minutes} min."
+
+Notify = Callable[[str], Awaitable[object]]  # sends one alert to the admin chat
 
 # Set field ARGV[1] to ARGV[2] and return its previous value; write nothing when it is unchanged.
 _SWAP = """
@@ -28,6 +41,11 @@ if old ~= ARGV[2] then
 end
 return old
 """
+
+
+def red_flag_note(flag: RedFlag, question: QuestionMessage) -> str:
+    """The on-call alert for a danger sign: rule, user pseudonym and question id."""
+    return ALERT_RED_FLAG.format(rule=flag.label, user=question.user, question=question.question_id)
 
 
 class MonitorState:
@@ -50,35 +68,31 @@ class MonitorState:
         return on
 
 
-async def _check_workers(context: BotContext, res: Resources, state: MonitorState) -> None:
+async def _check_workers(res: Resources, state: MonitorState, notify: Notify) -> None:
     """Alert when no worker has read the queue for WORKER_DOWN_S, and again when one is back."""
     live = await res.queue.live_workers()
     change = await state.started("workers_down", live == 0)
     if change is not None:
-        text = texts.ALERT_WORKERS_DOWN if change else texts.ALERT_WORKERS_BACK
-        await alert(
-            context.bot, res.settings.admin_chat_id, text.format(seconds=int(res.queue.worker_alive_s))
-        )
+        text = ALERT_WORKERS_DOWN if change else ALERT_WORKERS_BACK
+        await notify(text.format(seconds=int(res.queue.worker_alive_s)))
 
 
-async def check(context: BotContext) -> None:
+async def check(res: Resources, notify: Notify) -> None:
     """One round of checks (a repeating job while ADMIN_CHAT_ID is set), in one process per round."""
-    res = context.resources
-    await run_leased(res.leases, JOB_NAME, res.settings.monitor_interval_s, lambda: _check(context, res))
+    await run_leased(res.leases, JOB_NAME, res.settings.monitor_interval_s, lambda: _check(res, notify))
 
 
-async def _check(context: BotContext, res: Resources) -> None:
+async def _check(res: Resources, notify: Notify) -> None:
     """Compare each condition with what was reported and alert on the changes."""
     state = MonitorState(res.queue.redis, res.queue.names.namespace)
-    chat = res.settings.admin_chat_id
     dead = await res.queue.dead_count()
     before = await state.swap("dead", str(dead))
     if before is not None and dead > int(before):
-        await alert(context.bot, chat, texts.ALERT_DEAD_LETTERS.format(count=dead - int(before)))
+        await notify(ALERT_DEAD_LETTERS.format(count=dead - int(before)))
     waiting = await res.queue.waiting()
     if await state.started("backlog", waiting >= res.settings.busy_queue_size):
-        await alert(context.bot, chat, texts.ALERT_BACKLOG.format(count=waiting))
+        await notify(ALERT_BACKLOG.format(count=waiting))
     age = await res.queue.oldest_age_s()
     if await state.started("stalled", age > res.settings.stall_alert_s):
-        await alert(context.bot, chat, texts.ALERT_STALLED.format(minutes=round(age / 60, 1)))
-    await _check_workers(context, res, state)
+        await notify(ALERT_STALLED.format(minutes=round(age / 60, 1)))
+    await _check_workers(res, state, notify)

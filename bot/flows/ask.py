@@ -1,4 +1,4 @@
-"""The path of a question after its handler: danger-sign check, fairness, recording and queueing.
+"""Asking a question: text checks, danger signs, one pending question per user, recording and queueing.
 
 Used by private questions, group questions (/ask, mention, reply) and group questions released
 after their asker consented in private.
@@ -6,89 +6,77 @@ after their asker consented in private.
 
 from __future__ import annotations
 
-import asyncio
-import math
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
 
 import structlog
-from telegram import Message, ReplyParameters
-from telegram.error import TelegramError
-from telegram.ext import ExtBot
 
 from bot import metrics, redflags
 from bot.flows.library import RetrievalLimits, retrieve
 from bot.redflags import RedFlag
 from bot.resources import Resources
-from bot.telegram import texts
-from bot.telegram.alerts import alert
-from bot.telegram.i18n import t
-from bot.telegram.outgoing import ACKNOWLEDGEMENT, ANSWER, REPLY
 from storage.models import Question
 from storage.queue import QuestionMessage
-from storage.repositories.questions import mark_enqueued, record_question
+from storage.repositories.questions import mark_enqueued, record_question, set_question_status
 from storage.repositories.users import get_or_create_user
 
 log = structlog.get_logger("bot.questions")
 
 
-async def reply(bot: ExtBot[Any], question: QuestionMessage, text: str, priority: int = REPLY) -> Message:
-    """Send ``text`` to the question's chat as a reply to it (plain text), at ``priority``."""
-    target = ReplyParameters(question.message_id, allow_sending_without_reply=True)
-    return await bot.send_message(question.chat_id, text, reply_parameters=target, rate_limit_args=priority)
+class Refusal(StrEnum):
+    """Why a question is not taken."""
+
+    EMPTY = "empty"
+    TOO_LONG = "too_long"
+    STILL_WORKING = "still_working"  # the user's previous question is not answered yet
+    BUSY = "busy"  # the queue is full
 
 
-async def warn_if_danger(
-    bot: ExtBot[Any], res: Resources, question: QuestionMessage, language: str
-) -> RedFlag | None:
-    """On a danger sign: the fixed referral message at once and an alert to the on-call chat."""
+@dataclass(frozen=True)
+class Queued:
+    """A question on the queue: its place, and whether this handling should acknowledge it."""
+
+    position: int
+    acknowledge: bool
+
+
+def refusal_of(text: str, max_chars: int) -> Refusal | None:
+    """Empty and over-long text are refused."""
+    if not text:
+        return Refusal.EMPTY
+    if len(text) > max_chars:
+        return Refusal.TOO_LONG
+    return None
+
+
+def danger(question: QuestionMessage) -> RedFlag | None:
+    """The danger sign in the question, if any (checked before anything else)."""
     flag = redflags.check(question.text)
-    if flag is None:
-        return None
-    emergency = res.settings.emergency_number or t(texts.EMERGENCY_DEFAULT, language)
-    referral = t(texts.RED_FLAG, language).format(emergency=emergency)
-    await reply(bot, question, referral, ANSWER)
-    note = texts.ALERT_RED_FLAG.format(rule=flag.label, user=question.user, question=question.question_id)
-    await alert(bot, res.settings.oncall_chat_id, note)
-    log.warning("question.red_flag", rule=flag.label)
-    metrics.DANGER_SIGNS.labels(flag.rule).inc()
+    if flag is not None:
+        log.warning("question.red_flag", rule=flag.label)
+        metrics.DANGER_SIGNS.labels(flag.rule).inc()
     return flag
 
 
-async def acknowledgement(res: Resources, position: int, slots: int, language: str) -> str:
-    """Place in the queue, with an estimated wait once recent answer times are known.
-
-    ``slots`` is how many questions the running workers answer at once: position 8 with 8 slots is
-    answered now, not after seven others.
-    """
-    wait = await res.progress.estimated_wait_s(position, slots)
-    if wait is None:
-        return t(texts.ACK, language).format(position=position)
-    if wait < 60:
-        return t(texts.ACK_UNDER_MINUTE, language).format(position=position)
-    return t(texts.ACK_WITH_WAIT, language).format(position=position, minutes=math.ceil(wait / 60))
-
-
-async def queue_question(
-    bot: ExtBot[Any], res: Resources, question: QuestionMessage, language: str, *, urgent: bool = False
-) -> bool:
-    """One pending question per user; refuse when busy (not urgent ones); record, enqueue, acknowledge.
+async def enqueue(
+    res: Resources, question: QuestionMessage, language: str, *, urgent: bool = False
+) -> Queued | Refusal:
+    """One pending question per user; refuse when busy (not urgent ones); record and enqueue.
 
     Safe to run again for the same question (an update handled again after a crash or an outage):
     the question is recorded once, enqueued once and acknowledged at most once. It is enqueued before
-    the acknowledgement, so a refused acknowledgement never loses it.
+    any acknowledgement, so a refused acknowledgement never loses it.
     """
     claim = await res.queue.claim_pending(question.user, question.question_id)  # atomic: one per user
     if claim == "other":
-        await reply(bot, question, t(texts.STILL_WORKING, language))
-        return False
+        return Refusal.STILL_WORKING
     position = await res.queue.waiting() + 1
     if claim == "new" and position > res.settings.busy_queue_size and not urgent:
         await res.queue.clear_pending(question.user, question.question_id)
-        await reply(bot, question, t(texts.BUSY, language))
         log.info("question.busy", waiting=position - 1)
-        return False
+        return Refusal.BUSY
     question = await _record(res, await _ground(res, question), language)
     stamped = {"enqueued_at": time.time(), "delivery": res.settings.delivery}
     enqueued = await res.queue.enqueue_once(question.model_copy(update=stamped))
@@ -97,30 +85,18 @@ async def queue_question(
     if enqueued is not None:
         log.info("question.enqueued", position=enqueued.position, chat_type=question.chat_type)
     await res.progress.start_typing(question.chat_id)
-    if await res.updates.once(f"ack:{question.question_id}"):
-        # In the background: it waits its turn under Telegram's outgoing limit, and is dropped when
-        # the answer is ready first (an acknowledgement after the answer helps nobody).
-        task = asyncio.create_task(_acknowledge(bot, res, question, position, language))
-        res.acknowledgements[question.question_id] = task
-        task.add_done_callback(lambda _: res.acknowledgements.pop(question.question_id, None))
+    return Queued(position, await res.updates.once(f"ack:{question.question_id}"))
+
+
+async def cancel(res: Resources, pseudonym: str, chat_id: int) -> bool:
+    """Take the user's pending question off the queue (a worker that has it drops the answer)."""
+    question_id = await res.queue.cancel(pseudonym)
+    if question_id is None:
+        return False
+    async with res.sessionmaker.begin() as session:
+        await set_question_status(session, question_id, "cancelled")
+    await res.progress.stop_typing(chat_id)
     return True
-
-
-async def _acknowledge(
-    bot: ExtBot[Any], res: Resources, question: QuestionMessage, position: int, language: str
-) -> None:
-    """The acknowledgement; Telegram refusing it loses nothing (the question is queued).
-
-    No "typing…" here: the acknowledgement says enough, and chat actions count against Telegram's
-    outgoing limit like messages. The typing job shows it while the answer is being written.
-    """
-    try:
-        slots = await res.queue.capacity()
-        await reply(bot, question, await acknowledgement(res, position, slots, language), ACKNOWLEDGEMENT)
-        if question.received_at:
-            metrics.ACKNOWLEDGEMENT_SECONDS.observe(max(0.0, time.time() - question.received_at))
-    except TelegramError as exc:
-        log.warning("question.ack_failed", error=type(exc).__name__)
 
 
 async def _ground(res: Resources, question: QuestionMessage) -> QuestionMessage:
@@ -138,7 +114,7 @@ async def _ground(res: Resources, question: QuestionMessage) -> QuestionMessage:
 
 async def _record(res: Resources, question: QuestionMessage, language: str) -> QuestionMessage:
     """Store the question once (text only with research consent); returns it with the research flag set."""
-    flag = redflags.check(question.text)  # warn_if_danger's check; also for held group questions
+    flag = redflags.check(question.text)  # danger()'s check; also for held group questions
     async with res.sessionmaker.begin() as session:
         existing = await session.get(Question, question.question_id)
         if existing is not None:  # recorded when this update was handled before

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from bot.languages import LANGUAGES
 from bot.settings import BotSettings
 from bot.telegram import texts
-from bot.telegram.i18n import LANGUAGES
 from storage.queue import QuestionMessage
 from storage.queue.voice_messages import TranscriptMessage
 

@@ -9,10 +9,11 @@ import structlog
 from telegram.error import TelegramError
 from telegram.ext import Job, JobQueue
 
-from bot.flows.ask import reply
+from bot.flows import groups
 from bot.telegram import texts
 from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
+from bot.telegram.questions import reply
 
 log = structlog.get_logger("bot.held")
 
@@ -23,7 +24,7 @@ MAX_SWEEP_S = 5.0  # a held question is dropped at most this late (or CONSENT_HO
 async def expire_held(context: BotContext) -> None:
     """Drop the held questions that are due and say so in their groups."""
     res = context.resources
-    for held in await res.state.expire_held():
+    for held in await groups.expire_due(res):
         try:
             await reply(context.bot, held, t(texts.GROUP_QUESTION_DROPPED, held.language))
         except TelegramError as exc:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-LANGUAGES = ("en", "fr", "ar", "es", "sw")
+from bot.languages import LANGUAGES
+
+__all__ = ["LANGUAGES", "RedFlag", "check", "normalise", "rules"]
 
 _ARABIC = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ة": "ه", "ى": "ي", "ـ": None})
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'"})

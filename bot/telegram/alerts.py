@@ -1,4 +1,4 @@
-"""Messages to the on-call and admin chats: pseudonyms and rule names only, never message text."""
+"""Messages to the on-call and admin chats, and the monitor job that sends the admin alerts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import structlog
 from telegram import Bot
 from telegram.error import TelegramError
 
-log = structlog.get_logger("bot.telegram.alerts")
+from bot.flows import alerts
+from bot.telegram.context import BotContext
+
+log = structlog.get_logger("bot.alerts")
 
 
 async def alert(bot: Bot, chat_id: int | None, text: str) -> bool:
@@ -19,3 +22,13 @@ async def alert(bot: Bot, chat_id: int | None, text: str) -> bool:
         log.warning("alert.failed", error=type(exc).__name__)
         return False
     return True
+
+
+async def monitor(context: BotContext) -> None:
+    """One round of the admin chat's checks (a repeating job while ADMIN_CHAT_ID is set)."""
+    res = context.resources
+
+    async def notify(text: str) -> bool:
+        return await alert(context.bot, res.settings.admin_chat_id, text)
+
+    await alerts.check(res, notify)

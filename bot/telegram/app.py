@@ -18,13 +18,13 @@ from bot import resources
 from bot.audit_start import audit_bot_start
 from bot.consent_texts import load_consent_text
 from bot.errors import ConfigurationError
-from bot.flows import alerts
 from bot.jobs.held import schedule_held_expiry
 from bot.jobs.hygiene import start_hygiene
 from bot.jobs.retention import schedule_retention
 from bot.liveness import start_liveness, stop_liveness
 from bot.settings import BotSettings
 from bot.telegram import handlers
+from bot.telegram.alerts import monitor
 from bot.telegram.context import CONTEXT_TYPES, BotContext
 from bot.telegram.delivery import AnswerDelivery
 from bot.telegram.ingest import IngestConfig, UpdateIngest
@@ -118,7 +118,7 @@ def build_application(
         )
         if settings.admin_chat_id is not None:
             interval = settings.monitor_interval_s
-            app.job_queue.run_repeating(alerts.check, interval=interval, first=interval)
+            app.job_queue.run_repeating(monitor, interval=interval, first=interval)
         schedule_held_expiry(app.job_queue, settings.consent_hold_s)
         schedule_retention(app.job_queue, res.sessionmaker, settings.retention_days, leases=res.leases)
         app.bot_data["hygiene"] = await start_hygiene(

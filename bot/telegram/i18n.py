@@ -12,10 +12,9 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from telegram import Update
+from bot.languages import LANGUAGES, NAMES
 
-LANGUAGES = ("en", "fr", "ar", "es", "sw")
-NAMES = {"en": "English", "fr": "Français", "ar": "العربية", "es": "Español", "sw": "Kiswahili"}
+__all__ = ["LANGUAGES", "NAMES", "catalogue", "locale_dir", "supported", "t"]
 DOMAIN = "messages"
 
 
@@ -41,9 +40,3 @@ def supported(code: str | None, default: str = "en") -> str:
     """A Telegram language code (``fr-CA``) as one of the supported languages, else ``default``."""
     short = (code or "").split("-", 1)[0].lower()
     return short if short in LANGUAGES else default
-
-
-def telegram_language(update: Update) -> str:
-    """The supported language of the update's sender, from Telegram's ``language_code``."""
-    user = update.effective_user
-    return supported(user.language_code if user else None)

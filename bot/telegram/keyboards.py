@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.flows.consent import CHOICES
+from bot.languages import LANGUAGES
 from bot.telegram import texts
 from bot.telegram.i18n import t
 
-CHOICES = ("both", "service", "decline")
-_CONSENT_RE = re.compile(r"^consent:(both|service|decline):([a-z]{2}-\d{1,4})$")
+_CONSENT_RE = re.compile(rf"^consent:({'|'.join(CHOICES)}):([a-z]{{2}}-\d{{1,4}})$")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def parse_consent(data: str | None) -> ConsentChoice | None:
 
 
 _FEEDBACK_RE = re.compile(r"^fb:(up|down):([0-9a-f]{8,40})$")
-_LANG_RE = re.compile(r"^lang:(en|fr|ar|es|sw)$")
+_LANG_RE = re.compile(rf"^lang:({'|'.join(LANGUAGES)})$")
 
 
 def feedback_keyboard(question_id: str) -> InlineKeyboardMarkup:

@@ -132,14 +132,6 @@ FEEDBACK_STALE = "This button is no longer valid."
 LANG_CHOOSE = "Choose your language:"
 LANG_SET = "Language set: English."
 LANG_UNKNOWN = "I do not know that language. Choose one of: en, fr, ar, es, sw."
-ALERT_RED_FLAG = (
-    "🚩 Danger sign {rule} from user {user} (question {question}). The user was told to seek emergency care."
-)
-ALERT_DEAD_LETTERS = "⚠️ {count} question(s) could not be answered (dead letters)."
-ALERT_BACKLOG = "⚠️ The queue is backing up: {count} questions waiting."
-ALERT_WORKERS_DOWN = "⚠️ No worker has read the queue for {seconds} s: questions are not being answered."
-ALERT_WORKERS_BACK = "✅ A worker is reading the queue again."
-ALERT_STALLED = "⚠️ No worker seems to be answering: the oldest question has waited {minutes} min."
 # Consent, withdrawal and erasure (/consent, /withdraw, /forget).
 RIGHTS_STATUS = (
     "What you agreed to\n"

@@ -17,16 +17,15 @@ import structlog
 from telegram.error import TelegramError
 from telegram.ext import ExtBot
 
+from bot.flows import consent
 from bot.flows import voice as flow
-from bot.flows.ask import queue_question, reply, warn_if_danger
 from bot.resources import Resources
 from bot.telegram import texts
 from bot.telegram.cleaning import clean
-from bot.telegram.handlers.consent import has_consent
 from bot.telegram.i18n import t
+from bot.telegram.questions import queue_question, reply, warn_if_danger
 from storage.queue import Delivery, QuestionMessage
 from storage.queue.voice_messages import TranscriptMessage
-from storage.repositories.users import get_user
 
 log = structlog.get_logger("bot.voice")
 
@@ -128,9 +127,7 @@ class TranscriptDelivery:
             if await self._first(question, "flag")
             else None
         )
-        async with res.sessionmaker() as session:
-            consented = has_consent(await get_user(session, question.user), res)
-        if not consented:
+        if not await consent.consented(res, question.user):
             await res.progress.stop_typing(question.chat_id)
             await self._once(question, "consent", t(texts.CONSENT_FIRST, language))
             return

@@ -1,4 +1,4 @@
-"""A question (private text, /ask, or a group mention/reply): check it, then queue it or hold it."""
+"""A question (private text, /ask, or a group mention/reply): parse it, then let the ask flow take it."""
 
 from __future__ import annotations
 
@@ -8,19 +8,18 @@ import uuid
 import structlog
 from telegram import Message, Update
 
-from bot.flows.ask import queue_question, warn_if_danger
+from bot.flows import ask as asking
+from bot.flows import consent, groups
 from bot.resources import Resources
 from bot.telegram import texts
 from bot.telegram.context import BotContext
-from bot.telegram.handlers.consent import has_consent
 from bot.telegram.handlers.fallback import readable
+from bot.telegram.handlers.group import hold_for_consent
 from bot.telegram.handlers.start import send_consent_prompt
 from bot.telegram.i18n import t
-from bot.telegram.identity import current_user, user_language
+from bot.telegram.identity import pseudonym_of, user_language
+from bot.telegram.questions import queue_question, warn_if_danger
 from storage.queue import QuestionMessage
-from storage.repositories.groups import group_enabled
-
-log = structlog.get_logger("bot.ask")
 
 
 async def ask(update: Update, context: BotContext) -> None:
@@ -57,19 +56,19 @@ async def submit(update: Update, context: BotContext, text: str) -> None:
     if message is None or update.effective_user is None:
         return
     language = user_language(update, res)
-    text = await readable(update, res, text, language)
-    if not await _acceptable(message, text.strip(), res, language):
+    text = (await readable(update, res, text, language)).strip()
+    refusal = asking.refusal_of(text, res.settings.max_question_chars)
+    if refusal is not None:
+        await _refuse(message, refusal, len(text), res, language)
         return
-    question = _question(update, message, res, text.strip(), language)
+    question = _question(update, message, res, text, language)
     with structlog.contextvars.bound_contextvars(
         question_id=question.question_id, update_id=update.update_id
     ):
         flag = await warn_if_danger(context.bot, res, question, language)
         if message.chat.type != message.chat.PRIVATE and not await _group_on(message, res, language):
             return
-        async with res.sessionmaker.begin() as session:
-            consented = has_consent(await current_user(session, res, update), res)
-        if not consented:
+        if not await consent.consented(res, pseudonym_of(update, res)):
             await _consent_first(update, context, question, language)
             return
         await queue_question(context.bot, res, question, language, urgent=flag is not None)
@@ -77,8 +76,7 @@ async def submit(update: Update, context: BotContext, text: str) -> None:
 
 async def _group_on(message: Message, res: Resources, language: str) -> bool:
     """Whether an administrator enabled the bot in this group (else say how to)."""
-    async with res.sessionmaker() as session:
-        enabled = await group_enabled(session, res.pseudonyms.chat(message.chat.id))
+    enabled = await groups.enabled(res, res.pseudonyms.chat(message.chat.id))
     if not enabled:
         await message.reply_text(t(texts.GROUP_DISABLED, language))
     return enabled
@@ -91,8 +89,6 @@ async def _consent_first(
     if question.chat_type == "private":
         await send_consent_prompt(update, context)
         return
-    from bot.telegram.handlers.group import hold_for_consent  # group handlers import this module
-
     await hold_for_consent(context, question, language)
 
 
@@ -119,13 +115,12 @@ def question_id_for(update: Update, message: Message, chat_pseudonym: str) -> st
     return uuid.uuid5(uuid.NAMESPACE_URL, key).hex
 
 
-async def _acceptable(message: Message, text: str, res: Resources, language: str) -> bool:
+async def _refuse(
+    message: Message, refusal: asking.Refusal, length: int, res: Resources, language: str
+) -> None:
     """Refuse empty and over-long text with a kind reply."""
-    if not text:
+    if refusal is asking.Refusal.EMPTY:
         await message.reply_text(t(texts.EMPTY, language))
-        return False
-    if len(text) > res.settings.max_question_chars:
-        limit = res.settings.max_question_chars
-        await message.reply_text(t(texts.TOO_LONG, language).format(length=len(text), limit=limit))
-        return False
-    return True
+        return
+    limit = res.settings.max_question_chars
+    await message.reply_text(t(texts.TOO_LONG, language).format(length=length, limit=limit))

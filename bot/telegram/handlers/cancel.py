@@ -4,23 +4,19 @@ from __future__ import annotations
 
 from telegram import Update
 
+from bot.flows import ask
 from bot.telegram import texts
 from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
-from bot.telegram.identity import user_language
-from storage.repositories.questions import set_question_status
+from bot.telegram.identity import pseudonym_of, user_language
 
 
 async def cancel(update: Update, context: BotContext) -> None:
-    """Take the pending question off the queue; a worker that has it drops the answer."""
+    """Take the pending question off the queue and say whether there was one."""
     message, res = update.effective_message, context.resources
     if message is None or update.effective_user is None:
         return
-    question_id = await res.queue.cancel(res.pseudonyms.user(update.effective_user.id))
-    if question_id is None:
-        await message.reply_text(t(texts.NOTHING_TO_CANCEL, user_language(update, res)))
-        return
-    async with res.sessionmaker.begin() as session:
-        await set_question_status(session, question_id, "cancelled")
-    await res.progress.stop_typing(message.chat.id)
-    await message.reply_text(t(texts.CANCELLED, user_language(update, res)))
+    cancelled = await ask.cancel(res, pseudonym_of(update, res), message.chat.id)
+    await message.reply_text(
+        t(texts.CANCELLED if cancelled else texts.NOTHING_TO_CANCEL, user_language(update, res))
+    )

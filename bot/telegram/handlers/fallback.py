@@ -1,5 +1,7 @@
-"""Kind replies to what the bot cannot use: other media, edits, unknown commands, unreadable
-characters and buttons pressed outside a chat."""
+"""Kind replies to what the bot cannot use: other media, edits, unknown commands, unreadable text.
+
+Also buttons pressed outside a chat (inline mode).
+"""
 
 from __future__ import annotations
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import structlog
 from telegram import ForceReply, ReplyParameters, Update
 from telegram.ext import ApplicationHandlerStop
 
+from bot.flows import feedback
 from bot.telegram import texts
 from bot.telegram.cleaning import clean
 from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
 from bot.telegram.identity import user_language
 from bot.telegram.keyboards import parse_feedback
-from storage.repositories.feedback import asker_of, record_feedback, record_reason
 
-log = structlog.get_logger("bot.feedback")
+_REFUSED = {feedback.Rated.STALE: texts.FEEDBACK_STALE, feedback.Rated.NOT_YOURS: texts.FEEDBACK_NOT_YOURS}
 
 
 async def on_feedback(update: Update, context: BotContext) -> None:
@@ -24,26 +23,24 @@ async def on_feedback(update: Update, context: BotContext) -> None:
         return
     language = user_language(update, res)
     parsed = parse_feedback(query.data)
-    async with res.sessionmaker.begin() as session:
-        asker = await asker_of(session, parsed[1]) if parsed else None
-        if parsed is None or asker is None:
-            await query.answer(t(texts.FEEDBACK_STALE, language))
-            return
-        if asker[0] != res.pseudonyms.user(user.id):
-            await query.answer(t(texts.FEEDBACK_NOT_YOURS, language))
-            return
-        await record_feedback(session, parsed[1], parsed[0])
-    log.info("feedback.recorded", rating=parsed[0], question_id=parsed[1])
+    if parsed is None:
+        await query.answer(t(texts.FEEDBACK_STALE, language))
+        return
+    rating, question_id = parsed
+    rated = await feedback.rate(res, res.pseudonyms.user(user.id), question_id, rating)
+    if rated in _REFUSED:
+        await query.answer(t(_REFUSED[rated], language))
+        return
     await query.answer(t(texts.FEEDBACK_THANKS, language))
     await query.edit_message_reply_markup(None)
-    if parsed[0] == "down" and query.message is not None:
+    if rating == "down" and query.message is not None:
         prompt = await context.bot.send_message(
             query.message.chat.id,
             t(texts.FEEDBACK_REASON, language),
             reply_parameters=ReplyParameters(query.message.message_id, allow_sending_without_reply=True),
             reply_markup=ForceReply(selective=True),
         )
-        await res.state.remember_prompt(res.pseudonyms.chat(prompt.chat.id), prompt.message_id, parsed[1])
+        await feedback.prompted(res, res.pseudonyms.chat(prompt.chat.id), prompt.message_id, question_id)
 
 
 async def reason(update: Update, context: BotContext) -> None:
@@ -52,16 +49,8 @@ async def reason(update: Update, context: BotContext) -> None:
     replied = message.reply_to_message if message is not None else None
     if message is None or replied is None or update.effective_user is None:
         return
-    chat = res.pseudonyms.chat(message.chat.id)
-    question_id = await res.state.take_prompt(chat, replied.message_id)
-    if question_id is None:
+    chat, user = res.pseudonyms.chat(message.chat.id), res.pseudonyms.user(update.effective_user.id)
+    if not await feedback.reason(res, chat, replied.message_id, user, clean(message.text or "").text):
         return
-    async with res.sessionmaker.begin() as session:
-        asker = await asker_of(session, question_id)
-        if asker is None or asker[0] != res.pseudonyms.user(update.effective_user.id):
-            await res.state.remember_prompt(chat, replied.message_id, question_id)
-            return
-        stored = await record_reason(session, question_id, clean(message.text or "").text)
-    log.info("feedback.reason", stored=stored, question_id=question_id)
     await message.reply_text(t(texts.FEEDBACK_REASON_THANKS, user_language(update, res)))
     raise ApplicationHandlerStop

@@ -1,6 +1,7 @@
 """Runs before every other handler: channels, other bots, very fast repeats and access control.
 
-Raising ApplicationHandlerStop ends the update here; returning lets the other handlers run.
+Raising ApplicationHandlerStop ends the update here; returning lets the other handlers run. The
+decisions are ``bot.flows.access``'s.
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ import structlog
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop
 
+from bot.flows import access
 from bot.resources import Resources
 from bot.telegram import texts
 from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
 from bot.telegram.identity import user_language
-from storage.repositories.grants import has_grant
 
 log = structlog.get_logger("bot.gate")
 
@@ -48,40 +49,26 @@ async def _too_fast(update: Update, context: BotContext, res: Resources) -> bool
     assert update.effective_user is not None
     assert update.effective_chat is not None
     chat = update.effective_chat
-    user_count = await res.state.hit(res.pseudonyms.user(update.effective_user.id))
-    over_user = user_count > res.settings.user_messages_per_minute
-    over_group = False
-    if chat.type != chat.PRIVATE:
-        group_count = await res.state.hit(res.pseudonyms.chat(chat.id))
-        over_group = group_count > res.settings.group_messages_per_minute
-    if not (over_user or over_group):
+    group = res.pseudonyms.chat(chat.id) if chat.type != chat.PRIVATE else None
+    rate = await access.rate(res, res.pseudonyms.user(update.effective_user.id), group)
+    if not rate.limited:
         return False
-    log.info("gate.rate_limited", group=over_group)
-    if over_user and user_count == res.settings.user_messages_per_minute + 1:
+    log.info("gate.rate_limited", group=rate.over_group)
+    if rate.first_over:
         await context.bot.send_message(chat.id, t(texts.SLOW_DOWN, user_language(update, res)))
     return True
 
 
 async def _allowed(update: Update, res: Resources) -> bool:
     """Allowlisted user or group, an invite holder, or someone redeeming an invite."""
-    chat, user = update.effective_chat, update.effective_user
-    if chat is not None and chat.id in (res.settings.admin_chat_id, res.settings.oncall_chat_id):
-        return True
-    if chat is not None and chat.type != chat.PRIVATE:
-        return chat.id in res.settings.allowed_chat_ids
-    if user is None or user.id in res.settings.allowed_user_ids:
-        return user is not None
-    message = update.effective_message
-    if message is not None and (message.text or "").startswith("/start "):
-        return True  # an invite code is being redeemed
-    return await _granted(res, res.pseudonyms.user(user.id))
-
-
-async def _granted(res: Resources, pseudonym: str) -> bool:
-    """Whether the user redeemed an invite (asked of the database every time: a /forget handled by
-    another bot process takes the grant away at once)."""
-    async with res.sessionmaker() as session:
-        return await has_grant(session, pseudonym)
+    chat, user, message = update.effective_chat, update.effective_user, update.effective_message
+    return await access.allowed(
+        res,
+        chat_id=chat.id if chat is not None else None,
+        private=chat is None or chat.type == chat.PRIVATE,
+        user_id=user.id if user is not None else None,
+        redeeming=message is not None and (message.text or "").startswith("/start "),
+    )
 
 
 async def _refuse(update: Update, res: Resources) -> None:

@@ -1,23 +1,18 @@
-"""Groups: off until an administrator sends /enable; personal consent through a private deep link."""
+"""Groups: /enable and /disable by administrators, the bot's hello, and questions held for consent."""
 
 from __future__ import annotations
 
-import structlog
 from telegram import Message, Update
 from telegram.constants import ChatMemberStatus
 from telegram.ext import filters
 
-from bot.flows.ask import queue_question, reply
-from bot.resources import Resources
+from bot.flows import groups
 from bot.telegram import texts
 from bot.telegram.context import BotContext
-from bot.telegram.handlers.consent import has_consent
 from bot.telegram.i18n import t
-from bot.telegram.identity import current_user, user_language
+from bot.telegram.identity import user_language
+from bot.telegram.questions import queue_question, reply
 from storage.queue import QuestionMessage
-from storage.repositories.groups import set_group_enabled
-
-log = structlog.get_logger("bot.group")
 
 ADMINS = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 CONSENT_PAYLOAD = "consent"
@@ -62,11 +57,7 @@ async def _switch(update: Update, context: BotContext, *, on: bool) -> None:
     if member.status not in ADMINS:
         await message.reply_text(t(texts.ADMINS_ONLY, language))
         return
-    async with res.sessionmaker.begin() as session:
-        await set_group_enabled(
-            session, res.pseudonyms.chat(message.chat.id), on, res.pseudonyms.user(user.id)
-        )
-    log.info("group.switched", enabled=on)
+    await groups.switch(res, res.pseudonyms.chat(message.chat.id), on, res.pseudonyms.user(user.id))
     await message.reply_text(t(texts.GROUP_ENABLED if on else texts.GROUP_DISABLED_DONE, language))
 
 
@@ -88,15 +79,14 @@ async def added_to_group(update: Update, context: BotContext) -> None:
 
 
 async def hold_for_consent(context: BotContext, question: QuestionMessage, language: str) -> None:
-    """Keep a group question until its asker consents in private; drop it after a timeout."""
+    """Keep a group question until its asker consents in private; it is dropped after a timeout."""
     res = context.resources
-    await res.state.hold(question.model_copy(update={"language": language}), res.settings.consent_hold_s)
+    await groups.hold(res, question, language)
     link = f"https://t.me/{context.bot.username}?start={CONSENT_PAYLOAD}"
     minutes = max(1, round(res.settings.consent_hold_s / 60))
     await reply(
         context.bot, question, t(texts.GROUP_CONSENT_NEEDED, language).format(link=link, minutes=minutes)
     )
-    log.info("question.held")  # bot.jobs.held drops it when its time is up
 
 
 async def release_held(update: Update, context: BotContext) -> None:
@@ -105,23 +95,14 @@ async def release_held(update: Update, context: BotContext) -> None:
 
 
 async def release_if_consented(update: Update, context: BotContext) -> bool:
-    """Queue the consented user's held group question; True if there was one."""
-    user, res = update.effective_user, context.resources
-    if user is None:
+    """Queue the consented user's held group question in its group and say so; True if there was one."""
+    user, chat, res = update.effective_user, update.effective_chat, context.resources
+    if user is None or chat is None:
         return False
-    async with res.sessionmaker.begin() as session:
-        consented = has_consent(await current_user(session, res, update), res)
-    return consented and await _release(update, context, res)
-
-
-async def _release(update: Update, context: BotContext, res: Resources) -> bool:
-    """Queue the held question in its group and tell the user in private."""
-    assert update.effective_user is not None
-    assert update.effective_chat is not None
-    held = await res.state.take_held(res.pseudonyms.user(update.effective_user.id))
+    held = await groups.release(res, res.pseudonyms.user(user.id))
     if held is None:
         return False
     language = user_language(update, res)
     if await queue_question(context.bot, res, held, language):
-        await context.bot.send_message(update.effective_chat.id, t(texts.GROUP_QUESTION_RELEASED, language))
+        await context.bot.send_message(chat.id, t(texts.GROUP_QUESTION_RELEASED, language))
     return True

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from telegram import Update
 
+from bot.flows import rights
 from bot.telegram import texts
 from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
-from bot.telegram.identity import current_user, user_language
+from bot.telegram.identity import pseudonym_of, user_language
+
+_CHOICES = {"none": texts.CHOICE_NONE, "service": texts.CHOICE_SERVICE, "both": texts.CHOICE_BOTH}
 
 
 async def help_command(update: Update, context: BotContext) -> None:
@@ -24,15 +27,7 @@ async def privacy(update: Update, context: BotContext) -> None:
     message, res = update.effective_message, context.resources
     if message is None or update.effective_user is None:
         return
-    async with res.sessionmaker.begin() as session:
-        user = await current_user(session, res, update)
-        choice = (
-            texts.CHOICE_NONE
-            if user is None or not user.service_consent
-            else texts.CHOICE_BOTH
-            if user.research_consent
-            else texts.CHOICE_SERVICE
-        )
+    choice = _CHOICES[await rights.privacy_choice(res, pseudonym_of(update, res))]
     language = user_language(update, res)
     await message.reply_text(
         t(texts.PRIVACY, language).format(

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import structlog
 from telegram import Update
 
-from bot.consent_texts import consent_for
+from bot.flows import access, consent
 from bot.telegram import texts
 from bot.telegram.cleaning import clean
 from bot.telegram.context import BotContext
+from bot.telegram.handlers.group import CONSENT_PAYLOAD, release_if_consented
 from bot.telegram.i18n import t
-from bot.telegram.identity import user_language
+from bot.telegram.identity import pseudonym_of, user_language
 from bot.telegram.keyboards import consent_keyboard
-from storage.repositories.invites import redeem_invite
-
-log = structlog.get_logger("bot.start")
 
 
 async def send_consent_prompt(update: Update, context: BotContext) -> None:
@@ -22,11 +19,11 @@ async def send_consent_prompt(update: Update, context: BotContext) -> None:
     res = context.resources
     assert update.effective_chat is not None
     language = user_language(update, res)
-    consent = consent_for(language, res.settings.retention_days, res.settings.reviewers)
+    current = consent.current_text(res, language)
     await context.bot.send_message(
         update.effective_chat.id,
-        f"{t(texts.WELCOME, language)}\n\n{consent.text}",
-        reply_markup=consent_keyboard(consent.version, language),
+        f"{t(texts.WELCOME, language)}\n\n{current.text}",
+        reply_markup=consent_keyboard(current.version, language),
     )
 
 
@@ -40,25 +37,18 @@ async def start(update: Update, context: BotContext) -> None:
         await context.bot.send_message(chat.id, t(texts.GROUP_HELLO, user_language(update, res)))
         return
     payload = clean((context.args or [""])[0]).text  # an invite code is ASCII: the rest cannot match
-    if payload and payload != "consent" and not await redeem(update, context, payload):
+    if payload and payload != CONSENT_PAYLOAD and not await redeem(update, context, payload):
         return
-    if payload == "consent":
-        from bot.telegram.handlers.group import release_if_consented  # group handlers import this module
-
-        if await release_if_consented(update, context):
-            return
+    if payload == CONSENT_PAYLOAD and await release_if_consented(update, context):
+        return
     await send_consent_prompt(update, context)
 
 
 async def redeem(update: Update, context: BotContext, code: str) -> bool:
     """Redeem an invite code; say whether it worked."""
     res = context.resources
-    assert update.effective_user is not None
     assert update.effective_chat is not None
-    pseudonym = res.pseudonyms.user(update.effective_user.id)
-    async with res.sessionmaker.begin() as session:
-        accepted = await redeem_invite(session, code, pseudonym)
-    log.info("invite.redeemed" if accepted else "invite.rejected")
+    accepted = await access.redeem(res, pseudonym_of(update, res), code)
     text = texts.INVITE_ACCEPTED if accepted else texts.INVITE_REJECTED
     await context.bot.send_message(update.effective_chat.id, t(text, user_language(update, res)))
     return accepted

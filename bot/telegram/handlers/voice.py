@@ -10,17 +10,16 @@ from datetime import timedelta
 import structlog
 from telegram import Audio, Message, Update, Voice
 
+from bot.flows import consent, groups
 from bot.flows import voice as flow
 from bot.telegram import texts
 from bot.telegram.context import BotContext
 from bot.telegram.handlers.ask import question_id_for
-from bot.telegram.handlers.consent import has_consent
 from bot.telegram.handlers.group import CONSENT_PAYLOAD
 from bot.telegram.handlers.start import send_consent_prompt
 from bot.telegram.i18n import t
-from bot.telegram.identity import current_user, pseudonym_of, user_language
+from bot.telegram.identity import pseudonym_of, user_language
 from storage.queue.voice_messages import RecordingMessage
-from storage.repositories.groups import group_enabled
 
 log = structlog.get_logger("bot.voice")
 
@@ -65,15 +64,13 @@ async def voice_note(update: Update, context: BotContext) -> None:
     if not await voice.live_transcribers():
         await message.reply_text(t(texts.VOICE_UNAVAILABLE, language))
         return
-    async with res.sessionmaker.begin() as session:
-        user = await current_user(session, res, update)
-        group_off = message.chat.type != message.chat.PRIVATE and not await group_enabled(
-            session, res.pseudonyms.chat(message.chat.id)
-        )
-    if group_off:
+    if message.chat.type != message.chat.PRIVATE and not await groups.enabled(
+        res, res.pseudonyms.chat(message.chat.id)
+    ):
         await message.reply_text(t(texts.GROUP_DISABLED, language))
         return
-    if user is None or not has_consent(user, res):
+    user = await consent.consented_user(res, pseudonym_of(update, res))
+    if user is None:
         await _consent_first(update, context, language)
         return
     audio = bytes(await (await media.get_file()).download_as_bytearray())  # in memory, never on disk

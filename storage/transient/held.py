@@ -1,11 +1,8 @@
-"""Small Redis-held state of the bot (not the streams): rate counters, held group questions, prompts
-and the language chosen by people who have not made a consent choice yet.
+"""Group questions held until their asker consents in private (one per user, with a TTL).
 
-Keys live under the queue namespace, expire on their own, and hold no Telegram ids in their names
-(pseudonyms only); a held question carries its chat id like the question stream does. /withdraw and
-/forget delete the user's held question; /forget also deletes the chosen language. A held question's
-expiry is a sorted set (``user question_id`` scored by when it is due) that a periodic job of any bot
-process sweeps (``expire_held``), so it survives a restart and is reported once.
+A held question's expiry is a sorted set (``user question_id`` scored by when it is due) that a
+periodic job of any bot process sweeps (``expire_held``), so it survives a restart and is reported
+once.
 """
 
 from __future__ import annotations
@@ -15,8 +12,7 @@ import time
 from redis.asyncio import Redis
 
 from storage.queue import QuestionMessage
-
-LANGUAGE_TTL_S = 86_400  # a language chosen before any consent choice is kept a day, like the other keys
+from storage.transient import prefix
 
 # Delete and return the held question only if it is the one asked for (ARGV[1]; empty: any).
 _TAKE_HELD = """
@@ -28,21 +24,12 @@ return raw
 """
 
 
-class FieldState:
-    """Rate limits, questions waiting for their asker's consent, and feedback-reason prompts."""
+class HeldQuestions:
+    """Questions waiting for their asker's consent, keyed by the asker's pseudonym."""
 
     def __init__(self, redis: Redis, namespace: str) -> None:
         self.redis = redis
-        self.prefix = f"{namespace}:field"
-
-    async def hit(self, subject: str, window_s: int = 60) -> int:
-        """Count one message of ``subject`` in the current window; returns the count so far."""
-        key = f"{self.prefix}:rate:{subject}:{int(time.time() // window_s)}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, window_s * 2)
-            count, _ = await pipe.execute()
-        return int(count)
+        self.prefix = prefix(namespace)
 
     async def hold(self, question: QuestionMessage, ttl_s: float, now: float | None = None) -> None:
         """Keep a group question until its asker consents (one per user; a newer one replaces it).
@@ -91,29 +78,3 @@ class FieldState:
     def _held(self, user: str) -> str:
         """The key of the user's held question."""
         return f"{self.prefix}:held:{user}"
-
-    async def choose_language(self, user: str, language: str) -> None:
-        """Remember the language of someone without a user row (no consent choice yet), for a while."""
-        await self.redis.set(self._language(user), language, ex=LANGUAGE_TTL_S)
-
-    async def chosen_language(self, user: str) -> str | None:
-        """The language remembered by ``choose_language``, or None."""
-        value = await self.redis.get(self._language(user))
-        return str(value) if value is not None else None
-
-    async def forget_language(self, user: str) -> None:
-        """Delete the remembered language (moved to the user row, or erased)."""
-        await self.redis.delete(self._language(user))
-
-    def _language(self, user: str) -> str:
-        """The key of the language chosen before consent."""
-        return f"{self.prefix}:lang:{user}"
-
-    async def remember_prompt(self, chat: str, message_id: int, question_id: str) -> None:
-        """Remember that a reply to this bot message (chat pseudonym) is the reason for a 👎."""
-        await self.redis.set(f"{self.prefix}:reason:{chat}:{message_id}", question_id, ex=86_400)
-
-    async def take_prompt(self, chat: str, message_id: int) -> str | None:
-        """The question a reason prompt was about (once), or None."""
-        value = await self.redis.getdel(f"{self.prefix}:reason:{chat}:{message_id}")
-        return str(value) if value is not None else None

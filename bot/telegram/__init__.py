@@ -1,0 +1,1 @@
+"""The Telegram side of the bot: the PTB application, handlers, delivery, ingest, keyboards, texts, i18n."""
