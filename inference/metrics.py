@@ -19,3 +19,13 @@ TOKENS = Counter("meditron_tokens", "Tokens of published answers: prompt and com
 ANSWERS = Counter("meditron_answers", "Answers published, by status (ok, failed)", ["status"])
 BATCH_OCCUPANCY = Gauge("meditron_batch_occupancy", "Questions this worker is answering now")
 BATCH_SLOTS = Gauge("meditron_batch_slots", "Questions this worker answers at once at most")
+TRANSCRIPTIONS = Counter(
+    "meditron_transcriptions",
+    "Voice notes transcribed, by outcome (ok, silent, not_audio, too_long, failed)",
+    ["status"],
+)
+TRANSCRIPTION_SECONDS = Histogram(
+    "meditron_transcription_seconds",
+    "Whisper's time for one voice note (decode and transcribe)",
+    buckets=SECONDS,
+)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 
 import structlog
 from redis.exceptions import RedisError
 
+from inference import metrics
 from inference.settings import InferenceSettings
 from inference.transcribe import Heard, Transcriber
 from inference.whisper_model import resolve_whisper_model
@@ -22,6 +24,8 @@ from storage.queue.streams import Delivery
 from storage.queue.voice import VoiceQueue, transcript_of, voice_queue_from_settings
 from storage.queue.voice_messages import RecordingMessage
 from storage.settings import StorageSettings
+from telemetry.checks import flag_check, redis_check
+from telemetry.endpoints import start_endpoints
 
 log = structlog.get_logger("inference.transcriber")
 
@@ -63,6 +67,8 @@ async def transcribe_one(
             recording, status, transcriber=name, text=text, language=language, audio_s=audio_s
         )
         await queue.finish(delivery, transcript)
+        metrics.TRANSCRIPTIONS.labels(status).inc()
+        metrics.TRANSCRIPTION_SECONDS.observe(took)
         rtf = round(took / audio_s, 3) if audio_s else None
         log.info("transcribe.done", status=status, audio_s=round(audio_s, 2), took_s=round(took, 3), rtf=rtf)
         return status
@@ -90,19 +96,27 @@ async def serve_transcriber(settings: InferenceSettings, storage: StorageSetting
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    model_dir = await asyncio.to_thread(
-        resolve_whisper_model, settings.whisper_model, storage.ensure_data_dir()
+    loaded = threading.Event()
+    endpoints = start_endpoints(
+        {"redis": redis_check(redis_url), "model": flag_check(loaded.is_set)}, "transcriber"
     )
-    transcriber = await asyncio.to_thread(
-        Transcriber, model_dir, threads=settings.whisper_threads, beam_size=settings.whisper_beam_size
-    )
-    log.info("whisper.loaded", model=model_dir.name, threads=settings.whisper_threads)
-    redis = await connect(redis_url, attempts=5)
     try:
-        handled = await run_transcriber(
-            voice_queue_from_settings(redis, storage), transcriber, settings.transcriber_name, stop
+        model_dir = await asyncio.to_thread(
+            resolve_whisper_model, settings.whisper_model, storage.ensure_data_dir()
         )
+        transcriber = await asyncio.to_thread(
+            Transcriber, model_dir, threads=settings.whisper_threads, beam_size=settings.whisper_beam_size
+        )
+        loaded.set()
+        log.info("whisper.loaded", model=model_dir.name, threads=settings.whisper_threads)
+        redis = await connect(redis_url, attempts=5)
+        try:
+            queue = voice_queue_from_settings(redis, storage)
+            handled = await run_transcriber(queue, transcriber, settings.transcriber_name, stop)
+        finally:
+            await redis.aclose()
     finally:
-        await redis.aclose()
+        if endpoints is not None:
+            await asyncio.to_thread(endpoints.stop)
     log.info("transcriber.stopped", handled=handled)
     return 0

@@ -103,6 +103,15 @@ def test_compose_renders_all_services(tmp_path: Path) -> None:
 
 
 @needs_compose
+def test_the_voice_profile_adds_a_transcriber(tmp_path: Path) -> None:
+    assert "transcriber" not in _rendered(tmp_path)["services"]  # voice notes are opt-in
+    transcriber = _rendered(tmp_path, "--profile", "voice")["services"]["transcriber"]
+    assert transcriber["command"] == ["transcriber"]
+    assert transcriber["environment"]["WHISPER_MODEL"] == "small"
+    assert {volume["target"] for volume in transcriber["volumes"]} == {"/data/models"}
+
+
+@needs_compose
 def test_compose_start_order(tmp_path: Path) -> None:
     services = _rendered(tmp_path)["services"]
     bot_deps = services["bot"]["depends_on"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -63,6 +64,11 @@ async def _stored_everywhere(stack: Stack) -> str:
     return "\n".join(chunks)
 
 
+def _transcriptions(status: str) -> float:
+    """The transcriber's meditron_transcriptions_total for ``status`` (this process's registry)."""
+    return REGISTRY.get_sample_value("meditron_transcriptions_total", {"status": status}) or 0.0
+
+
 async def test_spoken_question_is_heard_then_answered(
     stack: Stack, running_bot: Any, transcriber: Transcriber, sessionmaker: Sessions
 ) -> None:
@@ -86,6 +92,7 @@ async def test_too_long_silent_and_non_audio_notes_get_kind_replies(
     await _consent(stack, "service", user=USER)
     stub = stack.stub
     limit = stack.bot.voice_max_seconds
+    counted = {s: _transcriptions(s) for s in ("too_long", "silent", "not_audio")}
     async with inprocess_transcriber(stack, transcriber):
         cases = [
             (silence(limit + 5), limit + 5, {}, "seconds long"),  # declared too long: refused by the bot
@@ -98,6 +105,11 @@ async def test_too_long_silent_and_non_audio_notes_get_kind_replies(
             before = len(stub.calls)
             stub.push_voice(audio, duration=duration, user_id=USER, **kw)
             await stub.wait_for("sendMessage", _text_has(expected), since=before, timeout=60)
+    assert {s: _transcriptions(s) - n for s, n in counted.items()} == {
+        "too_long": 1,
+        "silent": 1,
+        "not_audio": 1,
+    }
     downloads = stub.calls_of(FILE_DOWNLOAD)
     assert len(downloads) == 3  # every note but the one declared too long
     assert not [c for c in stub.calls_of("sendMessage") if "I heard" in c.params["text"]]

@@ -17,6 +17,9 @@ def transcriber_spec(redis_url: str, model_dir: Path) -> ChildSpec:
     """The local transcriber as a supervised child of `run` (Whisper never shares the bot's loop)."""
     env = dict(os.environ, REDIS_URL=redis_url, WHISPER_MODEL=str(model_dir))
     env.setdefault("TRANSCRIBER_NAME", LOCAL_TRANSCRIBER)
+    port = env.get("METRICS_PORT", "").strip()
+    if port.isdigit() and int(port) > 0:  # the bot serves on METRICS_PORT, the worker on the next
+        env["METRICS_PORT"] = str(int(port) + 2)
     return ChildSpec(
         "transcriber",
         [sys.executable, "-m", "bot.cli", "transcriber"],
