@@ -7,8 +7,8 @@ Many people consent (not measured), then each asks one question, POSTed round ro
 loop (a slow answer does not slow the load). Prints percentiles of:
 - enqueue: POST sent -> its 200, which a replica returns only once the update is stored in Redis
   (deduplicated): the update is durable and queued for the handlers;
-- store: the replicas' own ``meditron_update_store_seconds`` (Redis alone, from /metrics buckets: an
-  upper bound per bucket);
+- store: the replicas' own ``meditron_update_store_seconds`` for the questions (Redis alone, from the
+  /metrics buckets: upper bounds);
 - ack and answer: POST sent -> the acknowledgement / the answer accepted by the stand-in.
 A measurement tool, not a test.
 """
@@ -49,10 +49,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _start(argv: list[str], env: dict[str, str]) -> tuple[LoggedProcess, int]:
+async def _start(argv: list[str], env: dict[str, str], nice: int = 0) -> tuple[LoggedProcess, int]:
     """Start a process (logging warnings only, as in production) and wait until its /readyz says 200."""
     port = _free_port()
     process = await LoggedProcess.start(
+        *(["nice", "-n", str(nice)] if nice else []),
         sys.executable,
         "-m",
         "bot.cli",
@@ -113,15 +114,17 @@ async def _deliver_all(stub: TelegramStub, updates: list[dict[str, Any]], urls: 
     await asyncio.gather(*(one(u, url) for u, url in zip(updates, itertools.cycle(urls), strict=False)))
 
 
-def _store_quantiles(texts_: list[str]) -> dict[str, float]:
-    """p50/p99 upper bounds of meditron_update_store_seconds over every replica (bucket boundaries)."""
+def _store_quantiles(after: list[str], before: list[str]) -> dict[str, float]:
+    """p50/p99 upper bounds of meditron_update_store_seconds over every replica (bucket boundaries),
+    for the stores between the ``before`` and ``after`` scrapes."""
     buckets: dict[float, float] = {}
-    for text in texts_:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "meditron_update_store_seconds_bucket":
-                    bound = float(sample.labels["le"])
-                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    for sign, texts_ in ((1, after), (-1, before)):
+        for text in texts_:
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "meditron_update_store_seconds_bucket":
+                        bound = float(sample.labels["le"])
+                        buckets[bound] = buckets.get(bound, 0.0) + sign * sample.value
     total = buckets.get(float("inf"), 0.0)
     result: dict[str, float] = {"n": total}
     for name, q in (("p50_le_ms", 0.5), ("p99_le_ms", 0.99)):
@@ -129,8 +132,14 @@ def _store_quantiles(texts_: list[str]) -> dict[str, float]:
     return result
 
 
+async def _scrape(ports: list[int]) -> list[str]:
+    """The /metrics text of each replica."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        return [(await client.get(f"http://127.0.0.1:{port}/metrics")).text for port in ports]
+
+
 async def measure(
-    model: Path, rate: float, seconds: float, replicas: int, db_url: str | None
+    model: Path, rate: float, seconds: float, replicas: int, db_url: str | None, worker_nice: int = 0
 ) -> dict[str, Any]:
     """Run the deployment and return the figures."""
     stub = TelegramStub()
@@ -147,7 +156,7 @@ async def measure(
         if db_url:
             env["DATABASE_URL"] = db_url
         try:
-            process, _ = await _start(["worker"], env)
+            process, _ = await _start(["worker"], env, worker_nice)
             started.append(process)
             metrics_ports, urls = [], []
             for n in range(replicas):  # one after the other: the first migrates the database
@@ -183,15 +192,15 @@ async def measure(
                 stub.push_message(f"Question {n}: fever and cough in a child, what to do?", user_id=u)
                 for n, u in enumerate(users)
             ]
+            before_scrape = await _scrape(metrics_ports)
             began = time.monotonic()
             timings = await asyncio.to_thread(_post_all, questions, urls, rate)
             took = time.monotonic() - began
+            after_scrape = await _scrape(metrics_ports)  # every store of the questions ended before its 200
             await stub.wait_for(
                 "sendMessage", lambda c: texts.REMINDER in str(c.params.get("text", "")),
                 count=len(users), timeout=1800,
             )  # fmt: skip
-            async with httpx.AsyncClient(timeout=10) as client:
-                scraped = [(await client.get(f"http://127.0.0.1:{p}/metrics")).text for p in metrics_ports]
         finally:
             for process in started:
                 await process.stop()
@@ -201,12 +210,13 @@ async def measure(
     posted = {u: t[0] for u, t in timings.items()}
     return {
         "replicas": replicas,
+        "worker_nice": worker_nice,
         "rate_asked": rate,
         "rate_sent": round(len(timings) / took, 1),
         "updates": len(timings),
         "refused_or_failed": sum(1 for t in timings.values() if t[2] != 200),
         "enqueue": percentiles([end - start for start, end, _ in timings.values()]),
-        "store_server_side": _store_quantiles(scraped),
+        "store_server_side": _store_quantiles(after_scrape, before_scrape),
         "ack": percentiles([acks[k] - posted[u] for k, u in sent.items() if k in acks]),
         "answer": percentiles([answers[k] - posted[u] for k, u in sent.items() if k in answers]),
     }
@@ -220,11 +230,17 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument(
+        "--worker-nice", type=int, default=0,
+        help="run the worker at this nice level (19: as if the model had cores of its own)",
+    )  # fmt: skip
     parser.add_argument("--database-url", help="default: SQLite in the temporary data directory")
     args = parser.parse_args()
     if args.model is None:
         args.model = write_gemma2_gguf(Path(tempfile.mkdtemp(prefix="model")) / "tiny-gemma2.gguf", TINY)
-    figures = asyncio.run(measure(args.model, args.rate, args.seconds, args.replicas, args.database_url))
+    figures = asyncio.run(
+        measure(args.model, args.rate, args.seconds, args.replicas, args.database_url, args.worker_nice)
+    )
     print(json.dumps(figures, indent=2))
 
 
