@@ -87,13 +87,11 @@ def test_limits_and_the_answer_language() -> None:
     settings = _settings()
     assert flow.refusal(60, 2_000_000, settings) is None and flow.refusal(None, None, settings) is None
     long = flow.refusal(61.2, 10, settings)
-    assert (
-        long is not None and long.text == texts.VOICE_TOO_LONG and long.fields == {"seconds": 62, "limit": 60}
-    )
+    assert long is not None and long.kind == "too_long" and long.fields == {"seconds": 62, "limit": 60}
     big = flow.refusal(5, 3_500_000, settings)
-    assert big is not None and big.text.format(**big.fields) == texts.VOICE_TOO_BIG.format(
-        size="3.5", limit="2"
-    )
+    assert big is not None and texts.VOICE_REFUSALS[big.kind].format(
+        **big.fields
+    ) == texts.VOICE_TOO_BIG.format(size="3.5", limit="2")
     heard = TranscriptMessage(question_id="q" * 8, chat_id=1, message_id=1, user="u", language="fr")
     assert flow.answer_language(heard) == "fr"  # no /lang choice: Whisper's language
     assert flow.answer_language(heard.model_copy(update={"chosen_language": "sw"})) == "sw"
@@ -101,5 +99,5 @@ def test_limits_and_the_answer_language() -> None:
         flow.answer_language(heard.model_copy(update={"language": "de", "fallback_language": "es"})) == "es"
     )
     silent = heard.model_copy(update={"status": "ok", "text": "  "})
-    assert flow.transcript_refusal(silent, settings) == flow.Refusal(texts.VOICE_SILENT)
+    assert flow.transcript_refusal(silent, settings) == flow.Refusal("silent")
     assert flow.transcript_refusal(heard.model_copy(update={"text": "fever"}), settings) is None

@@ -8,36 +8,31 @@ from dataclasses import dataclass, field
 
 from bot.languages import LANGUAGES
 from bot.settings import BotSettings
-from bot.telegram import texts
 from storage.queue import QuestionMessage
 from storage.queue.voice_messages import TranscriptMessage
 
 MB = 1_000_000
-STATUS_TEXTS = {
-    "silent": texts.VOICE_SILENT,
-    "not_audio": texts.VOICE_NOT_AUDIO,
-    "too_long": texts.VOICE_TOO_LONG,
-    "failed": texts.VOICE_FAILED,
-}
+KINDS = ("too_long", "too_big", "silent", "not_audio", "failed")
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """A kind reply instead of a transcription: one of ``texts`` and its placeholders."""
+    """Why a recording gives no question (one of KINDS; bot.telegram.texts.VOICE_REFUSALS says it),
+    with the figures the reply quotes."""
 
-    text: str
+    kind: str
     fields: dict[str, object] = field(default_factory=dict)
 
 
 def too_long(seconds: float, settings: BotSettings) -> Refusal:
     """The reply to a recording longer than VOICE_MAX_SECONDS."""
-    return Refusal(texts.VOICE_TOO_LONG, {"seconds": math.ceil(seconds), "limit": settings.voice_max_seconds})
+    return Refusal("too_long", {"seconds": math.ceil(seconds), "limit": settings.voice_max_seconds})
 
 
 def too_big(size: int, settings: BotSettings) -> Refusal:
     """The reply to a recording larger than VOICE_MAX_BYTES."""
     limit = settings.voice_max_bytes / MB
-    return Refusal(texts.VOICE_TOO_BIG, {"size": f"{size / MB:.1f}", "limit": f"{limit:g}"})
+    return Refusal("too_big", {"size": f"{size / MB:.1f}", "limit": f"{limit:g}"})
 
 
 def refusal(seconds: float | None, size: int | None, settings: BotSettings) -> Refusal | None:
@@ -64,7 +59,7 @@ def transcript_refusal(transcript: TranscriptMessage, settings: BotSettings) -> 
         return None
     if transcript.status == "too_long":
         return too_long(transcript.audio_s, settings)
-    return Refusal(STATUS_TEXTS.get(transcript.status, texts.VOICE_SILENT))
+    return Refusal(transcript.status if transcript.status in KINDS else "silent")
 
 
 def question_of(transcript: TranscriptMessage, text: str, language: str, now: float) -> QuestionMessage:

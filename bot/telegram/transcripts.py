@@ -91,7 +91,11 @@ class TranscriptDelivery:
             if refusal is not None:
                 log.info("voice.not_understood", status=transcript.status)
                 await res.progress.stop_typing(transcript.chat_id)
-                await self._once(question, "refused", t(refusal.text, language).format(**refusal.fields))
+                await self._once(
+                    question,
+                    "refused",
+                    t(texts.VOICE_REFUSALS[refusal.kind], language).format(**refusal.fields),
+                )
             else:
                 await self._ask(question, language)
             await res.voice.ack_transcript(delivery.entry_id)

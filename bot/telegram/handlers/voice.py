@@ -33,7 +33,7 @@ def _seconds(duration: int | timedelta | None) -> float | None:
 
 async def _refuse(message: Message, refusal: flow.Refusal, language: str) -> None:
     """The kind reply of a refusal."""
-    await message.reply_text(t(refusal.text, language).format(**refusal.fields))
+    await message.reply_text(t(texts.VOICE_REFUSALS[refusal.kind], language).format(**refusal.fields))
 
 
 async def _consent_first(update: Update, context: BotContext, language: str) -> None:
