@@ -12,6 +12,11 @@ if [ -x "$BIN" ]; then
   exit 0
 fi
 PYTHON="${PYTHON:-$(command -v python3)}"
+# CMake and Ninja from PyPI when the machine has none (their wheels ship the binaries).
+if ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
+  "$PYTHON" -m pip install --quiet cmake ninja >&2
+  PATH="$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')"):$PATH"
+fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 echo "== building llama-server from the llama-cpp-python $VERSION sdist (AVX2 baseline)" >&2
