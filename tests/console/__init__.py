@@ -1,0 +1,1 @@
+"""Tests of the review console, on data the real bot produced."""

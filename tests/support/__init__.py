@@ -1,0 +1,1 @@
+"""Test fixtures and the one stand-in (the Bot API server), loaded by tests/conftest.py."""
