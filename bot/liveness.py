@@ -1,10 +1,11 @@
 """Which bot processes are alive, and taking over the work of one that is not.
 
 Each process renews ``<namespace>:bot-alive:<consumer>`` every BEAT_S (it expires after three
-beats) and deletes it when it stops. A consumer of the update log, the answers or the transcripts without
-that key belongs to a process that died (or stopped with updates left to retry): the next beat of
-any live process takes over its unacked entries and deletes it, and that process handles them at
-once. The consumer names are per process (``resources.consumer_name``): no Telegram id.
+beats) and deletes it when it stops. A consumer of the update log, the answers, the transcripts or
+the clinicians' replies without that key belongs to a process that died (or stopped with updates
+left to retry): the next beat of any live process takes over its unacked entries and deletes it,
+and that process handles them at once. The consumer names are per process
+(``resources.consumer_name``): no Telegram id.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ async def start_liveness(
             (res.updates.stream, UPDATES_GROUP),
             (res.queue.names.answers, res.queue.names.bots_group),
             (res.voice.names.transcripts, res.voice.names.bots_group),
+            (res.cases.replies, res.cases.group),
         ],
         on_taken,
     )

@@ -22,6 +22,7 @@ from bot.progress import AnswerProgress
 from bot.settings import BotSettings
 from storage.pseudonym import Pseudonymizer
 from storage.queue import Queue
+from storage.queue.cases import CaseQueue
 from storage.queue.updates import UpdateLog
 from storage.queue.voice import VoiceNames, VoiceQueue
 from storage.transient.held import HeldQuestions
@@ -80,6 +81,11 @@ class Resources:
     def progress(self) -> AnswerProgress:
         """Typing chats and recent answer times (in Redis)."""
         return AnswerProgress(self.queue.redis, self.queue.names.namespace, self.settings.typing_max_s)
+
+    @property
+    def cases(self) -> CaseQueue:
+        """Handover offers, reply routes and the clinicians' replies stream (in Redis)."""
+        return CaseQueue(self.queue, offer_ttl_s=int(self.settings.handover_offer_h * 3600))
 
     @property
     def voice(self) -> VoiceQueue:

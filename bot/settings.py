@@ -45,6 +45,13 @@ class BotSettings(BaseSettings):
     allowed_users: str = Field(default="", description="comma-separated Telegram user ids")
     allowed_chats: str = Field(default="", description="comma-separated group chat ids")
     invite_only: bool = False
+    # Handover to the study's clinicians.
+    handover_alert_min: float = Field(
+        default=30.0, gt=0, description="a case unclaimed this long alerts ONCALL_CHAT_ID; the user is told"
+    )
+    handover_check_s: float = Field(default=60.0, gt=0, description="how often waiting cases are checked")
+    handover_offer_h: float = Field(default=48.0, gt=0, description="how long a question can be handed over")
+    console_url: str = Field(default="http://127.0.0.1:8080", description="the console, for case links")
     # Operational monitor.
     monitor_interval_s: float = Field(default=60.0, gt=0)
     stall_alert_s: float = Field(default=600.0, gt=0, description="oldest question older: worker down?")

@@ -1,4 +1,4 @@
-"""Retention: question and answer texts older than the retention period are erased (tombstones kept)."""
+"""Retention: question, answer and case texts older than the retention period are erased (tombstones kept)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import Question, utcnow
+from storage.repositories.cases import erase_expired_cases
 from storage.repositories.erasure import erase_questions
 
 DEFAULT_RETENTION_DAYS = 180
@@ -31,6 +32,7 @@ async def erase_expired_batch(session: AsyncSession, cutoff: datetime, limit: in
     )
     questions = list((await session.execute(query)).scalars())
     result = await erase_questions(session, questions, "retention")
+    await erase_expired_cases(session, cutoff)  # a handover case's kept texts expire with it
     return result.questions
 
 

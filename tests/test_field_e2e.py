@@ -160,7 +160,7 @@ async def test_long_answer_with_markup_characters_is_split_and_never_refused(
     assert all(c.params["text"].endswith("`temp`.") for c in pieces[:2])  # cut between paragraphs
     assert "<b>ACT</b>" in pieces[0].result["text"]  # shown literally, not parsed
     buttons = last.params["reply_markup"]["inline_keyboard"][0]
-    assert [b["text"] for b in buttons] == ["👍", "👎"]
+    assert [b["text"] for b in buttons] == ["👍", "👎", texts.HANDOVER_BUTTON]
 
 
 # -- (3) fairness --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -69,14 +69,32 @@ async def _seed_0001(sessionmaker: Sessions) -> None:
     """Users, consents, questions, answers and audit rows through the 0001 tables only."""
     from storage.models import utcnow
     from storage.repositories.users import get_or_create_user
-    from tests.test_consent_storage import consent
 
     async with sessionmaker.begin() as session:
         user = await get_or_create_user(session, "b" * 64, "en")
-        await consent(session, user, "service", "granted")
-        await consent(session, user, "research", "granted")
+        for scope in ("service", "research"):
+            await _consent_0001(session, user, scope)
         for number in range(2):
             await _question_0001(session, user, number, utcnow())
+
+
+async def _consent_0001(session: AsyncSession, user: User, scope: str) -> None:
+    """A granted consent event and its audit row, naming only 0001's columns (0007 added question_id)."""
+    from sqlalchemy import insert
+
+    from storage.repositories.audit import append_audit
+
+    await session.flush()
+    await session.execute(insert(ConsentEvent).values(
+        user_id=user.id, scope=scope, text_version="en-1", text_sha256="c" * 64, language="en",
+        new_value="granted", source="button", created_at=datetime.now(UTC),
+    ))  # fmt: skip
+    if scope == "service":
+        user.service_consent = True
+    else:
+        user.research_consent = True
+    user.consent_text_version = "en-1"
+    await append_audit(session, "consent.changed", user.pseudonym, {"scope": scope, "new": "granted"})
 
 
 async def _question_0001(session: AsyncSession, user: User, number: int, when: datetime) -> None:

@@ -1,4 +1,4 @@
-"""``admin``: serve the review console; ``admin add-user`` and ``admin disable-user``."""
+"""``admin``: serve the review console (reviewers, admins, clinicians); ``add-user``, ``disable-user``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from bot.console.health import HealthProbe
+    from bot.console.outbox import ReplyOutbox
     from telemetry.endpoints import Check
 
 log = structlog.get_logger("cli.admin")
@@ -92,6 +93,17 @@ def _health_probe(storage: StorageSettings) -> HealthProbe | None:
     return redis_probe(redis_url, storage)
 
 
+def _outbox(storage: StorageSettings) -> ReplyOutbox | None:
+    """Where clinicians' replies go (the bot's Redis), when REDIS_URL is set or `run`'s server is up."""
+    from bot.console.outbox import redis_outbox
+
+    try:
+        redis_url = shared_redis_url(storage)
+    except RedisUnavailableError:
+        return None
+    return redis_outbox(redis_url, storage)
+
+
 async def _serve(engine: AsyncEngine, config: uvicorn.Config, checks: dict[str, Check]) -> None:
     """Run uvicorn on this loop (metrics and health on METRICS_PORT); dispose of the engine afterwards."""
     import uvicorn
@@ -130,7 +142,9 @@ def serve(args: argparse.Namespace) -> int:
     secret = load_or_create_secret(storage.ensure_data_dir(), os.environ.get("CONSOLE_SECRET_KEY"))
     engine = make_engine(url)
     sessions = AuditAnchor.for_storage(storage).attach(make_sessionmaker(engine))
-    app = create_app(sessions, secret_key=secret, https=args.https, health=_health_probe(storage))
+    app = create_app(
+        sessions, secret_key=secret, https=args.https, health=_health_probe(storage), outbox=_outbox(storage)
+    )
     config = server_config(app, args.host, args.port, proxies)
     log.info("console.start", host=args.host, port=args.port, https=args.https, trusted_proxies=len(proxies))
     print(f"review console on http://{args.host}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)

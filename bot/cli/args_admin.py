@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-ROLES = ("reviewer", "admin")  # kept in step with storage.models.ROLES (this module stays light)
+ROLES = ("reviewer", "admin", "clinician")  # kept in step with storage.models.ROLES (this module stays light)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,7 +21,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     actions = admin.add_subparsers(dest="admin_command", metavar="ACTION")
     add = actions.add_parser("add-user", help="create an account (asks for its password, or reads stdin)")
     add.add_argument("name", help="login name (2-64 letters, digits or . _ @ -)")
-    add.add_argument("--role", choices=ROLES, default="reviewer", help="reviewer (default) or admin")
+    add.add_argument(
+        "--role",
+        choices=ROLES,
+        default="reviewer",
+        help="reviewer (default), admin, or clinician (answers cases)",
+    )
     add.set_defaults(handler="admin_cmd:add_user")
     disable = actions.add_parser("disable-user", help="disable an account and end its sessions")
     disable.add_argument("name")

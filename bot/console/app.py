@@ -17,8 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from bot.console import admin_views, auth_views, review_views
+from bot.console import admin_views, auth_views, case_views, review_views
 from bot.console.health import HealthProbe
+from bot.console.outbox import ReplyOutbox
 from bot.console.security import LoginLimiter, SecurityHeaders, security_headers
 from bot.console.web import refuse
 
@@ -62,6 +63,11 @@ ROUTES = [
     Route("/audit", review_views.audit_log),
     Route("/consent", review_views.consent_log),
     Route("/stats", review_views.statistics),
+    Route("/cases", case_views.case_list),
+    Route("/cases/{case_id}", case_views.case_detail),
+    Route("/cases/{case_id}/claim", case_views.case_claim, methods=["POST"]),
+    Route("/cases/{case_id}/preview", case_views.case_preview, methods=["POST"]),
+    Route("/cases/{case_id}/send", case_views.case_send, methods=["POST"]),
     Route("/export", admin_views.export_form, methods=["GET"]),
     Route("/export", admin_views.export_download, methods=["POST"]),
     Route("/accounts", admin_views.accounts, methods=["GET"]),
@@ -97,8 +103,12 @@ def create_app(
     https: bool,
     health: HealthProbe | None = None,
     login_limiter: LoginLimiter | None = None,
+    outbox: ReplyOutbox | None = None,
 ) -> Starlette:
-    """The console app on ``sessionmaker``; ``https`` marks cookies Secure and sends HSTS."""
+    """The console app on ``sessionmaker``; ``https`` marks cookies Secure and sends HSTS.
+
+    ``outbox`` hands clinicians' replies to the bot (None: replies cannot be sent).
+    """
     middleware = [
         Middleware(SecurityHeaders, https=https),
         Middleware(
@@ -117,4 +127,5 @@ def create_app(
     app.state.templates = _templates()
     app.state.health = health
     app.state.login_limiter = login_limiter or LoginLimiter()
+    app.state.outbox = outbox
     return app

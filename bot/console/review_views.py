@@ -12,13 +12,16 @@ from starlette.responses import RedirectResponse, Response
 from bot.console import queries, stats
 from bot.console.charts import bar_chart
 from bot.console.health import HealthProbe
-from bot.console.web import Viewer, refuse, render, requires, sessions
+from bot.console.web import Viewer, load_viewer, refuse, render, requires, sessions
 from storage.repositories.audit import append_audit
 
 
-async def home(_: Request) -> Response:
-    """The conversations are the start page."""
-    return RedirectResponse("/conversations", status_code=303)
+async def home(request: Request) -> Response:
+    """The conversations are the start page (the cases, for clinicians)."""
+    viewer = await load_viewer(request)
+    if viewer is None:
+        return RedirectResponse("/login?next=%2F", status_code=303)  # then here again, by role
+    return RedirectResponse("/conversations" if viewer.reviews else "/cases", status_code=303)
 
 
 @requires("reviewer")

@@ -16,7 +16,12 @@ from starlette.templating import Jinja2Templates
 from bot.console.security import csrf_ok, csrf_token
 from storage.models import ReviewAccount
 
-ROLE_RANK = {"reviewer": 1, "admin": 2}
+# Which account roles may open the pages of a role: admins everything, clinicians only the cases.
+ALLOWED_ROLES = {
+    "reviewer": frozenset({"reviewer", "admin"}),
+    "admin": frozenset({"admin"}),
+    "clinician": frozenset({"clinician", "admin"}),
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,16 @@ class Viewer:
     def is_admin(self) -> bool:
         """Whether the viewer manages accounts and may export."""
         return self.role == "admin"
+
+    @property
+    def reviews(self) -> bool:
+        """Whether the viewer may read research conversations, the audit log and statistics."""
+        return self.role in ALLOWED_ROLES["reviewer"]
+
+    @property
+    def answers_cases(self) -> bool:
+        """Whether the viewer may open the clinicians' cases."""
+        return self.role in ALLOWED_ROLES["clinician"]
 
 
 Page = Callable[[Request, Viewer], Awaitable[Response]]
@@ -77,7 +92,7 @@ def _to_login(request: Request) -> Response:
 
 
 def requires(role: str) -> Callable[[Page], Endpoint]:
-    """Make a page need a signed-in viewer of ``role`` or higher; POSTs also need the CSRF token."""
+    """Make a page need a signed-in viewer allowed ``role``'s pages; POSTs also need the CSRF token."""
 
     def decorate(page: Page) -> Endpoint:
         @functools.wraps(page)
@@ -86,7 +101,7 @@ def requires(role: str) -> Callable[[Page], Endpoint]:
             if viewer is None:
                 return _to_login(request)
             request.scope["viewer"] = viewer
-            if ROLE_RANK[viewer.role] < ROLE_RANK[role]:
+            if viewer.role not in ALLOWED_ROLES[role]:
                 return refuse(request, 403, f"This page is for the {role} role only.")
             if request.method == "POST" and not csrf_ok(request, await request.form()):
                 return refuse(request, 403, "The form has expired or was not sent from this console.")

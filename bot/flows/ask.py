@@ -78,6 +78,11 @@ async def enqueue(
         log.info("question.busy", waiting=position - 1)
         return Refusal.BUSY
     question = await _record(res, await _ground(res, question), language)
+    await res.cases.remember_question(
+        question_id=question.question_id, user=question.user, chat_id=question.chat_id,
+        message_id=question.message_id, language=language, text=question.text,
+        danger=redflags.check(question.text) is not None,
+    )  # fmt: skip
     stamped = {"enqueued_at": time.time(), "delivery": res.settings.delivery}
     enqueued = await res.queue.enqueue_once(question.model_copy(update=stamped))
     async with res.sessionmaker.begin() as session:

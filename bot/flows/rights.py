@@ -59,6 +59,7 @@ async def privacy_choice(res: Resources, pseudonym: str) -> str:
 async def withdraw(res: Resources, pseudonym: str, language_code: str) -> Erased:
     """Withdraw research consent, erase the user's kept texts and held question."""
     held = await res.held.drop_held(pseudonym)
+    await res.cases.forget_offers(pseudonym)  # what a clinician could have been shown
     count = 0
     async with res.sessionmaker.begin() as session:
         user = await get_user(session, pseudonym)
@@ -75,6 +76,7 @@ async def forget(res: Resources, pseudonym: str, chat_id: int, language_code: st
     await res.queue.cancel(pseudonym)  # a waiting question leaves Redis now
     held = await res.held.drop_held(pseudonym)  # and so does one held for consent in a group
     await res.pending_languages.forget_language(pseudonym)
+    await res.cases.forget_user(pseudonym)  # handover offers and where clinicians' replies go
     count = 0
     async with res.sessionmaker.begin() as session:
         user = await get_user(session, pseudonym)

@@ -18,6 +18,7 @@ from bot import resources
 from bot.audit_start import audit_bot_start
 from bot.consent_texts import load_consent_text
 from bot.errors import ConfigurationError
+from bot.jobs.handover import schedule_handover_check
 from bot.jobs.held import schedule_held_expiry
 from bot.jobs.hygiene import start_hygiene
 from bot.jobs.retention import schedule_retention
@@ -25,6 +26,7 @@ from bot.liveness import start_liveness, stop_liveness
 from bot.settings import BotSettings
 from bot.telegram import handlers
 from bot.telegram.alerts import monitor
+from bot.telegram.case_delivery import CaseDelivery
 from bot.telegram.context import CONTEXT_TYPES, BotContext
 from bot.telegram.delivery import AnswerDelivery
 from bot.telegram.ingest import IngestConfig, UpdateIngest
@@ -92,7 +94,8 @@ def build_application(
         app.bot_data["engine"] = engine
         delivery = AnswerDelivery(app.bot, res)
         transcripts = TranscriptDelivery(app.bot, res)  # voice notes heard by a transcriber
-        app.bot_data[DELIVERIES] = [delivery, transcripts]
+        cases = CaseDelivery(app.bot, res)  # clinicians' replies from the console
+        app.bot_data[DELIVERIES] = [delivery, transcripts, cases]
         ingest = UpdateIngest(
             app.bot,
             app.bot.base_url,
@@ -106,10 +109,16 @@ def build_application(
         app.bot_data[LIVENESS] = await start_liveness(
             app.job_queue,
             res,
-            [ingest.recheck_pending, delivery.recheck_pending, transcripts.recheck_pending],
+            [
+                ingest.recheck_pending,
+                delivery.recheck_pending,
+                transcripts.recheck_pending,
+                cases.recheck_pending,
+            ],
         )
         delivery.start()
         transcripts.start()
+        cases.start()
         await _start_intake(app, ingest, webhook, make_log)
         checks = {"redis": redis_check(redis_url), "database": database_check(database_url)}
         app.bot_data[ENDPOINTS] = start_endpoints(checks, "bot")
@@ -125,6 +134,7 @@ def build_application(
             app.job_queue, redis, engine, settings, storage, leases=res.leases
         )
         transcripts.after_handled = app.bot_data["hygiene"].rewrite_now  # audio off the disk at once
+        schedule_handover_check(app.job_queue, settings.handover_check_s)
         await audit_bot_start(res.sessionmaker, settings, storage)
         log.info("bot.ready", consumer=res.consumer)
 

@@ -88,6 +88,30 @@ def _ts(seconds: float | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC) if seconds else None
 
 
+async def send_until_accepted(
+    bot: ExtBot[Any], chat_id: int, text: str, reply_to: int | None, markup: InlineKeyboardMarkup | None
+) -> float | None:
+    """Send (at answer priority) until Telegram accepts it, waiting out flood control and network
+    errors; the send time, or None when the chat is gone (blocked, deleted)."""
+    reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+    backoff = Backoff(first_s=0.5, cap_s=2.0)
+    while True:
+        try:
+            await bot.send_message(
+                chat_id, text, reply_parameters=reply, reply_markup=markup, rate_limit_args=ANSWER
+            )
+            return time.time()
+        except RetryAfter as exc:
+            log.warning("delivery.flood_control", retry_after=str(exc.retry_after))
+            await backoff.wait(seconds=exc.retry_after)
+        except (Forbidden, BadRequest) as exc:
+            log.warning("delivery.undeliverable", error=type(exc).__name__)
+            return None
+        except NetworkError as exc:
+            log.warning("delivery.network", error=type(exc).__name__)
+            await backoff.wait()
+
+
 class AnswerDelivery:
     """Reads the answers stream in the bots' group and sends each answer once."""
 
@@ -207,12 +231,15 @@ class AnswerDelivery:
             key = f"{answer.question_id}#{index}"  # a restart does not resend the pieces already sent
             if not last and await self.res.queue.was_sent(key):
                 continue
-            markup = feedback_keyboard(answer.question_id) if last and answer.status == "ok" else None
+            ok = last and answer.status == "ok"
+            markup = feedback_keyboard(answer.question_id, language) if ok else None
             sent_at = await self._send(answer.chat_id, piece, answer.reply_to if index == 0 else None, markup)
             if sent_at is None:
                 return None
             if not last:
                 await self.res.queue.mark_sent(key)
+        if answer.status == "ok" and sent_at is not None:  # a clinician may be asked about it
+            await self.res.cases.remember_answer(answer.question_id, answer.text)
         if answer.status == "ok" and answer.finished_at and answer.taken_at:
             await self.res.progress.record_service_time(answer.finished_at - answer.taken_at)
         return sent_at
@@ -221,23 +248,7 @@ class AnswerDelivery:
         self, chat_id: int, text: str, reply_to: int | None, markup: InlineKeyboardMarkup | None
     ) -> float | None:
         """Send until Telegram accepts it; None when the chat is gone (blocked, deleted)."""
-        reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
-        backoff = Backoff(first_s=0.5, cap_s=2.0)
-        while True:
-            try:
-                await self.bot.send_message(
-                    chat_id, text, reply_parameters=reply, reply_markup=markup, rate_limit_args=ANSWER
-                )
-                return time.time()
-            except RetryAfter as exc:
-                log.warning("delivery.flood_control", retry_after=str(exc.retry_after))
-                await backoff.wait(seconds=exc.retry_after)
-            except (Forbidden, BadRequest) as exc:
-                log.warning("delivery.undeliverable", error=type(exc).__name__)
-                return None
-            except NetworkError as exc:
-                log.warning("delivery.network", error=type(exc).__name__)
-                await backoff.wait()
+        return await send_until_accepted(self.bot, chat_id, text, reply_to, markup)
 
     async def _record(self, answer: AnswerMessage, sent_at: float | None) -> None:
         """Store the answer (text only with research consent) and log the latency split."""

@@ -24,6 +24,7 @@ from bot.resources import Resources
 from bot.telegram import texts
 from bot.telegram.alerts import alert
 from bot.telegram.i18n import t
+from bot.telegram.keyboards import clinician_keyboard
 from bot.telegram.outgoing import ACKNOWLEDGEMENT, ANSWER, REPLY
 from storage.queue import QuestionMessage
 
@@ -45,7 +46,11 @@ async def warn_if_danger(
         return None
     emergency = res.settings.emergency_number or t(texts.EMERGENCY_DEFAULT, language)
     referral = t(texts.RED_FLAG, language).format(emergency=emergency)
-    await reply(bot, question, referral, ANSWER)
+    target = ReplyParameters(question.message_id, allow_sending_without_reply=True)
+    offer = clinician_keyboard(question.question_id, language)  # works once the question is queued
+    await bot.send_message(
+        question.chat_id, referral, reply_parameters=target, reply_markup=offer, rate_limit_args=ANSWER
+    )
     await alert(bot, res.settings.oncall_chat_id, red_flag_note(flag, question))
     return flag
 

@@ -211,3 +211,28 @@ VOICE_REFUSALS = {
     "not_audio": VOICE_NOT_AUDIO,
     "failed": VOICE_FAILED,
 }  # bot.flows.voice.Refusal kinds
+# Handover to a clinician of the study team (buttons, /human, the case's messages).
+HANDOVER_BUTTON = "🩺 Ask a clinician"
+HANDOVER_CONSENT = (
+    "Do you agree that a clinician of the study team reads this question and the bot's answer, "
+    "to reply to you here? Only this question is shared. A reply can take time: in an emergency, do not wait."
+)
+HANDOVER_YES = "✅ Yes, share this question"
+HANDOVER_NO = "No"
+HANDOVER_OPENED = (
+    "Thank you. A clinician of the study team will read your question and reply here. "
+    "If nobody has answered within {minutes} minutes, I will tell you."
+)
+HANDOVER_DECLINED = "Understood. Your question was not shared with anyone."
+HANDOVER_WAITING = (
+    "No clinician has answered your question yet; it is still waiting for the study team. "
+    "If your situation gets worse, do not wait: seek care now."
+)
+HANDOVER_ALREADY = "This question is already with a clinician of the study team."
+HANDOVER_STALE = "This question can no longer be sent to a clinician. Please ask it again."
+HANDOVER_NO_QUESTION = (
+    "There is no recent question to send to a clinician. Ask your question first, then send /human."
+)
+HANDOVER_NOT_YOURS = "Only the person who asked can send this question to a clinician."
+HANDOVER_REPLY = "🩺 Reply from a clinician of the study team:\n\n{reply}"
+ALERT_CASE_UNCLAIMED = "🩺 A handover case has waited {minutes} min without a clinician: {link}"

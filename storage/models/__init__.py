@@ -3,6 +3,7 @@
 from storage.models.accounts import ROLES, ReviewAccount
 from storage.models.audit import AuditEvent
 from storage.models.base import NAMING_CONVENTION, Base, UTCDateTime, utcnow
+from storage.models.cases import CASE_OUTCOMES, CASE_STATUSES, Case
 from storage.models.consent import CONSENT_SCOPES, CONSENT_SOURCES, CONSENT_VALUES, ConsentEvent
 from storage.models.erasure import ERASURE_KINDS, ERASURE_REASONS, Tombstone
 from storage.models.feedback import RATINGS, Feedback
@@ -16,6 +17,8 @@ from storage.models.users import User
 
 __all__ = [
     "ANSWER_STATUSES",
+    "CASE_OUTCOMES",
+    "CASE_STATUSES",
     "CONSENT_SCOPES",
     "CONSENT_SOURCES",
     "CONSENT_VALUES",
@@ -31,6 +34,7 @@ __all__ = [
     "Answer",
     "AuditEvent",
     "Base",
+    "Case",
     "ConsentEvent",
     "Feedback",
     "GroupChat",

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, one_of, utcnow
 
-ROLES = ("reviewer", "admin")
+ROLES = ("reviewer", "admin", "clinician")
 
 
 class ReviewAccount(Base):

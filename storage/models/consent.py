@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, one_of, refuse_update, utcnow
 
-CONSENT_SCOPES = ("service", "research")
+CONSENT_SCOPES = ("service", "research", "clinician")  # clinician: one question, see cases
 CONSENT_VALUES = ("granted", "declined", "withdrawn")
 CONSENT_SOURCES = ("button", "command", "expiry")
 
@@ -33,6 +33,7 @@ class ConsentEvent(Base):
     old_value: Mapped[str | None] = mapped_column(String(16))
     new_value: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(16))
+    question_id: Mapped[str | None] = mapped_column(String(32))  # scope "clinician": for this question
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

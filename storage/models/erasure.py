@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage.models.base import Base, one_of, utcnow
 
 ERASURE_REASONS = ("withdrawal", "forget", "retention")
-ERASURE_KINDS = ("question", "user")
+ERASURE_KINDS = ("question", "user", "case")
 
 
 class Tombstone(Base):

@@ -11,7 +11,9 @@ from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
 
 
-async def current_consent(session: AsyncSession, user: User, scope: str) -> str | None:
+async def current_consent(
+    session: AsyncSession, user: User, scope: str, question_id: str | None = None
+) -> str | None:
     """Return the latest value ("granted"/"declined"/"withdrawn") for ``scope``, or None."""
     query = (
         select(ConsentEvent.new_value)
@@ -19,6 +21,8 @@ async def current_consent(session: AsyncSession, user: User, scope: str) -> str 
         .order_by(ConsentEvent.id.desc())
         .limit(1)
     )
+    if question_id is not None:
+        query = query.where(ConsentEvent.question_id == question_id)
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -32,13 +36,18 @@ async def record_consent(
     text_sha256: str,
     language: str,
     source: str,
+    question_id: str | None = None,
 ) -> ConsentEvent:
-    """Append a consent event (old value = the user's current state) and audit it."""
+    """Append a consent event (old value = the user's current state) and audit it.
+
+    Scope ``clinician`` is an agreement for one question (``question_id``): it changes no flag of
+    the user, and its old value is that question's earlier choice.
+    """
     check_one_of("scope", scope, CONSENT_SCOPES)
     check_one_of("new_value", new_value, CONSENT_VALUES)
     check_one_of("source", source, CONSENT_SOURCES)
     await session.flush()  # make sure the user has an id
-    old_value = await current_consent(session, user, scope)
+    old_value = await current_consent(session, user, scope, question_id)
     consent = ConsentEvent(
         user_id=user.id,
         scope=scope,
@@ -48,9 +57,11 @@ async def record_consent(
         old_value=old_value,
         new_value=new_value,
         source=source,
+        question_id=question_id,
     )
     session.add(consent)
-    _apply_to_user(user, scope, new_value, text_version)
+    if scope != "clinician":
+        _apply_to_user(user, scope, new_value, text_version)
     await session.flush()
     metrics.CONSENT_CHANGES.labels(scope, new_value).inc()
     await append_audit(
@@ -61,6 +72,7 @@ async def record_consent(
             "new": new_value,
             "old": old_value,
             "pseudonym": user.pseudonym,
+            **({"question_id": question_id} if question_id else {}),
             "scope": scope,
             "source": source,
             "text_sha256": text_sha256,
@@ -81,8 +93,9 @@ def _apply_to_user(user: User, scope: str, new_value: str, text_version: str) ->
 
 
 async def latest_consents(session: AsyncSession, user_id: int) -> dict[str, ConsentEvent]:
-    """The newest consent event per scope ("service", "research") of a user."""
-    return {event.scope: event for event in await consent_history(session, user_id)}
+    """The newest consent event per scope ("service", "research") of a user (not per-question ones)."""
+    history = await consent_history(session, user_id)
+    return {event.scope: event for event in history if event.question_id is None}
 
 
 async def consent_history(session: AsyncSession, user_id: int) -> list[ConsentEvent]:

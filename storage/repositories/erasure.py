@@ -1,10 +1,10 @@
 """Erasure: free text and identifiers are deleted, a tombstone row says what, when and why.
 
-Question text (and the library passages retrieved for it), answer text and feedback reasons are
-set to NULL; counts, timings and text hashes stay, so statistics and the audit chain (which holds
-only hashes) remain whole. Every erasure
-appends one ``data.erased`` audit event. Tombstones are append-only (on PostgreSQL the application
-role may not change them, see migration 0003).
+Question text (and the library passages retrieved for it), answer text, feedback reasons and
+handover case texts are set to NULL; counts, timings and text hashes stay, so statistics and the
+audit chain (which holds only hashes) remain whole. Every erasure appends one ``data.erased`` audit
+event. Tombstones are append-only (on PostgreSQL the application role may not change them, see
+migration 0003).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from storage.models import (
 )
 from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
+from storage.repositories.cases import erase_case_texts
 
 ERASED_MARK = "erased"
 
@@ -113,6 +114,7 @@ async def _unerased_questions(session: AsyncSession, user: User) -> list[Questio
 async def erase_research_text(session: AsyncSession, user: User, reason: str = "withdrawal") -> ErasureResult:
     """Erase the text of every question, answer and feedback of ``user`` (research withdrawn)."""
     await session.flush()
+    await erase_case_texts(session, user.id, reason, all_cases=False)  # open cases close without research
     questions = [q for q in await _unerased_questions(session, user) if q.research]
     return await erase_questions(session, questions, reason, stop_research=True)
 
@@ -124,6 +126,7 @@ async def forget_user(session: AsyncSession, user: User) -> ErasureResult:
     Telegram user writing again is a new user. Consent changes must be recorded before this.
     """
     await session.flush()
+    await erase_case_texts(session, user.id, "forget", all_cases=True)
     result = await erase_questions(
         session, await _unerased_questions(session, user), "forget", stop_research=True
     )

@@ -1,4 +1,4 @@
-"""The research data set: questions, answers and feedback of research-consenting users, pseudonymised.
+"""The research data set: questions, answers, feedback and handover cases of research-consenting users.
 
 ``meditron-bot export`` and the review console's export page both use ``audited_export`` so they
 produce the same file. Only questions stored with research consent (``Question.research``), not
@@ -18,7 +18,7 @@ from typing import IO, Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Answer, ConsentEvent, Feedback, Question, User
+from storage.models import Answer, Case, ConsentEvent, Feedback, Question, User
 from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
 
@@ -49,7 +49,18 @@ ANSWER_FIELDS = (
     "stop_reason",
 )
 FEEDBACK_FIELDS = ("feedback_rating", "feedback_reason")
-EXPORT_FIELDS = (*QUESTION_FIELDS, *ANSWER_FIELDS, *FEEDBACK_FIELDS, "consent_text_version")
+# The handover case of a question, if its asker sent it to a clinician (times from the case opening).
+CASE_FIELDS = (
+    "case_status",
+    "case_outcome",
+    "case_danger",
+    "case_claim_s",
+    "case_reply_s",
+    "case_close_s",
+    "case_reply_text",
+    "case_rating",
+)
+EXPORT_FIELDS = (*QUESTION_FIELDS, *ANSWER_FIELDS, *FEEDBACK_FIELDS, *CASE_FIELDS, "consent_text_version")
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -78,10 +89,27 @@ def _answer_fields(question: Question, answer: Answer | None) -> ExportRow:
     }
 
 
+def _case_fields(case: Case | None) -> ExportRow:
+    """The case's columns (all None when the question was not handed over)."""
+    if case is None:
+        return dict.fromkeys(CASE_FIELDS)
+    return {
+        "case_status": case.status,
+        "case_outcome": case.outcome,
+        "case_danger": case.danger,
+        "case_claim_s": _seconds(case.opened_at, case.claimed_at),
+        "case_reply_s": _seconds(case.opened_at, case.replied_at),
+        "case_close_s": _seconds(case.opened_at, case.closed_at),
+        "case_reply_text": case.reply_text,
+        "case_rating": case.rating,
+    }
+
+
 def _row(
     question: Question,
     answer: Answer | None,
     feedback: Feedback | None,
+    case: Case | None,
     pseudonym: str,
     consent_version: str | None,
 ) -> ExportRow:
@@ -100,6 +128,7 @@ def _row(
     row.update(_answer_fields(question, answer))
     row["feedback_rating"] = feedback.rating if feedback else None
     row["feedback_reason"] = feedback.reason if feedback else None
+    row.update(_case_fields(case))
     row["consent_text_version"] = consent_version
     return {name: row[name] for name in EXPORT_FIELDS}
 
@@ -144,10 +173,11 @@ def research_conditions() -> list[ColumnElement[bool]]:
 async def export_rows(session: AsyncSession, since: datetime, until: datetime) -> list[ExportRow]:
     """The research rows received in ``[since, until)``, oldest first."""
     query = (
-        select(Question, Answer, Feedback, User)
+        select(Question, Answer, Feedback, Case, User)
         .join(User, User.id == Question.user_id)
         .outerjoin(Answer, Answer.question_id == Question.id)
         .outerjoin(Feedback, Feedback.question_id == Question.id)
+        .outerjoin(Case, Case.question_id == Question.id)
         .where(
             *research_conditions(),
             Question.received_at >= since,
@@ -162,10 +192,11 @@ async def export_rows(session: AsyncSession, since: datetime, until: datetime) -
             question,
             answer,
             feedback,
+            case,
             user.pseudonym,
             _version_at(consents.get(user.id, []), question.received_at, user.consent_text_version),
         )
-        for question, answer, feedback, user in results
+        for question, answer, feedback, case, user in results
     ]
 
 

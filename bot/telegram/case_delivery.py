@@ -1,0 +1,99 @@
+"""Deliver clinicians' replies from their stream to Telegram, like answers: retried, never sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+from telegram.error import NetworkError
+from telegram.ext import ExtBot
+
+from bot.resources import Resources
+from bot.telegram.delivery import send_until_accepted
+from bot.telegram.keyboards import case_rating_keyboard
+from storage.queue import Delivery
+from storage.queue.cases import CaseReplyMessage
+from storage.repositories.cases import close_case
+
+log = structlog.get_logger("bot.case_delivery")
+
+
+class CaseDelivery:
+    """Reads the replies stream in the bots' group; sends each reply once, closes its case, acks it."""
+
+    def __init__(self, bot: ExtBot[Any], res: Resources) -> None:
+        self.bot = bot
+        self.res = res
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._recheck = False
+        self.handled = 0  # replies delivered (or found undeliverable) and acked since start
+        self._changed = asyncio.Condition()
+
+    def start(self) -> None:
+        """Run the delivery loop as a background task."""
+        self._task = asyncio.create_task(self._run(), name="case-delivery")
+
+    async def stop(self) -> None:
+        """Stop the loop; undelivered replies stay pending in Redis."""
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def recheck_pending(self) -> None:
+        """Read this consumer's unacked replies again soon (a gone process's entries were moved to it)."""
+        self._recheck = True
+
+    async def _run(self) -> None:
+        """Pending replies first (after a restart or a take-over), then new ones, until stopped."""
+        cases, consumer = self.res.cases, self.res.consumer
+        pending = True
+        while not self._stop.is_set():
+            if self._recheck:
+                pending, self._recheck = True, False
+            try:
+                await cases.ensure_group()
+                batch = await cases.read(consumer, pending=pending, block_ms=1_000)
+                pending = False
+                for delivery in batch:
+                    await self.deliver(delivery)
+            except (OSError, ConnectionError, NetworkError, RedisError) as exc:
+                log.warning("case_delivery.retry", error=type(exc).__name__)
+                pending = True
+                await asyncio.sleep(2.0)
+            except Exception as exc:
+                log.error("case_delivery.error", error=type(exc).__name__)
+                pending = True
+                await asyncio.sleep(2.0)
+
+    async def deliver(self, delivery: Delivery[CaseReplyMessage]) -> None:
+        """Send one reply as a reply to the question (unless sent before), close the case, ack."""
+        reply, cases = delivery.message, self.res.cases
+        with structlog.contextvars.bound_contextvars(question_id=reply.question_id, case_id=reply.case_id):
+            delivered = True
+            if not await cases.was_sent(reply.case_id):
+                route = await cases.route(reply.question_id)  # None: erased (/forget) meanwhile
+                markup = case_rating_keyboard(reply.case_id)
+                sent = None
+                if route is not None:
+                    sent = await send_until_accepted(self.bot, route[0], reply.text, route[1], markup)
+                delivered = sent is not None
+                if delivered:
+                    await cases.mark_sent(reply.case_id)
+            async with self.res.sessionmaker.begin() as session:
+                await close_case(session, reply.case_id, delivered=delivered)
+            log.info("case.delivered", delivered=delivered)
+            await cases.ack(delivery.entry_id)
+        async with self._changed:
+            self.handled += 1
+            self._changed.notify_all()
+
+    async def wait_delivered(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until ``count`` replies were handled since start (for callers that must know)."""
+        async with self._changed, asyncio.timeout(timeout):
+            await self._changed.wait_for(lambda: self.handled >= count)

@@ -1,0 +1,121 @@
+"""A clinician claims and answers a case from a phone: headless Debian Chromium at 390 px against
+`meditron-bot admin`, on the data and Redis of the real bot, which delivers the reply.
+
+Fails when Chromium or Playwright is missing under CI (env CI set); skips only outside CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from asyncio.subprocess import DEVNULL, PIPE
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.flows.handover import reply_text
+from tests.console.test_browser import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    _cli_env,
+    _free_port,
+    _keep,
+    _require_browser,
+    _run_cli,
+    _wait_until_listening,
+)
+from tests.console.test_handover_e2e import ADA, CLINICIAN, _agreement, _choose, _with_button
+from tests.support.stack import Stack
+from tests.test_field_e2e import bot, consent, says
+
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+async def console_url(stack: Stack, tmp_path: Path) -> AsyncIterator[str]:
+    """`meditron-bot admin` on a free port with a clinician made by `admin add-user`, on the bot's data."""
+    _require_browser()
+    env = _cli_env(tmp_path, stack.db_url)
+    env.update(REDIS_URL=stack.redis_url, QUEUE_NAMESPACE=stack.storage.queue_namespace)
+    status, stderr = await _run_cli(
+        ["admin", "add-user", CLINICIAN[0], "--role", "clinician"], env, CLINICIAN[1]
+    )
+    assert status == 0, stderr
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "admin", "--port", str(port), env=env, stdout=DEVNULL, stderr=PIPE
+    )
+    try:
+        await _wait_until_listening(process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        await process.communicate()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_clinician_claims_and_replies_from_a_phone(
+    stack: Stack, console_url: str, tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    stub, shots = stack.stub, []
+    question = "Is a fever of 39 in a 3-month-old baby urgent?"
+    async with bot(stack):
+        await consent(stack, ADA, "both")
+        before = len(stub.calls)
+        stub.push_message(question, user_id=ADA)
+        await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
+        await _choose(stack, await _agreement(stack, "", 0), "yes")
+
+        async with async_playwright() as playwright:
+            context = await playwright.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
+                args=CHROMIUM_FLAGS, viewport=PHONE, is_mobile=True, has_touch=True,
+            )  # fmt: skip
+            page = context.pages[0] if context.pages else await context.new_page()
+
+            async def shot(name: str) -> None:
+                path = tmp_path / f"handover-{name}.png"
+                await page.screenshot(path=str(path), full_page=True)
+                assert path.stat().st_size > 5_000
+                shots.append(path)
+                fits = "document.documentElement.scrollWidth <= window.innerWidth + 1"
+                assert await page.evaluate(fits), f"{name} is wider than the phone"
+
+            await page.goto(f"{console_url}/")
+            await page.fill("#name", CLINICIAN[0])
+            await page.fill("#password", CLINICIAN[1])
+            await page.click("button[type=submit]")
+            await page.wait_for_url("**/cases")
+            assert await page.locator("ul.cases li").count() == 1
+            assert await page.locator("nav >> text=Conversations").count() == 0
+            await shot("cases")
+
+            await page.click("ul.cases a")
+            await page.wait_for_url("**/cases/*")
+            assert await page.inner_text("#question-text") == question
+            await shot("case")
+            await page.click("#claim")
+            await page.wait_for_selector("#reply")
+            assert (await page.inner_text("#status")).startswith("claimed")
+            box = await page.locator("#reply").bounding_box()
+            assert box is not None and box["width"] >= PHONE["width"] * 0.75  # a textarea to type in
+            reply = "Yes: a fever in a baby under 3 months needs a clinic today.\nKeep feeding."
+            await page.fill("#reply", reply)
+            await shot("reply")
+            await page.click("#preview")
+            await page.wait_for_selector("#preview-text")
+            assert await page.inner_text("#preview-text") == reply_text("en", reply)
+            await shot("preview")
+
+            before = len(stub.calls)
+            await page.click("#send")
+            await page.wait_for_url("**/cases?sent=*")
+            assert await page.locator("#sent").count() == 1
+            await shot("sent")
+            await context.close()
+        delivered = await stub.wait_for("sendMessage", _with_button("hv:up:"), since=before)
+        assert delivered[0].params["text"] == reply_text("en", reply)
+    _keep(shots)

@@ -1,0 +1,265 @@
+"""Handover end to end: the real bot and worker against the Bot API stand-in, the console on the same data.
+
+A user taps "Ask a clinician" and agrees; the case appears for a clinician, who claims it and
+replies through the console; the bot delivers the reply (through a 429) once; the case closes and
+the audit chain verifies. Declining opens nothing, reviewers get 403, an unclaimed case alerts the
+on-call chat, /forget erases the case's texts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+from markupsafe import escape
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.console import create_app
+from bot.console.outbox import redis_outbox
+from bot.flows.handover import reply_text
+from bot.telegram import texts
+from bot.telegram.case_delivery import CaseDelivery
+from storage.models import Case, ConsentEvent, Tombstone
+from storage.queue import Delivery, queue_from_settings
+from storage.queue.cases import CaseQueue, CaseReplyMessage
+from storage.queue.connection import connect
+from storage.repositories.accounts import add_account
+from storage.repositories.audit import verify_chain
+from tests.console.helpers import ADMIN, REVIEWER, SECRET, audit_rows, client_for, csrf_of
+from tests.support.stack import Stack, inprocess_worker
+from tests.support.telegram_stub import Call
+from tests.test_field_e2e import bot, consent, says
+
+ADA = 3001
+ONCALL = -100777
+CLINICIAN = ("cleo", "clinician-password-1")
+DANGER = "My neighbour collapsed and is not breathing, what do I do"
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def _buttons(call: Call) -> list[str]:
+    """Every callback_data on a sent message's keyboard."""
+    markup = call.params.get("reply_markup") or {}
+    return [b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row]
+
+
+def _with_button(prefix: str, chat_id: int = ADA) -> Any:
+    return lambda c: (
+        int(c.params.get("chat_id", 0)) == chat_id and any(b.startswith(prefix) for b in _buttons(c))
+    )
+
+
+async def _agreement(stack: Stack, data: str, message_id: int) -> Call:
+    """Press "Ask a clinician" (or send /human when ``data`` is empty); the yes/no question it brings."""
+    before = len(stack.stub.calls)
+    if data:
+        stack.stub.push_callback(data, user_id=ADA, message_id=message_id)
+    else:
+        stack.stub.push_command("/human", user_id=ADA)
+    prompt = (await stack.stub.wait_for("sendMessage", _with_button("hv:yes:"), since=before))[-1]
+    assert prompt.params["text"] == texts.HANDOVER_CONSENT
+    assert [b.split(":")[1] for b in _buttons(prompt)] == ["yes", "no"]
+    return prompt
+
+
+async def _choose(stack: Stack, prompt: Call, choice: str) -> str:
+    """Press yes or no under the agreement question; the text it was replaced with."""
+    before = len(stack.stub.calls)
+    data = next(b for b in _buttons(prompt) if b.startswith(f"hv:{choice}:"))
+    stack.stub.push_callback(data, user_id=ADA, message_id=prompt.result["message_id"])
+    edit = await stack.stub.wait_for("editMessageText", since=before)
+    return str(edit[-1].params["text"])
+
+
+def _case_delivery(app: Any) -> CaseDelivery:
+    """The running bot's delivery loop of clinicians' replies."""
+    return next(loop for loop in app.bot_data["deliveries"] if isinstance(loop, CaseDelivery))
+
+
+async def _clinician_consents(session: AsyncSession) -> list[ConsentEvent]:
+    query = select(ConsentEvent).where(ConsentEvent.scope == "clinician").order_by(ConsentEvent.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def _cases(sessionmaker: Sessions) -> list[Case]:
+    async with sessionmaker() as session:
+        return list((await session.execute(select(Case).order_by(Case.id))).scalars())
+
+
+async def _login(http: httpx.AsyncClient, name: str, password: str) -> None:
+    page = await http.get("/login")
+    form = {"csrf": csrf_of(page.text), "name": name, "password": password, "next": "/"}
+    assert (await http.post("/login", data=form)).status_code == 303
+
+
+async def _accounts(sessionmaker: Sessions) -> None:
+    async with sessionmaker.begin() as session:
+        await add_account(session, *REVIEWER, "reviewer")
+        await add_account(session, *ADMIN, "admin")
+        await add_account(session, *CLINICIAN, "clinician")
+
+
+def _console(stack: Stack, sessionmaker: Sessions) -> httpx.AsyncClient:
+    """The console as `meditron-bot admin` serves it, replies going to the bot's Redis."""
+    outbox = redis_outbox(stack.redis_url, stack.storage)
+    return client_for(create_app(sessionmaker, secret_key=SECRET, https=False, outbox=outbox))
+
+
+async def test_a_clinician_answers_a_case_the_user_opened(stack: Stack, sessionmaker: Sessions) -> None:
+    await _accounts(sessionmaker)
+    stack.audit_anchor().attach(sessionmaker)
+    stub = stack.stub
+    question = "How much ORS for a 2-year-old with diarrhoea?"
+    async with bot(stack) as app, inprocess_worker(stack):
+        await consent(stack, ADA, "service")  # no research: the case texts go when it closes
+        before = len(stub.calls)
+        asked = stub.push_message(question, user_id=ADA)
+        answer = (await stub.wait_for("sendMessage", _with_button("hv:ask:"), since=before, timeout=60))[-1]
+        assert [b.rsplit(":", 1)[0] for b in _buttons(answer)] == ["fb:up", "fb:down", "hv:ask"]
+        prompt = await _agreement(stack, _buttons(answer)[2], answer.result["message_id"])
+        opened = await _choose(stack, prompt, "yes")
+        assert opened == texts.HANDOVER_OPENED.format(minutes=30)
+        [case] = await _cases(sessionmaker)
+        assert case.status == "open" and case.question_text == question and case.answer_text
+        assert not case.danger
+
+        async with _console(stack, sessionmaker) as http:
+            await _login(http, *CLINICIAN)
+            assert (await http.get("/")).headers["location"] == "/cases"
+            assert (await http.get("/conversations")).status_code == 403
+            listing = await http.get("/cases")
+            assert f'href="/cases/{case.id}"' in listing.text and question not in listing.text
+            page = await http.get(f"/cases/{case.id}")
+            assert question in page.text and 'id="claim"' in page.text
+            csrf = csrf_of(page.text)
+            assert (await http.post(f"/cases/{case.id}/claim", data={"csrf": "forged"})).status_code == 403
+            claimed = await http.post(f"/cases/{case.id}/claim", data={"csrf": csrf})
+            assert claimed.status_code == 303
+            reply = (
+                "Give 50-100 ml ORS after each loose stool & keep breastfeeding. <b>Come back</b> if worse."
+            )
+            preview = await http.post(f"/cases/{case.id}/preview", data={"csrf": csrf, "reply": reply})
+            shown = re.search(r'id="preview-text">(.*?)</div>', preview.text, re.S)
+            assert shown and shown.group(1) == str(escape(reply_text("en", reply)))  # exactly what is sent
+            stub.fail_next("sendMessage", retry_after=1)  # flood control on the reply: retried
+            before = len(stub.calls)
+            sent = await http.post(f"/cases/{case.id}/send", data={"csrf": csrf, "reply": reply})
+            assert sent.status_code == 303 and sent.headers["location"] == f"/cases?sent={case.id}"
+            delivered = await stub.wait_for(
+                "sendMessage", lambda c: c.ok and _with_button("hv:up:")(c), since=before
+            )
+            refused = [c for c in stub.calls_of("sendMessage")[-5:] if c.status == 429]
+            assert refused, stub.summary()
+        message = delivered[0]
+        assert message.params["text"] == reply_text("en", reply)
+        assert message.params["text"].startswith("🩺 Reply from a clinician of the study team")
+        assert message.params["reply_parameters"]["message_id"] == asked["message"]["message_id"]
+        await _case_delivery(app).wait_delivered(1)  # sent, case closed, entry acked
+        # Delivered again (a crash before the ack): not sent twice.
+        count = len(stub.calls_of("sendMessage"))
+        again = CaseReplyMessage(case_id=case.id, question_id=case.question_id, text=message.params["text"])
+        redis = await connect(stack.redis_url)
+        try:
+            entry = await CaseQueue(queue_from_settings(redis, stack.storage)).publish(again)
+        finally:
+            await redis.aclose()
+        await _case_delivery(app).deliver(Delivery(entry, again, 2))
+        assert len(stub.calls_of("sendMessage")) == count
+
+        before = len(stub.calls)
+        stub.push_callback(f"hv:up:{case.id}", user_id=ADA, message_id=message.result["message_id"])
+        await stub.wait_for("answerCallbackQuery", since=before)
+
+    [closed] = await _cases(sessionmaker)
+    assert closed.status == "closed" and closed.outcome == "delivered" and closed.rating == "up"
+    assert closed.question_text is None and closed.answer_text is None and closed.reply_text is None
+    assert closed.reply_sha256 and closed.claimed_at and closed.replied_at and closed.closed_at
+    async with sessionmaker() as session:
+        [event] = await _clinician_consents(session)
+        assert event.question_id == closed.question_id and event.new_value == "granted"
+        assert event.id == closed.consent_id
+        assert await verify_chain(session) > 0
+    for name in ("case.opened", "case.read", "case.claimed", "case.replied", "case.closed", "case.rated"):
+        rows = await audit_rows(sessionmaker, name)
+        assert rows and all(question not in row.payload and "ORS" not in row.payload for row in rows), name
+
+    async with _console(stack, sessionmaker) as http:  # reviewers may not, admins may
+        await _login(http, *REVIEWER)
+        assert (await http.get("/cases")).status_code == 403
+        assert (await http.get(f"/cases/{case.id}")).status_code == 403
+    async with _console(stack, sessionmaker) as http:
+        await _login(http, *ADMIN)
+        assert (await http.get("/cases")).status_code == 200
+        assert 'id="no-cases"' in (await http.get("/cases")).text
+
+
+async def test_declining_opens_no_case(stack: Stack, sessionmaker: Sessions) -> None:
+    stub = stack.stub
+    async with bot(stack):
+        await consent(stack, ADA, "both")
+        before = len(stub.calls)
+        stub.push_message("Is a rash after amoxicillin an allergy?", user_id=ADA)
+        await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
+        prompt = await _agreement(stack, "", 0)  # /human: the last question
+        assert await _choose(stack, prompt, "no") == texts.HANDOVER_DECLINED
+    assert await _cases(sessionmaker) == []
+    async with sessionmaker() as session:
+        events = await _clinician_consents(session)
+    assert [e.new_value for e in events] == ["declined"]
+
+
+async def test_an_unclaimed_case_alerts_the_oncall_chat_and_tells_the_user(
+    stack: Stack, sessionmaker: Sessions
+) -> None:
+    stub = stack.stub
+    stub.add_chat(ONCALL, chat_type="supergroup", title="On call")
+    settings = {"oncall_chat_id": ONCALL, "handover_alert_min": 0.001, "handover_check_s": 0.1}
+    async with bot(stack, console_url="https://console.example/", **settings):
+        await consent(stack, ADA, "both")
+        before = len(stub.calls)
+        stub.push_message(DANGER, user_id=ADA)
+        referral = (await stub.wait_for("sendMessage", _with_button("hv:ask:"), since=before))[0]
+        assert "emergency" in referral.params["text"]  # the danger-sign referral offers the button
+        await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
+        prompt = await _agreement(stack, _buttons(referral)[0], referral.result["message_id"])
+        await _choose(stack, prompt, "yes")
+        [case] = await _cases(sessionmaker)
+        assert case.danger and case.answer_text is None
+        alert = (await stub.wait_for("sendMessage", says("without a clinician", ONCALL), since=before))[0]
+        assert f"https://console.example/cases/{case.id}" in alert.params["text"]
+        assert "breathing" not in alert.params["text"]
+        await stub.wait_for("sendMessage", says(texts.HANDOVER_WAITING, ADA), since=before)
+    [case] = await _cases(sessionmaker)
+    assert case.overdue_at is not None and case.status == "open"
+
+
+async def test_forget_erases_the_case_texts(stack: Stack, sessionmaker: Sessions) -> None:
+    stub = stack.stub
+    question = "Can I give ibuprofen to a child with dengue?"
+    async with bot(stack):
+        await consent(stack, ADA, "both")
+        before = len(stub.calls)
+        stub.push_message(question, user_id=ADA)
+        await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
+        await _choose(stack, await _agreement(stack, "", 0), "yes")
+        [case] = await _cases(sessionmaker)
+        assert case.question_text == question
+        before = len(stub.calls)
+        stub.push_command("/forget", user_id=ADA)
+        await stub.wait_for("sendMessage", says("I erased everything", ADA), since=before)
+    [case] = await _cases(sessionmaker)
+    assert case.question_text is None and case.erased_at is not None
+    assert case.status == "closed" and case.outcome == "erased"
+    async with sessionmaker() as session:
+        kinds = list((await session.execute(select(Tombstone.kind))).scalars())
+        assert "case" in kinds
+        assert await verify_chain(session) > 0
+    redis = await connect(stack.redis_url)
+    try:
+        prefix = f"{stack.storage.queue_namespace}:handover:"
+        left = [key async for key in redis.scan_iter(f"{prefix}*")]
+    finally:
+        await redis.aclose()
+    assert left == [f"{prefix}replies"]  # no offer, route or last question: only the (empty) stream
