@@ -79,7 +79,7 @@ async def _seed_0001(sessionmaker: Sessions) -> None:
 
 
 async def _consent_0001(session: AsyncSession, user: User, scope: str) -> None:
-    """A granted consent event and its audit row, naming only 0001's columns (0007 added question_id)."""
+    """A granted consent event and its audit row, naming only 0001's columns (0008 added question_id)."""
     from sqlalchemy import insert
 
     from storage.repositories.audit import append_audit
