@@ -20,7 +20,7 @@ from inference.settings import InferenceSettings
 from inference.transcribe import Heard, Transcriber
 from inference.whisper_model import resolve_whisper_model
 from storage.queue.connection import connect
-from storage.queue.streams import Delivery
+from storage.queue.groups import Delivery
 from storage.queue.voice import VoiceQueue, transcript_of, voice_queue_from_settings
 from storage.queue.voice_messages import RecordingMessage
 from storage.settings import StorageSettings

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from storage import metrics
 from storage.errors import BadQueueMessageError
+from storage.queue import groups
+from storage.queue.groups import Delivery, decode, encode
 from storage.queue.messages import AnswerMessage, QuestionMessage
 from storage.settings import StorageSettings
 
-M = TypeVar("M", bound=BaseModel)
-Fields: TypeAlias = dict[
-    bytes | bytearray | memoryview | str | int | float, bytes | bytearray | memoryview | str | int | float
-]
-
-FIELD = "m"
 FAILED_TEXT = "could not be answered"
 CLAIM_TTL_S = 600  # a pending claim whose question was never enqueued expires after this
 
@@ -112,15 +107,6 @@ class QueueNames:
 
 
 @dataclass(frozen=True)
-class Delivery(Generic[M]):
-    """One stream entry handed to a consumer, with how often it has been delivered."""
-
-    entry_id: str
-    message: M
-    deliveries: int
-
-
-@dataclass(frozen=True)
 class Consumer:
     """One consumer of a group: its name, unacked entries, milliseconds since it last read or
     renewed a claim, and whether that is recent enough for it to count as alive (see :class:`Queue`)."""
@@ -142,21 +128,6 @@ class Enqueued:
 
     entry_id: str
     position: int
-
-
-def _encode(message: BaseModel) -> Fields:
-    """A message as stream fields."""
-    return {FIELD: message.model_dump_json()}
-
-
-def _decode(model: type[M], entry_id: str, fields: Mapping[str, str] | None) -> M:
-    """Stream fields as a message, or BadQueueMessageError."""
-    if not fields or FIELD not in fields:
-        raise BadQueueMessageError(entry_id, "missing payload")
-    try:
-        return model.model_validate_json(fields[FIELD])
-    except ValidationError as exc:
-        raise BadQueueMessageError(entry_id, f"{exc.error_count()} schema errors") from None
 
 
 class Queue:
@@ -189,15 +160,10 @@ class Queue:
 
     async def ensure_groups(self) -> None:
         """Create both streams and their consumer groups if they do not exist."""
-        for stream, group in (
-            (self.names.questions, self.names.workers_group),
-            (self.names.answers, self.names.bots_group),
-        ):
-            try:
-                await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        names = self.names
+        await groups.ensure_groups(
+            self.redis, [(names.questions, names.workers_group), (names.answers, names.bots_group)]
+        )
 
     # -- bot side: questions in ------------------------------------------------------------
 
@@ -205,7 +171,7 @@ class Queue:
         """Add a question and remember it as the user's pending one."""
         names = self.names
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(names.questions, _encode(question), maxlen=self.maxlen, approximate=True)
+            pipe.xadd(names.questions, encode(question), maxlen=self.maxlen, approximate=True)
             pipe.xlen(names.questions)
             entry_id, length = await pipe.execute()
         metrics.QUESTIONS_ENQUEUED.inc()
@@ -322,17 +288,6 @@ class Queue:
     # retried publish (its reply lost in an outage) or a second worker that took the question over
     # never adds a second answer. A heartbeat renews only the claims the worker still owns.
 
-    _FINISH_LUA = """
-local published = 0
-if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[5]) then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[3])
-  published = 1
-end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-return published
-"""
-
     _DEAD_LETTER_LUA = """
 local record = {'entry_id', ARGV[2], 'reason', ARGV[5], 'at', ARGV[6]}
 if ARGV[7] ~= '' then
@@ -348,22 +303,6 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 return 1
 """
 
-    _HEARTBEAT_LUA = """
-local lost = {}
-for i = 3, #ARGV do
-  local info = {}
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    info = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  end
-  if #info == 1 and info[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-  else
-    table.insert(lost, ARGV[i])
-  end
-end
-return lost
-"""
-
     async def read_questions(
         self, consumer: str, *, count: int = 1, block_ms: int = 1_000, own_pending: bool = True
     ) -> list[Delivery[QuestionMessage]]:
@@ -377,11 +316,16 @@ return lost
             found = await source(consumer, count)
             if found:
                 return found
-        response = await self.redis.xreadgroup(
-            self.names.workers_group, consumer, {self.names.questions: ">"}, count=count, block=block_ms
+        items = await groups.read_group(
+            self.redis,
+            self.names.questions,
+            self.names.workers_group,
+            consumer,
+            start=">",
+            count=count,
+            block_ms=block_ms,
         )
-        entries = [(entry_id, fields, 1) for _, items in response or [] for entry_id, fields in items]
-        return await self._accept(entries)
+        return await self._accept([(entry_id, fields, 1) for entry_id, fields in items])
 
     async def resume(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
         """Up to ``count`` entries this consumer took before a restart and never acked (at start-up).
@@ -393,32 +337,34 @@ return lost
 
     async def _own_pending(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
         """Entries this consumer took before a restart and never acked."""
-        response = await self.redis.xreadgroup(
-            self.names.workers_group, consumer, {self.names.questions: "0"}, count=count
+        items = await groups.read_group(
+            self.redis, self.names.questions, self.names.workers_group, consumer, start="0", count=count
         )
-        items = [(i, f) for _, entries in response or [] for i, f in entries if f]
-        return await self._with_counts(items)
+        return await self._with_counts([(i, f) for i, f in items if f])
 
     async def _reclaim_stale(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
         """Take over entries idle past the claim timeout (their worker died)."""
-        result = await self.redis.xautoclaim(
+        items = await groups.claim_idle(
+            self.redis,
             self.names.questions,
             self.names.workers_group,
             consumer,
-            min_idle_time=self.claim_idle_ms,
+            idle_ms=self.claim_idle_ms,
             count=count,
         )
-        items = [(i, f) for i, f in result[1] if f]
         return await self._with_counts(items)
 
     async def _with_counts(self, items: Sequence[tuple[str, Any]]) -> list[Delivery[QuestionMessage]]:
         """Attach delivery counts from the pending-entries list."""
-        entries = []
-        for entry_id, fields in items:
-            info = await self.redis.xpending_range(
-                self.names.questions, self.names.workers_group, entry_id, entry_id, 1
+        names = self.names
+        entries = [
+            (
+                entry_id,
+                fields,
+                await groups.times_delivered(self.redis, names.questions, names.workers_group, entry_id),
             )
-            entries.append((entry_id, fields, int(info[0]["times_delivered"]) if info else 1))
+            for entry_id, fields in items
+        ]
         return await self._accept(entries)
 
     async def _accept(self, entries: Sequence[tuple[str, Any, int]]) -> list[Delivery[QuestionMessage]]:
@@ -426,7 +372,7 @@ return lost
         accepted = []
         for entry_id, fields, deliveries in entries:
             try:
-                message = _decode(QuestionMessage, entry_id, fields)
+                message = decode(QuestionMessage, entry_id, fields)
             except BadQueueMessageError as exc:
                 await self._dead_letter(entry_id, str(exc), None)
                 continue
@@ -471,13 +417,9 @@ return lost
         An entry is lost when another worker took it over (it looked idle, as after an outage
         longer than the claim timeout) or when it is no longer pending (answered, dead-lettered).
         """
-        if not entry_ids:
-            return []
-        script = self.redis.register_script(self._HEARTBEAT_LUA)
-        lost = await script(
-            keys=[self.names.questions], args=[self.names.workers_group, consumer, *entry_ids]
+        return await groups.renew_claims(
+            self.redis, self.names.questions, self.names.workers_group, consumer, entry_ids
         )
-        return [str(entry_id) for entry_id in lost]
 
     async def redeliver(
         self, delivery: Delivery[QuestionMessage], consumer: str
@@ -509,20 +451,17 @@ return lost
         Safe to call again after an error whose outcome is unknown (connection lost mid-call).
         """
         names = self.names
-        script = self.redis.register_script(self._FINISH_LUA)
-        keys = [
-            names.questions,
-            delivery.message.reply_stream or names.answers,
-            names.answered_key(delivery.message.question_id),
-        ]
-        args: list[str | int] = [
-            names.workers_group,
-            delivery.entry_id,
-            answer.model_dump_json(),
-            self.maxlen,
-            self.entry_ttl_s,
-        ]
-        return bool(await script(keys=keys, args=args))
+        return await groups.publish_and_ack(
+            self.redis,
+            source=names.questions,
+            group=names.workers_group,
+            entry_id=delivery.entry_id,
+            target=delivery.message.reply_stream or names.answers,
+            marker=names.answered_key(delivery.message.question_id),
+            payload=answer.model_dump_json(),
+            maxlen=self.maxlen,
+            ttl_s=self.entry_ttl_s,
+        )
 
     _PART_LUA = """
 if redis.call('EXISTS', KEYS[3]) == 1 or not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[3]) then
@@ -551,10 +490,7 @@ return 1
 
     async def drop(self, delivery: Delivery[QuestionMessage]) -> None:
         """Ack and delete a question that needs no answer (withdrawn)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.names.questions, self.names.workers_group, delivery.entry_id)
-            pipe.xdel(self.names.questions, delivery.entry_id)
-            await pipe.execute()
+        await groups.ack_delete(self.redis, self.names.questions, self.names.workers_group, delivery.entry_id)
 
     async def advertise(self, worker: str, slots: int, ttl_s: float) -> None:
         """Announce that ``worker`` answers ``slots`` questions at once, for the next ``ttl_s``."""
@@ -593,7 +529,7 @@ return 1
             response = await self.redis.xread({stream: "0"}, count=1, block=block_ms)
             for _, entries in response or []:
                 for entry_id, fields in entries:
-                    return _decode(AnswerMessage, entry_id, fields)
+                    return decode(AnswerMessage, entry_id, fields)
         return None
 
     # -- bot side: answers out -------------------------------------------------------------
@@ -602,36 +538,28 @@ return 1
         self, consumer: str, *, count: int = 10, block_ms: int = 1_000, pending: bool = False
     ) -> list[Delivery[AnswerMessage]]:
         """Answers to deliver: with ``pending`` the ones this consumer has not acked yet."""
-        response = await self.redis.xreadgroup(
-            self.names.bots_group,
-            consumer,
-            {self.names.answers: "0" if pending else ">"},
-            count=count,
-            block=None if pending else block_ms,
-        )
-        deliveries = []
-        for _, items in response or []:
-            for entry_id, fields in items:
-                try:
-                    deliveries.append(Delivery(entry_id, _decode(AnswerMessage, entry_id, fields), 1))
-                except BadQueueMessageError:
-                    await self.ack_answer(entry_id)
-        return deliveries
-
-    async def reclaim_answers(self, consumer: str, *, count: int = 10) -> list[Delivery[AnswerMessage]]:
-        """Take over answers another bot process read but never delivered."""
-        result = await self.redis.xautoclaim(
+        items = await groups.read_group(
+            self.redis,
             self.names.answers,
             self.names.bots_group,
             consumer,
-            min_idle_time=self.claim_idle_ms,
+            start="0" if pending else ">",
+            count=count,
+            block_ms=None if pending else block_ms,
+        )
+        return await groups.decode_or_ack(AnswerMessage, items, self.ack_answer)
+
+    async def reclaim_answers(self, consumer: str, *, count: int = 10) -> list[Delivery[AnswerMessage]]:
+        """Take over answers another bot process read but never delivered."""
+        items = await groups.claim_idle(
+            self.redis,
+            self.names.answers,
+            self.names.bots_group,
+            consumer,
+            idle_ms=self.claim_idle_ms,
             count=count,
         )
-        return [
-            Delivery(entry_id, _decode(AnswerMessage, entry_id, fields), 2)
-            for entry_id, fields in result[1]
-            if fields
-        ]
+        return [Delivery(entry_id, decode(AnswerMessage, entry_id, fields), 2) for entry_id, fields in items]
 
     async def was_sent(self, question_id: str) -> bool:
         """Whether this answer was already delivered."""
@@ -651,10 +579,7 @@ return 1
 
     async def ack_answer(self, entry_id: str) -> None:
         """Ack and delete a delivered answer: no text lingers in Redis."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.names.answers, self.names.bots_group, entry_id)
-            pipe.xdel(self.names.answers, entry_id)
-            await pipe.execute()
+        await groups.ack_delete(self.redis, self.names.answers, self.names.bots_group, entry_id)
 
     async def trim(self, now: float | None = None) -> None:
         """Drop stream entries older than the entry TTL."""

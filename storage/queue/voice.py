@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from storage.errors import BadQueueMessageError
-from storage.queue.streams import Delivery, _decode
+from storage.queue import groups
+from storage.queue.groups import Delivery, decode
 from storage.queue.voice_messages import RecordingMessage, TranscriptMessage
 from storage.settings import StorageSettings
 
@@ -27,28 +28,6 @@ if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
   return false
 end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[1])
-"""
-
-# KEYS recordings, transcripts, published marker; ARGV group, entry id, payload, maxlen, ttl.
-_FINISH = """
-local published = 0
-if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[5]) then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[3])
-  published = 1
-end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-return published
-"""
-
-# KEYS recordings; ARGV group, consumer, entry id. 1 when the claim was renewed (still this consumer's).
-_RENEW = """
-local info = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #info == 1 and info[1][2] == ARGV[2] then
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-  return 1
-end
-return 0
 """
 
 
@@ -107,15 +86,11 @@ class VoiceQueue:
 
     async def ensure_groups(self) -> None:
         """Create both streams and their consumer groups if they do not exist."""
-        for stream, group in (
-            (self.names.recordings, self.names.transcribers_group),
-            (self.names.transcripts, self.names.bots_group),
-        ):
-            try:
-                await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        names = self.names
+        await groups.ensure_groups(
+            self.redis,
+            [(names.recordings, names.transcribers_group), (names.transcripts, names.bots_group)],
+        )
 
     async def join(self, consumer: str) -> None:
         """Make ``consumer`` a transcriber of the group now (it counts as alive before its first read)."""
@@ -144,35 +119,25 @@ class VoiceQueue:
     ) -> list[Delivery[TranscriptMessage]]:
         """Transcripts to handle: with ``pending`` this consumer's unacked ones and those of a dead bot."""
         stream, group = self.names.transcripts, self.names.bots_group
-        response = await self.redis.xreadgroup(
+        read = await groups.read_group(
+            self.redis,
+            stream,
             group,
             consumer,
-            {stream: "0" if pending else ">"},
+            start="0" if pending else ">",
             count=count,
-            block=None if pending else block_ms,
+            block_ms=None if pending else block_ms,
         )
-        items = [
-            (entry_id, fields) for _, entries in response or [] for entry_id, fields in entries if fields
-        ]
+        items = [(entry_id, fields) for entry_id, fields in read if fields]
         if pending:
-            claimed = await self.redis.xautoclaim(
-                stream, group, consumer, min_idle_time=self.claim_idle_ms, count=count
+            items += await groups.claim_idle(
+                self.redis, stream, group, consumer, idle_ms=self.claim_idle_ms, count=count
             )
-            items += [(entry_id, fields) for entry_id, fields in claimed[1] if fields]
-        deliveries = []
-        for entry_id, fields in items:
-            try:
-                deliveries.append(Delivery(entry_id, _decode(TranscriptMessage, entry_id, fields), 1))
-            except BadQueueMessageError:
-                await self.ack_transcript(entry_id)
-        return deliveries
+        return await groups.decode_or_ack(TranscriptMessage, items, self.ack_transcript)
 
     async def ack_transcript(self, entry_id: str) -> None:
         """Ack and delete a handled transcript: its text does not linger in Redis."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.names.transcripts, self.names.bots_group, entry_id)
-            pipe.xdel(self.names.transcripts, entry_id)
-            await pipe.execute()
+        await groups.ack_delete(self.redis, self.names.transcripts, self.names.bots_group, entry_id)
 
     # -- transcriber side ---------------------------------------------------------------
 
@@ -185,28 +150,28 @@ class VoiceQueue:
         deleted with a failure notice to its user instead.
         """
         stream, group = self.names.recordings, self.names.transcribers_group
-        response = await self.redis.xreadgroup(group, consumer, {stream: "0"}, count=1)
-        items = [(i, f) for _, entries in response or [] for i, f in entries if f]
+        own = await groups.read_group(self.redis, stream, group, consumer, start="0", count=1)
+        items = [(i, f) for i, f in own if f]
         if not items:
-            claimed = await self.redis.xautoclaim(
-                stream, group, consumer, min_idle_time=self.claim_idle_ms, count=1
+            items = await groups.claim_idle(
+                self.redis, stream, group, consumer, idle_ms=self.claim_idle_ms, count=1
             )
-            items = [(i, f) for i, f in claimed[1] if f]
         if not items:
-            response = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=1, block=block_ms)
-            items = [(i, f) for _, entries in response or [] for i, f in entries if f]
+            new = await groups.read_group(
+                self.redis, stream, group, consumer, start=">", count=1, block_ms=block_ms
+            )
+            items = [(i, f) for i, f in new if f]
         return await self._accept(items)
 
     async def _accept(self, items: Sequence[tuple[str, Any]]) -> list[Delivery[RecordingMessage]]:
         """Decode entries with delivery counts; drop the malformed, give up on the too-often delivered."""
         accepted = []
         for entry_id, fields in items:
-            info = await self.redis.xpending_range(
-                self.names.recordings, self.names.transcribers_group, entry_id, entry_id, 1
+            deliveries = await groups.times_delivered(
+                self.redis, self.names.recordings, self.names.transcribers_group, entry_id
             )
-            deliveries = int(info[0]["times_delivered"]) if info else 1
             try:
-                recording = _decode(RecordingMessage, entry_id, fields)
+                recording = decode(RecordingMessage, entry_id, fields)
             except BadQueueMessageError:
                 await self._drop(entry_id)
                 continue
@@ -219,10 +184,7 @@ class VoiceQueue:
 
     async def _drop(self, entry_id: str) -> None:
         """Ack and delete a recording entry."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.names.recordings, self.names.transcribers_group, entry_id)
-            pipe.xdel(self.names.recordings, entry_id)
-            await pipe.execute()
+        await groups.ack_delete(self.redis, self.names.recordings, self.names.transcribers_group, entry_id)
 
     async def finish(self, delivery: Delivery[RecordingMessage], transcript: TranscriptMessage) -> bool:
         """Publish the transcript, ack and delete the recording (its audio) in one step.
@@ -230,22 +192,25 @@ class VoiceQueue:
         False when a transcript was published before (by another transcriber, or a retried call).
         """
         names = self.names
-        script = self.redis.register_script(_FINISH)
-        keys = [names.recordings, names.transcripts, names.transcribed_key(delivery.message.question_id)]
-        args: list[str | int] = [
-            names.transcribers_group,
-            delivery.entry_id,
-            transcript.model_dump_json(),
-            self.maxlen,
-            self.entry_ttl_s,
-        ]
-        return bool(await script(keys=keys, args=args))
+        return await groups.publish_and_ack(
+            self.redis,
+            source=names.recordings,
+            group=names.transcribers_group,
+            entry_id=delivery.entry_id,
+            target=names.transcripts,
+            marker=names.transcribed_key(delivery.message.question_id),
+            payload=transcript.model_dump_json(),
+            maxlen=self.maxlen,
+            ttl_s=self.entry_ttl_s,
+        )
 
     async def renew(self, consumer: str, entry_id: str) -> bool:
         """Keep a long transcription's claim (not taken over as idle); False when it is no longer ours."""
-        script = self.redis.register_script(_RENEW)
-        keys = [self.names.recordings]
-        return bool(await script(keys=keys, args=[self.names.transcribers_group, consumer, entry_id]))
+        names = self.names
+        lost = await groups.renew_claims(
+            self.redis, names.recordings, names.transcribers_group, consumer, [entry_id]
+        )
+        return not lost
 
     async def waiting(self) -> int:
         """Recordings waiting or being transcribed."""
