@@ -8,13 +8,11 @@ import contextlib
 import getpass
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli.database import database_url, prepare_database
+from bot.cli.database import in_transaction, migrated_database
 from bot.process.private_redis import shared_redis_url
 from storage.audit_anchor import AuditAnchor
 from storage.db import make_engine, make_sessionmaker
@@ -30,7 +28,6 @@ if TYPE_CHECKING:
     from telemetry.endpoints import Check
 
 log = structlog.get_logger("cli.admin")
-T = TypeVar("T")
 
 
 def read_password(prompt: str = "Password: ") -> str:
@@ -43,32 +40,14 @@ def read_password(prompt: str = "Password: ") -> str:
     return first
 
 
-async def _in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` in one committed transaction on ``url``."""
-    engine = make_engine(url)
-    anchor = AuditAnchor.for_storage(StorageSettings())
-    try:
-        async with anchor.attach(make_sessionmaker(engine)).begin() as session:
-            return await work(session)
-    finally:
-        await engine.dispose()
-
-
-def _database() -> str:
-    """The migrated database's URL."""
-    url = database_url(StorageSettings())
-    prepare_database(url)
-    return url
-
-
 def add_user(args: argparse.Namespace) -> int:
     """Create a reviewer or admin account."""
     from storage.repositories.accounts import add_account, check_password_strength
 
-    url = _database()
+    url = migrated_database()
     password = read_password()
     check_password_strength(password)
-    asyncio.run(_in_transaction(url, lambda s: add_account(s, args.name, password, args.role)))
+    asyncio.run(in_transaction(url, lambda s: add_account(s, args.name, password, args.role)))
     print(f"account {args.name} ({args.role}) created")
     return 0
 
@@ -77,7 +56,7 @@ def disable_user(args: argparse.Namespace) -> int:
     """Disable an account; its open sessions end at their next request."""
     from storage.repositories.accounts import disable_account
 
-    asyncio.run(_in_transaction(_database(), lambda s: disable_account(s, args.name)))
+    asyncio.run(in_transaction(migrated_database(), lambda s: disable_account(s, args.name)))
     print(f"account {args.name} disabled")
     return 0
 
@@ -138,7 +117,7 @@ def serve(args: argparse.Namespace) -> int:
 
     proxies = ConsoleSettings().proxies
     storage = StorageSettings()
-    url = _database()
+    url = migrated_database()
     secret = load_or_create_secret(storage.ensure_data_dir(), os.environ.get("CONSOLE_SECRET_KEY"))
     engine = make_engine(url)
     sessions = AuditAnchor.for_storage(storage).attach(make_sessionmaker(engine))

@@ -1,12 +1,19 @@
-"""The commands' database: DATABASE_URL or a SQLite file in DATA_DIR, checked and migrated at start."""
+"""The commands' database: DATABASE_URL or a SQLite file in DATA_DIR, migrated at start, audited work."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from storage.db import check_connection, default_sqlite_url, make_engine
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.audit_anchor import AuditAnchor
+from storage.db import check_connection, default_sqlite_url, make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.settings import StorageSettings
+
+T = TypeVar("T")
 
 
 def database_url(storage: StorageSettings) -> str:
@@ -29,3 +36,21 @@ async def _prepare_database(url: str) -> None:
 def prepare_database(url: str) -> None:
     """Blocking form of the check-and-migrate step, for the commands."""
     asyncio.run(_prepare_database(url))
+
+
+def migrated_database() -> str:
+    """The commands' database URL, checked and migrated to the newest schema."""
+    url = database_url(StorageSettings())
+    prepare_database(url)
+    return url
+
+
+async def in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one committed transaction on ``url`` (audit rows keyed and anchored)."""
+    engine = make_engine(url)
+    anchor = AuditAnchor.for_storage(StorageSettings())
+    try:
+        async with anchor.attach(make_sessionmaker(engine)).begin() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()

@@ -5,39 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli.database import database_url, prepare_database
+from bot.cli.database import in_transaction, migrated_database
 from bot.library.importer import Imported, import_file
 from bot.library.readers import LibraryImportError
-from storage.audit_anchor import AuditAnchor
-from storage.db import make_engine, make_sessionmaker
 from storage.repositories.library import library_version, list_documents, remove_document
-from storage.settings import StorageSettings
-
-T = TypeVar("T")
-
-
-async def _in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` in one transaction on the commands' database (audit rows keyed and anchored)."""
-    engine = make_engine(url)
-    anchor = AuditAnchor.for_storage(StorageSettings())
-    try:
-        async with anchor.attach(make_sessionmaker(engine)).begin() as session:
-            return await work(session)
-    finally:
-        await engine.dispose()
-
-
-def _url() -> str:
-    """The migrated database of the commands."""
-    url = database_url(StorageSettings())
-    prepare_database(url)
-    return url
 
 
 def add(args: argparse.Namespace) -> int:
@@ -46,14 +21,14 @@ def add(args: argparse.Namespace) -> int:
     if args.title and len(paths) > 1:
         print("meditron-bot: error: --title needs exactly one PATH", file=sys.stderr)
         return 2
-    url, failed = _url(), 0
+    url, failed = migrated_database(), 0
     for path in paths:
 
         async def work(session: AsyncSession, path: Path = path) -> Imported:
             return await import_file(session, path, title=args.title, language=args.language)
 
         try:
-            done = asyncio.run(_in_transaction(url, work))
+            done = asyncio.run(in_transaction(url, work))
         except LibraryImportError as exc:
             print(f"refused: {exc}", file=sys.stderr)
             failed += 1
@@ -64,7 +39,7 @@ def add(args: argparse.Namespace) -> int:
         else:
             parts = f"{doc.format}, {doc.passages} passages, sha256 {doc.sha256[:12]}"
             print(f"added #{doc.id}: {doc.title} ({parts})")
-    print(f"library version: {asyncio.run(_in_transaction(url, library_version)) or '(empty)'}")
+    print(f"library version: {asyncio.run(in_transaction(url, library_version)) or '(empty)'}")
     return 1 if failed else 0
 
 
@@ -79,7 +54,7 @@ def list_library(args: argparse.Namespace) -> int:
         ]
         return lines, await library_version(session)
 
-    lines, version = asyncio.run(_in_transaction(_url(), work))
+    lines, version = asyncio.run(in_transaction(migrated_database(), work))
     print("\n".join(lines) if lines else "the library is empty")
     print(f"library version: {version or '(empty)'}")
     return 0
@@ -87,6 +62,6 @@ def list_library(args: argparse.Namespace) -> int:
 
 def remove(args: argparse.Namespace) -> int:
     """Remove one document by its id."""
-    document = asyncio.run(_in_transaction(_url(), lambda s: remove_document(s, args.id)))
+    document = asyncio.run(in_transaction(migrated_database(), lambda s: remove_document(s, args.id)))
     print(f"removed #{document.id}: {document.title} ({document.passages} passages)")
     return 0
