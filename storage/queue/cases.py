@@ -14,9 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
-from storage.queue.streams import Delivery, Queue
+from storage.queue import groups
+from storage.queue.groups import Delivery
+from storage.queue.streams import Queue
 
 FIELD = "m"
 
@@ -155,11 +156,7 @@ class CaseQueue:
 
     async def ensure_group(self) -> None:
         """Create the replies stream and the bots' group on it."""
-        try:
-            await self.redis.xgroup_create(self.replies, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await groups.ensure_groups(self.redis, [(self.replies, self.group)])
 
     async def publish(self, reply: CaseReplyMessage) -> str:
         """Put a reply on the stream for the bot; the entry id."""
@@ -187,10 +184,7 @@ class CaseQueue:
 
     async def ack(self, entry_id: str) -> None:
         """Acknowledge and delete a delivered reply (its text leaves Redis)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.replies, self.group, entry_id)
-            pipe.xdel(self.replies, entry_id)
-            await pipe.execute()
+        await groups.ack_delete(self.redis, self.replies, self.group, entry_id)
 
     async def was_sent(self, case_id: int) -> bool:
         """Whether the reply of this case was delivered (never twice)."""
