@@ -50,7 +50,7 @@ class BotSettings(BaseSettings):
         default=30.0, gt=0, description="a case unclaimed this long alerts ONCALL_CHAT_ID; the user is told"
     )
     handover_check_s: float = Field(default=60.0, gt=0, description="how often waiting cases are checked")
-    handover_offer_h: float = Field(default=48.0, gt=0, description="how long a question can be handed over")
+    handover_offer_h: float = Field(default=2.0, gt=0, description="how long a question can be handed over")
     console_url: str = Field(default="http://127.0.0.1:8080", description="the console, for case links")
     # Operational monitor.
     monitor_interval_s: float = Field(default=60.0, gt=0)
