@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from inference.batch import BatchEngine, Request
-from inference.engine import Engine
+from inference.engine import Engine, GenerationResult
 from inference.errors import InferenceError
 from inference.modelfile import validate_gguf
 from inference.prompt import build_prompt, preamble_prompt
@@ -229,6 +229,30 @@ def _prompts(count: int) -> list[str]:
 GENERATION_ROUNDS = 3
 
 
+def worker_engine(config: BenchConfig) -> BatchEngine:
+    """The worker's batched engine as ``config`` sets it up (not loaded until entered)."""
+    return BatchEngine(
+        config.model,
+        n_ctx=config.n_ctx,
+        n_threads=config.n_threads,
+        n_batch=config.n_batch,
+        use_mmap=config.use_mmap,
+        max_sequences=config.max_sequences,
+    )
+
+
+def ttft(result: GenerationResult) -> float:
+    """Seconds from a request's start to its first token (to its end when it made none)."""
+    return (result.first_token_at or result.finished_at) - result.started_at
+
+
+def generation_rate(result: GenerationResult) -> float:
+    """Tokens/s after the first token (sampling and bookkeeping included); 0 with fewer than two."""
+    if result.first_token_at is None or result.completion_tokens < 2:
+        return 0.0
+    return (result.completion_tokens - 1) / max(1e-9, result.finished_at - result.first_token_at)
+
+
 def _timed(action: Callable[[], object]) -> float:
     """Wall seconds ``action`` takes."""
     started = time.perf_counter()
@@ -244,26 +268,18 @@ def measure_worker(config: BenchConfig, report: BenchReport, progress: Progress)
     """Prefix reuse, batched decoding, the bare-decode ceiling and the worker's peak RSS."""
     reset_peak_rss()
     progress.step("worker: loading the model")
-    with BatchEngine(
-        config.model,
-        n_ctx=config.n_ctx,
-        n_threads=config.n_threads,
-        n_batch=config.n_batch,
-        use_mmap=config.use_mmap,
-        max_sequences=config.max_sequences,
-    ) as batch:
+    with worker_engine(config) as batch:
         progress.step("worker: evaluating the instruction prefix once")
         report.prefix_tokens = batch.set_prefix(preamble_prompt())
         prompt = _prompts(1)[0]
         report.question_tokens = len(batch.tokenize(prompt)) - report.prefix_tokens
         progress.step("worker: time to first token")
-        first = batch.generate(prompt, max_tokens=1)
-        report.ttft_worker_s = (first.first_token_at or first.finished_at) - first.started_at
+        report.ttft_worker_s = ttft(batch.generate(prompt, max_tokens=1))
         progress.step("worker: generation speed, then bare llama_decode")
         # Interleaved and repeated, best of each: a short sample on a busy CPU is mostly noise.
         worker_rates, bare_rates = [], []
         for _ in range(GENERATION_ROUNDS):
-            worker_rates.append(_generation_rate(batch, prompt, config.decode_tokens))
+            worker_rates.append(generation_rate(batch.generate(prompt, max_tokens=config.decode_tokens + 1)))
             bare_rates.append(bare_decode_rate(batch, batch.tokenize(prompt), config.decode_tokens))
         report.generation_worker_tps, report.generation_bare_tps = max(worker_rates), max(bare_rates)
         for count in config.counts:
@@ -271,14 +287,6 @@ def measure_worker(config: BenchConfig, report: BenchReport, progress: Progress)
             requests = [Request(p, max_tokens=config.answer_tokens) for p in _prompts(count)]
             report.together_worker_s[str(count)] = _timed(functools.partial(batch.generate_many, requests))
         report.peak_rss_worker_bytes = _proc_status("VmHWM")
-
-
-def _generation_rate(batch: BatchEngine, prompt: str, n_tokens: int) -> float:
-    """Tokens/s of one worker sequence after its first token (sampling and bookkeeping included)."""
-    result = batch.generate(prompt, max_tokens=n_tokens + 1)
-    if result.first_token_at is None or result.completion_tokens < 2:
-        return 0.0
-    return (result.completion_tokens - 1) / (result.finished_at - result.first_token_at)
 
 
 def measure_plain(config: BenchConfig, report: BenchReport, progress: Progress) -> None:
@@ -293,10 +301,9 @@ def measure_plain(config: BenchConfig, report: BenchReport, progress: Progress) 
     ) as engine:
         prompt = _prompts(1)[0]
         progress.step("plain: time to first token")
-        cold = engine.generate(prompt, max_tokens=1, fresh=True)
-        report.ttft_plain_s = (cold.first_token_at or cold.finished_at) - cold.started_at
-        warm = engine.generate(_prompts(2)[1], max_tokens=1)  # Llama's own longest-prefix match
-        report.ttft_plain_warm_s = (warm.first_token_at or warm.finished_at) - warm.started_at
+        report.ttft_plain_s = ttft(engine.generate(prompt, max_tokens=1, fresh=True))
+        # Llama's own longest-prefix match:
+        report.ttft_plain_warm_s = ttft(engine.generate(_prompts(2)[1], max_tokens=1))
         for count in config.counts:
             progress.step(f"plain: {count} questions one after another")
             report.together_plain_s[str(count)] = _timed(

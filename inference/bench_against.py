@@ -21,9 +21,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from inference.batch import BatchEngine, Request
-from inference.bench import QUESTIONS, BenchConfig, Progress, _proc_status, reset_peak_rss
-from inference.engine import GenerationResult
+from inference.batch import Request
+from inference.bench import (
+    QUESTIONS,
+    BenchConfig,
+    Progress,
+    _proc_status,
+    generation_rate,
+    reset_peak_rss,
+    ttft,
+    worker_engine,
+)
 from inference.prompt import build_prompt, preamble_prompt
 from inference.remote import RemoteEngine
 
@@ -67,31 +75,18 @@ class _Prompts:
         ]
 
 
-def _ttft(result: GenerationResult) -> float:
-    return (result.first_token_at or result.finished_at) - result.started_at
-
-
-def _rate(result: GenerationResult) -> float:
-    """Tokens/s after the first token."""
-    if result.first_token_at is None or result.completion_tokens < 2:
-        return 0.0
-    return (result.completion_tokens - 1) / max(1e-9, result.finished_at - result.first_token_at)
-
-
 def measure_embedded(config: BenchConfig, side: Side, prompts: _Prompts, progress: Progress) -> None:
     """The worker's batched engine in this process."""
     reset_peak_rss()
     progress.step("worker: loading the model, evaluating the instructions")
-    with BatchEngine(
-        config.model, n_ctx=config.n_ctx, n_threads=config.n_threads, n_batch=config.n_batch,
-        use_mmap=config.use_mmap, max_sequences=config.max_sequences,
-    ) as batch:  # fmt: skip
+    with worker_engine(config) as batch:
         batch.set_prefix(preamble_prompt())
         batch.generate(prompts.next(1)[0], max_tokens=1)  # warm
         progress.step("worker: time to first token, generation speed")
-        side.ttft_s = min(_ttft(batch.generate(prompts.next(1)[0], max_tokens=1)) for _ in range(3))
+        side.ttft_s = min(ttft(batch.generate(prompts.next(1)[0], max_tokens=1)) for _ in range(3))
         side.generation_tps = max(
-            _rate(batch.generate(prompts.next(1)[0], max_tokens=config.decode_tokens + 1)) for _ in range(2)
+            generation_rate(batch.generate(prompts.next(1)[0], max_tokens=config.decode_tokens + 1))
+            for _ in range(2)
         )
         for count in config.counts:
             progress.step(f"worker: {count} questions together")
@@ -118,11 +113,11 @@ async def measure_server(
         await engine.complete(Request(prompts.next(1)[0], max_tokens=1))
 
         async def first() -> float:
-            return _ttft(await engine.complete(Request(prompts.next(1)[0], max_tokens=1)))
+            return ttft(await engine.complete(Request(prompts.next(1)[0], max_tokens=1)))
 
         async def rate() -> float:
             request = Request(prompts.next(1)[0], max_tokens=config.decode_tokens + 1)
-            return _rate(await engine.complete(request))
+            return generation_rate(await engine.complete(request))
 
         progress.step("server: time to first token, generation speed")
         side.ttft_s = await _best(3, first, min)

@@ -14,9 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.batch import BatchEngine
-from inference.bench import BenchConfig, _prompts
-from inference.engine import GenerationResult
+from inference.bench import BenchConfig, _prompts, ttft, worker_engine
 from inference.prompt import preamble_prompt
 
 TARGET = 1.2
@@ -47,29 +45,13 @@ class ColdStartReport:
         return {**asdict(self), "ratio": round(self.ratio, 3), "target": TARGET, "met": self.ratio <= TARGET}
 
 
-def _ttft(result: GenerationResult) -> float:
-    """Seconds from a request's start to its first token."""
-    return (result.first_token_at or result.finished_at) - result.started_at
-
-
-def _engine(config: BenchConfig) -> BatchEngine:
-    return BatchEngine(
-        config.model,
-        n_ctx=config.n_ctx,
-        n_threads=config.n_threads,
-        n_batch=config.n_batch,
-        use_mmap=config.use_mmap,
-        max_sequences=config.max_sequences,
-    )
-
-
 def _restart(config: BenchConfig, state: Path | None, prompt: str) -> tuple[float, float, str]:
     """A new engine: prefix (from ``state`` or evaluated), then one question; (prefix s, ttft s, source)."""
-    with _engine(config) as engine:
+    with worker_engine(config) as engine:
         started = time.perf_counter()
         engine.set_prefix(preamble_prompt(), state)
         prefix_s = time.perf_counter() - started
-        return prefix_s, _ttft(engine.generate(prompt, max_tokens=1)), engine.prefix_source
+        return prefix_s, ttft(engine.generate(prompt, max_tokens=1)), engine.prefix_source
 
 
 def measure_cold_start(config: BenchConfig, rounds: int = 3) -> ColdStartReport:
@@ -78,11 +60,11 @@ def measure_cold_start(config: BenchConfig, rounds: int = 3) -> ColdStartReport:
     prompt = _prompts(1)[0]
     with tempfile.TemporaryDirectory() as folder:
         state = Path(folder) / "prefix.state"
-        with _engine(config) as engine:
+        with worker_engine(config) as engine:
             report.prefix_tokens = engine.set_prefix(preamble_prompt(), state)
             report.state_bytes = state.stat().st_size
             engine.generate(prompt, max_tokens=1)  # the cache's first use is not "warm"
-            report.warm_ttft_s = min(_ttft(engine.generate(prompt, max_tokens=1)) for _ in range(rounds))
+            report.warm_ttft_s = min(ttft(engine.generate(prompt, max_tokens=1)) for _ in range(rounds))
         loads, evaluations = [], []
         for _ in range(rounds):
             prefix_s, ttft_s, source = _restart(config, state, prompt)
