@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 
 import structlog
@@ -11,6 +10,7 @@ import structlog
 from inference import metrics
 from inference.backend import Backend
 from inference.batch import BatchEngine
+from inference.lifecycle import running
 from inference.memory import check_memory
 from inference.modelfile import file_sha256
 from inference.prefix_state import prefix_state_key, prefix_state_path
@@ -22,8 +22,6 @@ from inference.worker import Worker, WorkerConfig
 from storage.queue import queue_from_settings
 from storage.queue.connection import connect
 from storage.settings import StorageSettings
-from telemetry.checks import flag_check, redis_check
-from telemetry.endpoints import start_endpoints
 
 log = structlog.get_logger("inference.serve")
 
@@ -79,19 +77,8 @@ async def connect_backend(settings: InferenceSettings, stop: asyncio.Event) -> t
 async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url: str) -> int:
     """Run one worker until SIGINT/SIGTERM; an unfinished question stays pending for the next start."""
     heartbeat_s = settings.heartbeat_interval(storage.queue_claim_idle_ms)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loaded = threading.Event()
-    endpoints = start_endpoints(
-        {"redis": redis_check(redis_url), "model": flag_check(loaded.is_set)}, "worker"
-    )
-    try:
-        return await _serve(settings, storage, redis_url, heartbeat_s, stop, loaded)
-    finally:
-        if endpoints is not None:
-            await asyncio.to_thread(endpoints.stop)
+    async with running(redis_url, "worker") as process:
+        return await _serve(settings, storage, redis_url, heartbeat_s, process.stop, process.loaded)
 
 
 async def _serve(

@@ -8,14 +8,13 @@ transcript's publication (storage.queue.voice).
 from __future__ import annotations
 
 import asyncio
-import signal
-import threading
 import time
 
 import structlog
 from redis.exceptions import RedisError
 
 from inference import metrics
+from inference.lifecycle import running
 from inference.settings import InferenceSettings
 from inference.transcribe import Heard, Transcriber
 from inference.whisper_model import resolve_whisper_model
@@ -24,8 +23,6 @@ from storage.queue.groups import Delivery
 from storage.queue.voice import VoiceQueue, transcript_of, voice_queue_from_settings
 from storage.queue.voice_messages import RecordingMessage
 from storage.settings import StorageSettings
-from telemetry.checks import flag_check, redis_check
-from telemetry.endpoints import start_endpoints
 
 log = structlog.get_logger("inference.transcriber")
 
@@ -92,31 +89,20 @@ async def run_transcriber(queue: VoiceQueue, transcriber: Transcriber, name: str
 
 async def serve_transcriber(settings: InferenceSettings, storage: StorageSettings, redis_url: str) -> int:
     """The `transcriber` command: until SIGINT/SIGTERM; an unfinished recording stays pending for the next."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loaded = threading.Event()
-    endpoints = start_endpoints(
-        {"redis": redis_check(redis_url), "model": flag_check(loaded.is_set)}, "transcriber"
-    )
-    try:
+    async with running(redis_url, "transcriber") as process:
         model_dir = await asyncio.to_thread(
             resolve_whisper_model, settings.whisper_model, storage.ensure_data_dir()
         )
         transcriber = await asyncio.to_thread(
             Transcriber, model_dir, threads=settings.whisper_threads, beam_size=settings.whisper_beam_size
         )
-        loaded.set()
+        process.loaded.set()
         log.info("whisper.loaded", model=model_dir.name, threads=settings.whisper_threads)
         redis = await connect(redis_url, attempts=5)
         try:
             queue = voice_queue_from_settings(redis, storage)
-            handled = await run_transcriber(queue, transcriber, settings.transcriber_name, stop)
+            handled = await run_transcriber(queue, transcriber, settings.transcriber_name, process.stop)
         finally:
             await redis.aclose()
-    finally:
-        if endpoints is not None:
-            await asyncio.to_thread(endpoints.stop)
     log.info("transcriber.stopped", handled=handled)
     return 0
