@@ -23,6 +23,7 @@ from bot.settings import BotSettings
 from storage.pseudonym import Pseudonymizer
 from storage.queue import Queue
 from storage.queue.cases import CaseQueue
+from storage.queue.conversations import ConversationStore
 from storage.queue.updates import UpdateLog
 from storage.queue.voice import VoiceNames, VoiceQueue
 from storage.transient.held import HeldQuestions
@@ -94,6 +95,14 @@ class Resources:
         return VoiceQueue(
             queue.redis, names=VoiceNames(queue.names.namespace), claim_idle_ms=queue.claim_idle_ms,
             max_deliveries=queue.max_deliveries, entry_ttl_s=queue.entry_ttl_s, alive_s=queue.worker_alive_s,
+        )  # fmt: skip
+
+    @property
+    def conversations(self) -> ConversationStore:
+        """Conversation memory (in Redis, expiring after CONVERSATION_IDLE_MIN)."""
+        return ConversationStore(
+            self.queue.redis, self.queue.names.namespace,
+            idle_s=self.settings.conversation_idle_min * 60, max_turns=self.settings.conversation_turns,
         )  # fmt: skip
 
     @property

@@ -41,6 +41,9 @@ class BotSettings(BaseSettings):
     user_messages_per_minute: int = Field(default=8, ge=1)
     group_messages_per_minute: int = Field(default=30, ge=1)
     consent_hold_s: float = Field(default=900.0, gt=0, description="a group question waits this long")
+    # Conversations: memory in Redis only, for this long after the last message.
+    conversation_turns: int = Field(default=6, ge=0, le=50, description="earlier turns a prompt holds")
+    conversation_idle_min: float = Field(default=30.0, gt=0, le=1440, description="memory expires after")
     # Access: empty lists and invite_only false mean open to everyone.
     allowed_users: str = Field(default="", description="comma-separated Telegram user ids")
     allowed_chats: str = Field(default="", description="comma-separated group chat ids")

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from inference.batch_context import BatchContext, free_model, load_model
+from inference.batch_context import BatchContext, free_model, kv_bytes_per_cell, load_model
+from inference.batch_pool import KvPool, PoolStats
 from inference.batch_schedule import PREFIX_SEQ, BatchStats, Scheduler
 from inference.batch_sequence import Callback, Job, Outcome, Request, State
 from inference.engine import (
@@ -44,6 +45,8 @@ class BatchEngine:
         use_mmap: bool = True,
         max_sequences: int = 4,
         reserve_answer: bool = True,
+        pool_slots: int = 0,
+        pool_bytes: int = 0,
         _lease: ModelLease | None = None,
     ) -> None:
         """Load ``model_path`` (or use an already loaded model) and create the batched context.
@@ -51,6 +54,10 @@ class BatchEngine:
         With ``reserve_answer`` a request is admitted only when the KV cells of its prompt tail and
         of its whole answer budget are free; without it, when its prompt tail fits (more requests
         at once; one that then finds the cache full is preempted and answered later).
+
+        With ``pool_slots`` and ``pool_bytes``, finished requests keep their KV cells in up to
+        ``pool_slots`` idle sequences of at most ``pool_bytes`` together (the conversation pool,
+        :mod:`inference.batch_pool`), so a follow-up evaluates only its new tokens.
         """
         route_llama_logs()
         self.model_path = Path(model_path)
@@ -69,6 +76,7 @@ class BatchEngine:
                 n_threads=n_threads or default_threads(),
                 n_batch=n_batch,
                 max_sequences=max_sequences,
+                idle_sequences=pool_slots if pool_bytes > 0 else 0,
             )
         except InferenceError:
             self._free_model()
@@ -76,8 +84,13 @@ class BatchEngine:
         self._llama: BatchContext | None = llama
         self._n_ctx = llama.n_ctx
         self._step_lock = threading.Lock()
+        self.bytes_per_cell = kv_bytes_per_cell(self._model)
+        pool = None
+        if pool_slots > 0 and pool_bytes > 0:
+            pool = KvPool(max_sequences + 1, pool_slots, pool_bytes, self.bytes_per_cell)
+        self._pool = pool
         self._scheduler = Scheduler(
-            llama, n_batch=n_batch, max_sequences=max_sequences, reserve_answer=reserve_answer
+            llama, n_batch=n_batch, max_sequences=max_sequences, reserve_answer=reserve_answer, pool=pool
         )
         self.stats: BatchStats = self._scheduler.stats
         self.prefix_source = ""
@@ -85,7 +98,14 @@ class BatchEngine:
 
     @classmethod
     def sharing(
-        cls, engine: Engine, *, max_sequences: int = 4, n_batch: int = 512, reserve_answer: bool = True
+        cls,
+        engine: Engine,
+        *,
+        max_sequences: int = 4,
+        n_batch: int = 512,
+        reserve_answer: bool = True,
+        pool_slots: int = 0,
+        pool_bytes: int = 0,
     ) -> BatchEngine:
         """A batched context on the model ``engine`` already loaded (no second copy of the weights).
 
@@ -102,6 +122,8 @@ class BatchEngine:
                 n_batch=n_batch,
                 max_sequences=max_sequences,
                 reserve_answer=reserve_answer,
+                pool_slots=pool_slots,
+                pool_bytes=pool_bytes,
                 _lease=lease,
             )
         except BaseException:
@@ -138,6 +160,34 @@ class BatchEngine:
         hold for its prompt tail and the tokens it generated so far.
         """
         return self._scheduler.reserved_cells
+
+    @property
+    def pool_bytes(self) -> int:
+        """Bytes of KV the conversation pool holds now (0 without a pool)."""
+        return self._pool.bytes if self._pool is not None else 0
+
+    @property
+    def pool_budget_bytes(self) -> int:
+        """The conversation pool's budget (0 without a pool)."""
+        return self._pool.budget_bytes if self._pool is not None else 0
+
+    @property
+    def pool_stats(self) -> PoolStats:
+        """The pool's hits, tokens saved, entries kept and evicted (all 0 without a pool)."""
+        return self._pool.stats if self._pool is not None else PoolStats()
+
+    def clear_pool(self) -> None:
+        """Forget every conversation kept in the pool (blocking; the bench compares with and without)."""
+        with self._step_lock:
+            self._scheduler.clear_pool()
+
+    def pool_sequences(self) -> list[int]:
+        """The idle sequence ids holding pool entries, oldest first."""
+        return list(self._pool.entries) if self._pool is not None else []
+
+    def state_bytes(self, seq_id: int) -> int:
+        """Bytes llama.cpp would save for sequence ``seq_id`` (its cells, shared ones included)."""
+        return self._live().state_bytes(seq_id)
 
     def sequence_cells(self, seq_id: int) -> int:
         """KV cells sequence ``seq_id`` occupies now (its positions; 0 when it holds none)."""

@@ -41,16 +41,42 @@ def free_model(model: Any) -> None:
     llama_cpp.llama_model_free(model)
 
 
-def _context_params(n_ctx: int, n_threads: int, n_batch: int, max_sequences: int) -> Any:
-    """llama_context_params for a unified, full-SWA cache with ``max_sequences`` + 1 sequences."""
+def kv_bytes_per_cell(model: Any) -> int:
+    """Bytes of one KV cell (one token's K and V in every layer, F16 as the context stores them)."""
+    import llama_cpp
+
+    def meta(key: str) -> int | None:
+        buffer = ctypes.create_string_buffer(128)
+        size = llama_cpp.llama_model_meta_val_str(model, key.encode(), buffer, 128)
+        text = buffer.value.decode("utf-8", "replace") if size > 0 else ""
+        return int(text) if text.isdigit() else None
+
+    architecture = ctypes.create_string_buffer(64)
+    llama_cpp.llama_model_meta_val_str(model, b"general.architecture", architecture, 64)
+    arch = architecture.value.decode("utf-8", "replace")
+    n_head = max(1, int(llama_cpp.llama_model_n_head(model)))
+    fallback = int(llama_cpp.llama_model_n_embd(model)) // n_head
+    key = meta(f"{arch}.attention.key_length") or fallback
+    value = meta(f"{arch}.attention.value_length") or key
+    layers, heads = int(llama_cpp.llama_model_n_layer(model)), int(llama_cpp.llama_model_n_head_kv(model))
+    return layers * heads * (key + value) * 2
+
+
+def _context_params(
+    n_ctx: int, n_threads: int, n_batch: int, max_sequences: int, idle_sequences: int = 0
+) -> Any:
+    """llama_context_params for a unified, full-SWA cache with ``max_sequences`` + 1 sequences
+    (and ``idle_sequences`` more that only keep KV cells: the conversation pool)."""
     import llama_cpp
 
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = n_ctx
     params.n_batch = n_batch
     params.n_ubatch = n_batch
-    params.n_seq_max = max_sequences + 1  # + the prefix sequence
-    params.n_outputs_max = max_sequences + 1  # one row of logits per sequence, not per batch token
+    params.n_seq_max = max_sequences + 1 + idle_sequences  # + the prefix sequence + the pool
+    # One row of logits per sequence, not per batch token (llama.cpp wants a row for every sequence id,
+    # the pool's idle ones included: 4 bytes x vocabulary each).
+    params.n_outputs_max = params.n_seq_max
     params.n_outputs_max_per_seq = 1
     params.n_threads = n_threads
     params.n_threads_batch = n_threads
@@ -65,12 +91,20 @@ class BatchContext:
     """A context on ``model`` for ``max_sequences`` + 1 sequences, with a batch of ``n_batch`` rows."""
 
     def __init__(
-        self, model: Any, model_path: Path, *, n_ctx: int, n_threads: int, n_batch: int, max_sequences: int
+        self,
+        model: Any,
+        model_path: Path,
+        *,
+        n_ctx: int,
+        n_threads: int,
+        n_batch: int,
+        max_sequences: int,
+        idle_sequences: int = 0,
     ) -> None:
         """Create the context; InferenceError if llama.cpp cannot."""
         import llama_cpp
 
-        params = _context_params(n_ctx, n_threads, n_batch, max_sequences)
+        params = _context_params(n_ctx, n_threads, n_batch, max_sequences, idle_sequences)
         ctx = llama_cpp.llama_init_from_model(model, params)
         if not ctx:
             raise InferenceError(
@@ -129,6 +163,12 @@ class BatchContext:
         import llama_cpp
 
         llama_cpp.llama_memory_seq_cp(self.mem, source, target, 0, count)
+
+    def state_bytes(self, seq_id: int) -> int:
+        """Bytes llama.cpp would write to save sequence ``seq_id`` (its KV cells and their metadata)."""
+        import llama_cpp
+
+        return int(llama_cpp.llama_state_seq_get_size(self.ctx, seq_id))
 
     def cells(self, seq_id: int) -> int:
         """KV cells sequence ``seq_id`` occupies now (its positions; 0 when it holds none)."""

@@ -15,6 +15,12 @@ finishes) so the older ones go on, and a request alone that cannot grow is faile
 tokens in the batch with :class:`~inference.errors.DecodeError`, and removes their KV cells, so none
 is left with positions whose KV was never written.
 
+With a conversation pool (:mod:`inference.batch_pool`), a request that finishes leaves its KV
+cells to an idle pool sequence, and admission starts a request from the pool entry sharing the
+longest start with its prompt when that is longer than the instruction prefix. Idle cells count
+against the context's room: entries are evicted (oldest first) before a request waits for room,
+and before a batch that finds no KV cell is split or a request preempted.
+
 Every state change of a request happens here, through :meth:`Job.move
 <inference.batch_sequence.Job.move>`: :meth:`_begin` (waiting -> prefilling), :meth:`_sample`
 (prefilling -> generating), :meth:`_preempt` (-> waiting) and :meth:`_end` (-> done).
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.batch_context import BatchContext, Entry, free_sampler, make_sampler
+from inference.batch_pool import KvPool, PoolEntry, common_prefix
 from inference.batch_sequence import Job, State
 from inference.engine import StopReason
 from inference.errors import ContextFullError, DecodeError, InferenceError, PromptTooLongError
@@ -54,23 +61,20 @@ class BatchStats:
     """Decodes that failed for good (their requests were failed)."""
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of two token lists."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class Scheduler:
     """The waiting queue and the active requests of one context; the caller serialises the steps."""
 
     def __init__(
-        self, llama: BatchContext, *, n_batch: int, max_sequences: int, reserve_answer: bool
+        self,
+        llama: BatchContext,
+        *,
+        n_batch: int,
+        max_sequences: int,
+        reserve_answer: bool,
+        pool: KvPool | None = None,
     ) -> None:
         self.llama = llama
+        self.pool = pool
         self.n_batch = n_batch
         self.reserve_answer = reserve_answer
         self.cond = threading.Condition()
@@ -107,6 +111,7 @@ class Scheduler:
         """Evaluate ``tokens`` into the prefix sequence (nothing may be active); DecodeError on failure."""
         self.llama.forget(PREFIX_SEQ)
         self.prefix = []
+        self.clear_pool()  # its entries start with the old prefix
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
             status = self._decode([(PREFIX_SEQ, token, start + i, False) for i, token in enumerate(chunk)])
@@ -119,12 +124,18 @@ class Scheduler:
         """Load the prefix sequence from ``path`` if it holds exactly ``tokens`` (nothing may be active)."""
         self.llama.forget(PREFIX_SEQ)
         self.prefix = []
+        self.clear_pool()  # its entries start with the old prefix
         loaded = self.llama.load_sequence(PREFIX_SEQ, path, len(tokens) + 1)
         if loaded != tokens:
             self.llama.forget(PREFIX_SEQ)
             return False
         self.prefix = tokens
         return True
+
+    def clear_pool(self) -> None:
+        """Evict every idle pool entry."""
+        while self.pool is not None and (entry := self.pool.oldest()) is not None:
+            self._evict(entry)
 
     # -- one step --------------------------------------------------------------------------------
 
@@ -153,29 +164,62 @@ class Scheduler:
         if job.tokens is None:
             job.tokens = self.llama.tokenize(job.request.prompt)
         tokens, request = job.tokens, job.request
-        shared = min(_common_prefix(tokens, self.prefix), len(tokens) - 1) if request.reuse_prefix else 0
-        need = len(tokens) - shared + request.max_tokens
+        limit = len(tokens) - 1  # the last prompt token is always evaluated (its logits)
+        prefix_cells = min(common_prefix(tokens, self.prefix), limit) if request.reuse_prefix else 0
+        entry, shared = self.pool.best(tokens) if self.pool and request.reuse_prefix else (None, 0)
+        shared = min(shared, limit)
+        if entry is None or not entry.worth_taking(shared):
+            entry, shared = None, prefix_cells
+        else:
+            prefix_cells = min(prefix_cells, entry.prefix_cells)
+        need = len(tokens) - prefix_cells + request.max_tokens  # the cells it will own at most
         room = self.llama.n_ctx - len(self.prefix)  # cells a request may use when it runs alone
         if need > room:
-            self._end(job, PromptTooLongError(len(tokens), room + shared - request.max_tokens))
+            self._end(job, PromptTooLongError(len(tokens), room + prefix_cells - request.max_tokens))
             return True
         if job.cancelled():
             self._end(job, "cancelled")
             return True
-        reserve = need if self.reserve_answer else len(tokens) - shared + 1
-        if self.reserved_cells + reserve > room:
+        reserve = need if self.reserve_answer else len(tokens) - prefix_cells + 1
+        if not self._make_room(reserve, room, entry):
             return False
-        self._begin(job, tokens, shared, reserve)
+        self._begin(job, tokens, shared, reserve, entry, prefix_cells)
         return True
 
-    def _begin(self, job: Job, tokens: list[int], shared: int, reserve: int) -> None:
-        """WAITING -> PREFILLING: a sequence id, the prefix cells it shares, a sampler."""
+    def _make_room(self, reserve: int, room: int, keep: PoolEntry | None) -> bool:
+        """Evict idle pool entries (not ``keep``) until ``reserve`` more cells fit; whether they do."""
+        while True:
+            idle = 0 if self.pool is None else self.pool.cells - (keep.own_cells if keep else 0)
+            if self.reserved_cells + reserve + idle <= room:
+                return True
+            victim = self.pool.oldest(keep) if self.pool is not None else None
+            if victim is None:
+                return False
+            self._evict(victim)
+
+    def _begin(
+        self,
+        job: Job,
+        tokens: list[int],
+        shared: int,
+        reserve: int,
+        entry: PoolEntry | None,
+        prefix_cells: int,
+    ) -> None:
+        """WAITING -> PREFILLING: a sequence id, the cells it shares (prefix or pool entry), a sampler."""
         job.move(State.PREFILLING)
         job.seq_id = self._free_ids.pop()
         self.llama.forget(job.seq_id)
-        if shared:
+        if entry is not None and self.pool is not None:  # the entry's cells become the request's
+            self.llama.share(entry.seq_id, job.seq_id, shared)
+            self.llama.forget(entry.seq_id)
+            self.pool.take(entry)
+            self.pool.stats.hits += 1
+            self.pool.stats.tokens_saved += shared - prefix_cells
+        elif shared:
             self.llama.share(PREFIX_SEQ, job.seq_id, shared)
-            self.stats.prefix_tokens_saved += shared
+        self.stats.prefix_tokens_saved += prefix_cells
+        job.prefix_cells = prefix_cells
         job.sampler = make_sampler(job.request.temperature, job.request.seed)
         self._admitted += 1
         job.admitted, job.reserved = self._admitted, reserve
@@ -221,6 +265,8 @@ class Scheduler:
                 self._sample(view)
                 entries = self._alive(entries[len(view) :])
                 size = self.n_batch
+            elif status == 1 and self.pool is not None and (idle := self.pool.oldest()) is not None:
+                self._evict(idle)  # idle conversation cells go before any request is held up
             elif status == 1 and len(view) > 1:
                 self.stats.retries += 1
                 size = len(view) // 2
@@ -280,16 +326,45 @@ class Scheduler:
             if reason is not None:
                 self._finish(job, reason)
 
-    def _release(self, job: Job) -> None:
-        """Free the request's KV cells, sampler and sequence id."""
+    def _release(self, job: Job, keep: bool = False) -> None:
+        """Free the request's KV cells (with ``keep``: to the pool), sampler and sequence id."""
+        if keep:
+            self._keep(job)
         self.llama.forget(job.seq_id)
         free_sampler(job.sampler)
         del self.active[job.seq_id]
         self._free_ids.append(job.seq_id)
 
+    def _keep(self, job: Job) -> None:
+        """Give a finished request's KV cells to an idle pool sequence (within the pool's budget)."""
+        pool = self.pool
+        own = job.pos - job.prefix_cells
+        if pool is None or not pool.enabled or not pool.fits(own):
+            return
+        while pool.cells + own > pool.budget_cells and (victim := pool.oldest()) is not None:
+            self._evict(victim)
+        slot = pool.slot()
+        if slot is None and (victim := pool.oldest()) is not None:
+            self._evict(victim)
+            slot = pool.slot()
+        if slot is None:
+            return
+        self.llama.share(job.seq_id, slot, job.pos)
+        pool.add(slot, job.kv_tokens(), job.prefix_cells)
+
+    def _evict(self, entry: PoolEntry) -> None:
+        """Free an idle pool entry's cells (a later follow-up recomputes them)."""
+        assert self.pool is not None
+        self.llama.forget(entry.seq_id)
+        self.pool.take(entry)
+        self.pool.stats.evicted += 1
+
     def _finish(self, job: Job, outcome: StopReason | InferenceError) -> None:
-        """Free an active request's sequence (admission may go on), then end it."""
-        self._release(job)
+        """Free an active request's sequence (admission may go on), then end it.
+
+        A request that ran to its end (not failed, not cancelled) leaves its KV cells to the pool.
+        """
+        self._release(job, keep=outcome in ("stop", "length"))
         self._held = False
         self._end(job, outcome)
 

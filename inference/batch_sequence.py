@@ -78,6 +78,8 @@ class Job:
     pos: int = 0
     pending: list[int] = field(default_factory=list)
     """Tokens to feed: the rest of the prompt tail while prefilling, then the last sampled token."""
+    prefix_cells: int = 0
+    """KV cells it shares with the instruction prefix (sequence 0)."""
     started_at: float = 0.0
     generated: list[int] = field(default_factory=list)
     text: bytearray = field(default_factory=bytearray)
@@ -89,8 +91,12 @@ class Job:
             raise ValueError(f"a {self.state.value} request cannot become {state.value}")
         self.state = state
         if state is State.WAITING:  # preempted: it starts again from its prompt
-            self.seq_id, self.sampler, self.reserved, self.pos = -1, None, 0, 0
+            self.seq_id, self.sampler, self.reserved, self.pos, self.prefix_cells = -1, None, 0, 0, 0
             self.pending, self.generated, self.text, self.first_token_at = [], [], bytearray(), None
+
+    def kv_tokens(self) -> list[int]:
+        """The tokens whose KV the sequence holds: the prompt, then the generated tokens fed back."""
+        return [*(self.tokens or ()), *self.generated][: self.pos]
 
     def cancelled(self) -> bool:
         """Whether the request's cancel callback says stop."""

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from inference.batch import BatchEngine, Request
+from inference.bench_conversation import CONVERSATIONS, ConversationFigures, measure_follow_ups, table_lines
 from inference.engine import Engine, GenerationResult
 from inference.errors import InferenceError
 from inference.modelfile import validate_gguf
@@ -68,6 +69,8 @@ class BenchConfig:
     answer_tokens: int = 32
     counts: tuple[int, ...] = (1, 2, 4, 8)
     decode_tokens: int = 32
+    conversations: bool = True
+    pool_mb: int = 256
 
 
 @dataclass
@@ -90,6 +93,7 @@ class BenchReport:
     peak_rss_worker_bytes: int = 0
     peak_rss_process_bytes: int = 0
     read_bandwidth_bps: float = 0.0
+    conversation: ConversationFigures | None = None
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -132,7 +136,7 @@ class Progress:
 
 def count_steps(config: BenchConfig) -> int:
     """Progress steps of :func:`run_bench` for ``config``."""
-    return 7 + 2 * len(config.counts)
+    return 7 + 2 * len(config.counts) + (5 if config.conversations else 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,8 +233,9 @@ def _prompts(count: int) -> list[str]:
 GENERATION_ROUNDS = 3
 
 
-def worker_engine(config: BenchConfig) -> BatchEngine:
-    """The worker's batched engine as ``config`` sets it up (not loaded until entered)."""
+def worker_engine(config: BenchConfig, *, pool: bool = False) -> BatchEngine:
+    """The worker's batched engine as ``config`` sets it up (not loaded until entered); with ``pool``,
+    the conversation KV pool of the conversation section."""
     return BatchEngine(
         config.model,
         n_ctx=config.n_ctx,
@@ -238,6 +243,8 @@ def worker_engine(config: BenchConfig) -> BatchEngine:
         n_batch=config.n_batch,
         use_mmap=config.use_mmap,
         max_sequences=config.max_sequences,
+        pool_slots=CONVERSATIONS if pool else 0,
+        pool_bytes=config.pool_mb << 20 if pool else 0,
     )
 
 
@@ -268,7 +275,7 @@ def measure_worker(config: BenchConfig, report: BenchReport, progress: Progress)
     """Prefix reuse, batched decoding, the bare-decode ceiling and the worker's peak RSS."""
     reset_peak_rss()
     progress.step("worker: loading the model")
-    with worker_engine(config) as batch:
+    with worker_engine(config, pool=config.conversations) as batch:
         progress.step("worker: evaluating the instruction prefix once")
         report.prefix_tokens = batch.set_prefix(preamble_prompt())
         prompt = _prompts(1)[0]
@@ -287,6 +294,8 @@ def measure_worker(config: BenchConfig, report: BenchReport, progress: Progress)
             requests = [Request(p, max_tokens=config.answer_tokens) for p in _prompts(count)]
             report.together_worker_s[str(count)] = _timed(functools.partial(batch.generate_many, requests))
         report.peak_rss_worker_bytes = _proc_status("VmHWM")
+        if config.conversations:
+            report.conversation = measure_follow_ups(batch, QUESTIONS[0], config.answer_tokens, progress.step)
 
 
 def measure_plain(config: BenchConfig, report: BenchReport, progress: Progress) -> None:
@@ -411,7 +420,10 @@ def format_table(report: BenchReport) -> str:
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
-    lines.extend(["", *_memory_lines(report), "", "targets:"])
+    lines.extend(["", *_memory_lines(report)])
+    if report.conversation is not None:
+        lines.extend(["", *table_lines(report.conversation)])
+    lines.extend(["", "targets:"])
     for name, verdict in report.targets.items():
         lines.append(f"  {'met   ' if verdict['met'] else 'MISSED'}  {name}: {verdict['value']}")
     return "\n".join(lines)

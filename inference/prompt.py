@@ -2,13 +2,16 @@
 
 The instruction preamble comes first and is byte-identical for every question, so llama.cpp can
 keep the KV state of that prefix and only evaluate the question-specific tail. Library passages
-(grounded answers) come after it, numbered, with the instruction to rely on and cite them.
+(grounded answers) come after it, numbered, with the instruction to rely on and cite them. A
+follow-up in a conversation holds the earlier question/answer pairs as Gemma turns after the first
+user turn (its passages open its own turn), so the prompt of turn n+1 starts with the prompt and
+answer of turn n (their KV state can be reused).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from storage.queue.messages import Passage
 
@@ -102,11 +105,49 @@ def passages_block(passages: Sequence[Passage]) -> str:
     return neutralise_markers(f"{PASSAGES_INSTRUCTION}{quoted}")
 
 
-def build_prompt(question: str, language: str = "en", passages: Sequence[Passage] = ()) -> str:
-    """The whole prompt: preamble, passages (if any), language hint, question, then the model turn.
+Turn = tuple[str, str]
+"""An earlier (question, answer) pair of a conversation."""
 
+
+def build_prompt(
+    question: str, language: str = "en", passages: Sequence[Passage] = (), history: Sequence[Turn] = ()
+) -> str:
+    """The whole prompt: preamble, language hint, earlier turns, passages (if any), question, model turn.
+
+    The first user turn holds the preamble, the language hint and the first question; each earlier
+    answer is a model turn. The passages retrieved for ``question`` open its own user turn (the first
+    one when there is no history), so earlier turns stay byte-identical and their KV can be reused.
     ``<bos>`` is not included: llama.cpp adds it when tokenizing.
     """
-    cleaned = neutralise_markers(question).strip()
     hint = neutralise_markers(language_hint(language))
-    return f"{preamble_prompt()}{passages_block(passages)}{hint}Question: {cleaned}{_TURN_END}\n{_MODEL_TURN}"
+    questions = [*(asked for asked, _ in history), question]
+    parts = [preamble_prompt()]
+    for index, asked in enumerate(questions):
+        if index:
+            answer = neutralise_markers(history[index - 1][1])  # as generated: its KV can be reused
+            parts.append(f"{answer}{_TURN_END}\n{_USER_TURN}")
+        block = passages_block(passages) if index == len(questions) - 1 else ""
+        lead = hint if index == 0 else ""
+        parts.append(f"{block}{lead}Question: {neutralise_markers(asked).strip()}{_TURN_END}\n{_MODEL_TURN}")
+    return "".join(parts)
+
+
+def fit_prompt(
+    question: str,
+    language: str,
+    history: Sequence[Turn],
+    count: Callable[[str], int],
+    limit: int,
+    passages: Sequence[Passage] = (),
+) -> tuple[str, int]:
+    """The prompt with as many of the newest turns as keep ``count(prompt)`` within ``limit``.
+
+    Turns are dropped from the oldest; returns the prompt and how many earlier turns it holds (the
+    question alone may still be over the limit: the engine refuses it then).
+    """
+    kept = list(history)
+    while True:
+        prompt = build_prompt(question, language, passages, kept)
+        if not kept or count(prompt) <= limit:
+            return prompt, len(kept)
+        kept.pop(0)

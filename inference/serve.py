@@ -42,6 +42,8 @@ def load_engine(settings: InferenceSettings, storage: StorageSettings) -> tuple[
         n_batch=settings.n_batch,
         use_mmap=settings.use_mmap,
         max_sequences=settings.max_sequences,
+        pool_slots=settings.kv_pool_slots,
+        pool_bytes=settings.kv_pool_mb << 20,
     )
     log.info(
         "model.loaded",
@@ -50,6 +52,7 @@ def load_engine(settings: InferenceSettings, storage: StorageSettings) -> tuple[
         n_ctx=engine.n_ctx,
         threads=settings.n_threads,
         max_sequences=settings.max_sequences,
+        kv_pool_mb=settings.kv_pool_mb,
     )
     return engine, sha256
 

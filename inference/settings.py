@@ -47,6 +47,8 @@ class InferenceSettings(BaseSettings):
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     max_sequences: int = Field(default=4, ge=1, le=64, description="questions answered at once (one batch)")
     prefix_reuse: bool = Field(default=True, description="evaluate the instruction prefix once, reuse its KV")
+    kv_pool_mb: int = Field(default=256, ge=0, description="conversations' KV kept for follow-ups (0: off)")
+    kv_pool_slots: int = Field(default=16, ge=0, le=128, description="conversations kept at most")
     memory_guard: bool = Field(default=True, description="refuse to start when model + KV cache do not fit")
     inference_url: str | None = Field(
         default=None, description="an OpenAI-compatible server to answer through (no model loaded)"

@@ -365,7 +365,11 @@ class _RandomTensor:
 
 
 def _tensor_specs(
-    shape: Gemma2Shape, seed: int, favour_token_id: int | None
+    shape: Gemma2Shape,
+    seed: int,
+    favour_token_id: int | None,
+    qk_scale: float = _WEIGHT_SCALE,
+    embed_scale: float = _EMBED_SCALE,
 ) -> list[tuple[str, _RandomTensor]]:
     """Every tensor of the model, in file order, with numpy (row-major) shapes."""
     f16, f32 = np.float16, np.float32
@@ -374,7 +378,7 @@ def _tensor_specs(
         (
             "token_embd.weight",
             _RandomTensor(
-                (shape.n_vocab, shape.n_embd), f16, (seed, 0), favour_row=favour_token_id, scale=_EMBED_SCALE
+                (shape.n_vocab, shape.n_embd), f16, (seed, 0), favour_row=favour_token_id, scale=embed_scale
             ),
         ),
         ("output_norm.weight", _RandomTensor((shape.n_embd,), f32, (seed, 1), constant=1.0)),
@@ -395,9 +399,9 @@ def _tensor_specs(
                 (f"blk.{layer}.{name}.weight", _RandomTensor((shape.n_embd,), f32, (seed, 2), constant=1.0))
             )
         for index, (name, dims) in enumerate(matrices.items()):
-            specs.append(
-                (f"blk.{layer}.{name}.weight", _RandomTensor(dims, f16, (seed, 100 + layer * 10 + index)))
-            )
+            scale = qk_scale if name in ("attn_q", "attn_k") else _WEIGHT_SCALE
+            tensor = _RandomTensor(dims, f16, (seed, 100 + layer * 10 + index), scale=scale)
+            specs.append((f"blk.{layer}.{name}.weight", tensor))
     return specs
 
 
@@ -450,18 +454,22 @@ def write_gemma2_gguf(
     *,
     seed: int = 0,
     favour_token_id: int | None = None,
+    qk_scale: float = _WEIGHT_SCALE,
+    embed_scale: float = _EMBED_SCALE,
 ) -> Path:
     """Write a random-weight F16 gemma2 GGUF of ``shape`` to ``path`` and return ``path``.
 
     Tensors are generated and written one chunk at a time (a 2B shape is about 5 GB on disk).
     ``favour_token_id`` (for tests) biases the tied embedding so greedy decoding emits that token
     at every step, e.g. ``END_OF_TURN_ID`` to exercise stopping at the end of a turn.
+    A larger ``qk_scale`` (query and key weights) makes attention sharp, so the greedy output
+    depends on the prompt instead of repeating one token (tests of prompt-dependent equality).
     """
     from gguf import GGUFWriter
 
     if favour_token_id is not None and not 0 <= favour_token_id < shape.n_vocab:
         raise ValueError(f"favour_token_id {favour_token_id} is outside the vocabulary")
-    specs = _tensor_specs(shape, seed, favour_token_id)
+    specs = _tensor_specs(shape, seed, favour_token_id, qk_scale, embed_scale)
     writer = GGUFWriter(path, "gemma2")
     try:
         _add_metadata(writer, shape, f"synthetic-gemma2-{shape.label}")

@@ -37,7 +37,7 @@ from inference.early import EarlyParagraphs
 from inference.engine import Engine, GenerationResult
 from inference.errors import InferenceError, PromptTooLongError
 from inference.outage import UNAVAILABLE, Outage
-from inference.prompt import PROMPT_VERSION, build_prompt, preamble_prompt
+from inference.prompt import PROMPT_VERSION, build_prompt, fit_prompt, preamble_prompt
 from inference.solo import SoloGate
 from storage.queue import AnswerMessage, Delivery, QuestionMessage, Queue, Source
 
@@ -65,6 +65,9 @@ class WorkerConfig:
     capacity_ttl_s: float = 15.0
     prefix_state: Path | None = None
     """Where the instruction prefix's KV state is loaded from at start, or saved to (cold start)."""
+    pool_slots: int = 16
+    pool_bytes: int = 256 << 20
+    """The conversation KV pool of a batched context the worker creates (see BatchEngine)."""
 
 
 class EngineGoneError(InferenceError):
@@ -86,6 +89,7 @@ class _InFlight:
     generated: bool = False  # its answer is ready: a lost claim no longer matters (publish is idempotent)
     failed: bool = False  # its generation failed here: it runs alone from now on
     early: EarlyParagraphs | None = None  # DELIVERY=paragraphs: finished paragraphs go out early
+    history_turns: int = 0  # earlier conversation turns its prompt holds (after trimming)
 
     def should_stop(self) -> bool:
         """Whether generation should end early (withdrawn, taken over, shutting down)."""
@@ -112,6 +116,8 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._futures: set[asyncio.Future[Outcome]] = set()
         self._gate = SoloGate()
+        self.batch: Backend | None = None
+        """The backend (batched engine) once :meth:`run` opened it."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; an unfinished question stays pending for a restart."""
@@ -121,6 +127,7 @@ class Worker:
         except _Stopped:
             return
         batch = await asyncio.to_thread(self._open_batch)
+        self.batch = batch
         halt = threading.Event()
         stepping = asyncio.create_task(asyncio.to_thread(batch.serve, halt))
         stepping.add_done_callback(lambda task: self._engine_ended(task, halt))
@@ -153,7 +160,12 @@ class Worker:
         """The batched engine, with the instruction prefix evaluated once (blocking)."""
         batch: Backend
         if isinstance(self.engine, Engine):
-            batch = BatchEngine.sharing(self.engine, max_sequences=self.config.max_sequences)
+            batch = BatchEngine.sharing(
+                self.engine,
+                max_sequences=self.config.max_sequences,
+                pool_slots=self.config.pool_slots,
+                pool_bytes=self.config.pool_bytes,
+            )
         else:
             batch = self.engine
         if self.config.prefix_reuse and batch.prefix_tokens == 0:
@@ -357,8 +369,9 @@ class Worker:
                 loop.call_soon_threadsafe(_resolve, future, outcome)
 
         question = flight.delivery.message
+        prompt, flight.history_turns = self._prompt(batch, question)
         request = Request(
-            build_prompt(question.text, question.language, question.passages),
+            prompt,
             max_tokens=self.config.max_answer_tokens,
             temperature=self.config.temperature,
             should_stop=flight.should_stop,
@@ -386,6 +399,21 @@ class Worker:
             raise outcome
         return outcome
 
+    def _prompt(self, batch: Backend, question: QuestionMessage) -> tuple[str, int]:
+        """The question's prompt with its earlier turns, and how many of them it holds.
+
+        On the embedded engine, turns are dropped from the oldest while the prompt and the answer
+        budget overflow N_CTX; a remote server gets them all (it refuses what does not fit).
+        """
+        if isinstance(batch, BatchEngine):
+            return fit_prompt(
+                question.text, question.language, question.history,
+                lambda text: len(batch.tokenize(text)), batch.n_ctx - self.config.max_answer_tokens,
+                question.passages,
+            )  # fmt: skip
+        prompt = build_prompt(question.text, question.language, question.passages, question.history)
+        return prompt, len(question.history)
+
     async def _publish(
         self,
         delivery: Delivery[QuestionMessage],
@@ -395,6 +423,9 @@ class Worker:
     ) -> None:
         """Write the answer and ack, retrying while Redis is away (the answer waits in memory)."""
         answer = self._answer(delivery.message, result, taken_at, part_ends or [])
+        flight = self._flight.get(delivery.entry_id)
+        if flight is not None:
+            answer = answer.model_copy(update={"history_turns": flight.history_turns})
         try:
             published = await self.queue.finish(delivery, answer)
         except UNAVAILABLE as exc:
@@ -449,6 +480,8 @@ class Worker:
             "taken_at": taken_at,
             "worker": self.config.name,
             "library_version": q.library_version,
+            "conversation_id": q.conversation_id,
+            "turn": q.turn,
         }
 
 

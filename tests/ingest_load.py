@@ -56,7 +56,7 @@ async def _consent_all(stub: TelegramStub, users: list[int]) -> None:
     )
     for prompt in prompts:
         user = int(prompt.params["chat_id"])
-        stub.push_callback("consent:service:en-1", user_id=user, message_id=prompt.result["message_id"])
+        stub.push_callback("consent:service:en-2", user_id=user, message_id=prompt.result["message_id"])
     await stub.wait_for("editMessageText", count=len(users), timeout=600)
 
 

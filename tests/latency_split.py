@@ -33,7 +33,7 @@ async def _consent(stub: TelegramStub) -> None:
     """/start and the research-consent button."""
     stub.push_command("/start", user_id=USER)
     prompt = (await stub.wait_for("sendMessage", lambda c: bool(c.params.get("reply_markup"))))[0]
-    stub.push_callback("consent:both:en-1", user_id=USER, message_id=prompt.result["message_id"])
+    stub.push_callback("consent:both:en-2", user_id=USER, message_id=prompt.result["message_id"])
     await stub.wait_for("editMessageText")
 
 

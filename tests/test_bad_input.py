@@ -25,7 +25,7 @@ async def _consented(stack: Stack, choice: str = "service") -> None:
     stub = stack.stub
     stub.push_command("/start", user_id=USER)
     prompt = (await stub.wait_for("sendMessage", lambda c: bool(c.params.get("reply_markup"))))[-1]
-    stub.push_callback(f"consent:{choice}:en-1", user_id=USER, message_id=prompt.result["message_id"])
+    stub.push_callback(f"consent:{choice}:en-2", user_id=USER, message_id=prompt.result["message_id"])
     await stub.wait_for("editMessageText", _says("Thank you"))
 
 

@@ -28,6 +28,14 @@ def test_bench_json_on_the_tiny_model(
     assert report["read_bandwidth_bps"] > 0
     assert "peak RSS <= model + 700 MB" in report["targets"]
     assert "[" in err and "done" in err  # the progress bar went to stderr
+    conversation = report["conversation"]
+    assert set(conversation["ttft_cached_s"]) == {"0", "500", "1500"}
+    assert conversation["pool_bytes"]["1500"] > conversation["pool_bytes"]["500"] > 0
+    assert conversation["history_tokens"]["1500"] >= 1500 and conversation["history_tokens"]["0"] == 0
+    assert (
+        conversation["interleaved"]["conversations"] == 16
+        and conversation["interleaved"]["cached_pool_hits"] > 0
+    )
 
 
 def test_bench_table_on_the_tiny_model(tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,6 +58,7 @@ def test_bench_table_on_the_tiny_model(tiny_model_path: Path, capsys: pytest.Cap
     assert "2 question(s) arriving together" in out
     assert "memory bandwidth bound" in out
     assert "targets:" in out
+    assert "conversations on 2 sequences" in out and "from the pool" in out
 
 
 def test_bench_refuses_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,7 +48,7 @@ async def test_consent_withdraw_and_forget(stack: Stack, running_bot: Any, sessi
     async with inprocess_worker(stack):
         await _ask(stack, "Fever and stiff neck in a child?", user=USER)
     shown = await _command(stack, "/consent", "What you agreed to")
-    assert "Using the service: yes" in shown and "version en-1" in shown
+    assert "Using the service: yes" in shown and "version en-2" in shown
     withdrawn = await _command(stack, "/withdraw", "Research review withdrawn")
     assert "1 question(s)" in withdrawn
     async with sessionmaker.begin() as session:
@@ -82,7 +82,7 @@ async def test_user_of_an_older_text_is_asked_again(
     stack.stub.push_message("Dose of amoxicillin?", user_id=USER)
     prompt = await stack.stub.wait_for("sendMessage", _has_buttons, since=before)
     buttons = prompt[-1].params["reply_markup"]["inline_keyboard"]
-    assert buttons[0][0]["callback_data"].endswith(":en-1")
+    assert buttons[0][0]["callback_data"].endswith(":en-2")
     assert not [c for c in stack.stub.calls[before:] if "in the queue" in str(c.params.get("text", ""))]
     stack.stub.push_callback("consent:service:en-0", user_id=USER)
     await stack.stub.wait_for("answerCallbackQuery", lambda c: c.params.get("text") == texts.CONSENT_STALE)
@@ -93,13 +93,13 @@ async def test_user_of_an_older_text_is_asked_again(
 async def test_translated_text_is_recorded_with_its_version_and_hash(
     stack: Stack, running_bot: Any, sessionmaker: Sessions
 ) -> None:
-    """A button under the French text stores fr-1 and the sha256 of exactly that text."""
-    stack.stub.push_callback("consent:both:fr-1", user_id=USER, language_code="fr")
+    """A button under the French text stores fr-2 and the sha256 of exactly that text."""
+    stack.stub.push_callback("consent:both:fr-2", user_id=USER, language_code="fr")
     await stack.stub.wait_for("editMessageText")
     french = consent_for("fr", stack.bot.retention_days, stack.bot.reviewers)
     async with sessionmaker.begin() as session:
         rows = list((await session.execute(select(ConsentEvent))).scalars())
-    assert {(r.text_version, r.text_sha256) for r in rows} == {("fr-1", french.sha256)}
+    assert {(r.text_version, r.text_sha256) for r in rows} == {("fr-2", french.sha256)}
     assert french.text.startswith("Avant de commencer")
 
 
@@ -141,7 +141,7 @@ async def test_switching_research_off_by_button_erases(
     async with inprocess_worker(stack):
         await _ask(stack, "Signs of severe dehydration?", user=USER)
     before = len(stack.stub.calls)
-    stack.stub.push_callback("consent:service:en-1", user_id=USER)
+    stack.stub.push_callback("consent:service:en-2", user_id=USER)
     edit = await stack.stub.wait_for("editMessageText", since=before)
     assert "erased the text of 1" in edit[-1].params["text"]
     async with sessionmaker.begin() as session:
@@ -234,7 +234,7 @@ async def test_no_user_row_before_a_consent_choice_language_waits_in_redis(
         before = len(stub.calls)
         stub.push_command("/start", user_id=USER)
         prompt = (await stub.wait_for("sendMessage", _has_buttons, since=before))[-1]
-        stub.push_callback("consent:service:fr-1", user_id=USER, message_id=prompt.result["message_id"])
+        stub.push_callback("consent:service:fr-2", user_id=USER, message_id=prompt.result["message_id"])
         await stub.wait_for("editMessageText", _text_has(t(texts.CONSENT_SERVICE_DONE, "fr")), since=before)
     async with sessionmaker() as session:
         user = await get_user(session, _pseudonym())

@@ -20,10 +20,19 @@ def _texts(tmp_path: Path, *names: str) -> Path:
 
 def test_packaged_texts_exist_per_language_and_are_current() -> None:
     """English is the reference; every packaged translation is of the current revision."""
-    assert {"en-1", "fr-1", "es-1"} <= available()
-    assert current_revision() == 1 and is_current("fr-1") and not is_current("en-0")
+    assert {"en-1", "fr-1", "es-1", "en-2", "fr-2", "es-2"} <= available()
+    assert current_revision() == 2 and is_current("fr-2") and not is_current("en-0")
+    assert not is_current("en-1") and not is_current("fr-1")  # agreed before conversations: asked again
     assert consent_for("es", 180, "R").text.startswith("Antes de empezar")
-    assert consent_for("sw", 180, "R").version == "en-1"  # no Swahili text yet: English
+    assert consent_for("sw", 180, "R").version == "en-2"  # no Swahili text yet: English
+
+
+@pytest.mark.parametrize("language", ["en", "fr", "es"])
+def test_current_text_says_how_long_the_conversation_is_remembered(language: str) -> None:
+    """Revision 2: the memory's lifetime (CONVERSATION_IDLE_MIN) and the commands that erase it."""
+    text = consent_for(language, 180, "R", conversation_minutes=45).text
+    assert "45" in text and "/new" in text and "/forget" in text
+    assert "45" not in consent_for(language, 180, "R").text
 
 
 def test_a_new_revision_makes_older_agreements_outdated(tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ async def _consent(stub: TelegramStub, user: int) -> None:
         )
     )[-1]
     stub.push_callback(
-        "consent:service:en-1", user_id=user, chat_id=user, message_id=prompt.result["message_id"]
+        "consent:service:en-2", user_id=user, chat_id=user, message_id=prompt.result["message_id"]
     )
     await stub.wait_for(
         "editMessageText", lambda c: c.params.get("chat_id") == user, since=before, timeout=30
@@ -148,7 +148,7 @@ async def _consent_all(stub: TelegramStub, users: list[int]) -> None:
     for prompt in prompts:
         user = int(prompt.params["chat_id"])
         stub.push_callback(
-            "consent:service:en-1", user_id=user, chat_id=user, message_id=prompt.result["message_id"]
+            "consent:service:en-2", user_id=user, chat_id=user, message_id=prompt.result["message_id"]
         )
     await stub.wait_for("editMessageText", count=len(users), since=before, timeout=120)
 

@@ -65,4 +65,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     voice.add_argument("--whisper-model", help="faster-whisper name or CTranslate2 directory (WHISPER_MODEL)")
     voice.add_argument("--audio", type=Path, help="a recording to transcribe (default: espeak-ng speech)")
     voice.add_argument("--rounds", type=int, default=3, help="timed transcriptions (default 3)")
+    parser.add_argument(
+        "--no-conversations", action="store_true", help="skip the conversation (KV pool) section"
+    )
+    parser.add_argument("--pool-mb", type=int, default=256, help="KV pool budget for that section (MB)")
     parser.set_defaults(handler="bench_cmd:run")

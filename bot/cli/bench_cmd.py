@@ -33,6 +33,8 @@ def _config(args: argparse.Namespace, model: Path) -> BenchConfig:
         max_sequences=args.max_sequences or settings.max_sequences,
         answer_tokens=args.answer_tokens,
         counts=tuple(args.counts),
+        conversations=not args.no_conversations,
+        pool_mb=args.pool_mb,
     )
 
 

@@ -79,23 +79,38 @@ def current_version(language: str | None, directory: Traversable | None = None) 
     return wanted if wanted in available(directory) else f"{REFERENCE_LANGUAGE}-{revision}"
 
 
+DEFAULT_CONVERSATION_MINUTES = 30
+
+
 def load_consent_text(
     retention_days: int,
     reviewers: str,
     version: str | None = None,
     directory: Traversable | None = None,
+    conversation_minutes: float = DEFAULT_CONVERSATION_MINUTES,
 ) -> ConsentText:
-    """Read and render one consent text file (default: the current English one)."""
+    """Read and render one consent text file (default: the current English one).
+
+    ``conversation_minutes`` is how long conversation memory is kept (CONVERSATION_IDLE_MIN).
+    """
     version = version or current_version(REFERENCE_LANGUAGE, directory)
     if version not in available(directory):
         raise FileNotFoundError(f"no consent text {version}.md")
     template = (directory or texts_dir()).joinpath(f"{version}.md").read_text("utf-8")
-    text = template.format(retention_days=retention_days, reviewers=reviewers).strip()
+    minutes = f"{conversation_minutes:g}"
+    text = template.format(
+        retention_days=retention_days, reviewers=reviewers, conversation_minutes=minutes
+    ).strip()
     return ConsentText(version=version, language=version.split("-", 1)[0], text=text)
 
 
 def consent_for(
-    language: str | None, retention_days: int, reviewers: str, directory: Traversable | None = None
+    language: str | None,
+    retention_days: int,
+    reviewers: str,
+    directory: Traversable | None = None,
+    conversation_minutes: float = DEFAULT_CONVERSATION_MINUTES,
 ) -> ConsentText:
     """The current consent text in the user's language (English when there is no translation)."""
-    return load_consent_text(retention_days, reviewers, current_version(language, directory), directory)
+    version = current_version(language, directory)
+    return load_consent_text(retention_days, reviewers, version, directory, conversation_minutes)

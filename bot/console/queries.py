@@ -205,6 +205,21 @@ async def conversation(session: AsyncSession, question_id: str) -> Conversation 
     return Conversation(row[0], row[1], row[2], known[row[0].id], passages)
 
 
+async def thread(session: AsyncSession, item: Conversation) -> list[Conversation]:
+    """Every research turn of ``item``'s conversation (same person, same conversation id), in order.
+
+    Just ``item`` when its answer has no conversation id (answers before conversations existed).
+    """
+    answer = item.answer
+    if answer is None or answer.conversation_id is None:
+        return [item]
+    query = _conversations_query(ConversationFilter()).where(
+        Answer.conversation_id == answer.conversation_id, Question.user_id == item.question.user_id
+    )
+    rows = list((await session.execute(query.order_by(Answer.turn, Question.received_at))).tuples())
+    return [Conversation(q, a, pseudonym) for q, a, pseudonym in rows] or [item]
+
+
 async def languages(session: AsyncSession) -> list[str]:
     """Languages seen in questions (for the filter)."""
     query = select(Question.language).where(Question.language.isnot(None)).distinct()

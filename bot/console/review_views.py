@@ -47,12 +47,15 @@ async def conversation_detail(request: Request, viewer: Viewer) -> Response:
         item = await queries.conversation(session, question_id)
         if item is None:
             return refuse(request, 404, "There is no research conversation with this id.")
+        turns = await queries.thread(session, item)
         read = ["question", "answer"] if item.answer is not None else ["question"]
         if item.signals.feedback_reason:
             read.append("feedback reason")
-        payload = {"actor": viewer.name, "role": viewer.role, "read": read}
+        payload: dict[str, object] = {"actor": viewer.name, "role": viewer.role, "read": read}
+        if len(turns) > 1:  # the other turns of the thread were shown too
+            payload["thread"] = [turn.question.id for turn in turns if turn.question.id != question_id]
         await append_audit(session, "review.read", question_id, payload)
-    return render(request, "conversation.html", {"item": item})
+    return render(request, "conversation.html", {"item": item, "turns": turns})
 
 
 @requires("reviewer")

@@ -14,6 +14,7 @@ from enum import StrEnum
 import structlog
 
 from bot import metrics, redflags
+from bot.flows.conversation import remember_question
 from bot.flows.library import RetrievalLimits, retrieve
 from bot.redflags import RedFlag
 from bot.resources import Resources
@@ -83,6 +84,7 @@ async def enqueue(
         message_id=question.message_id, language=language, text=question.text,
         danger=redflags.check(question.text) is not None,
     )  # fmt: skip
+    await remember_question(res, question)
     stamped = {"enqueued_at": time.time(), "delivery": res.settings.delivery}
     enqueued = await res.queue.enqueue_once(question.model_copy(update=stamped))
     async with res.sessionmaker.begin() as session:

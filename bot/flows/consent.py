@@ -43,12 +43,18 @@ async def consented_user(res: Resources, pseudonym: str) -> User | None:
 
 def shown_text(res: Resources, version: str) -> ConsentText:
     """The consent text of ``version`` rendered as users see it."""
-    return load_consent_text(res.settings.retention_days, res.settings.reviewers, version)
+    return load_consent_text(
+        res.settings.retention_days, res.settings.reviewers, version,
+        conversation_minutes=res.settings.conversation_idle_min,
+    )  # fmt: skip
 
 
 def current_text(res: Resources, language: str | None) -> ConsentText:
     """The current consent text in ``language`` (English when there is no translation)."""
-    return consent_for(language, res.settings.retention_days, res.settings.reviewers)
+    return consent_for(
+        language, res.settings.retention_days, res.settings.reviewers,
+        conversation_minutes=res.settings.conversation_idle_min,
+    )  # fmt: skip
 
 
 async def choose(res: Resources, pseudonym: str, choice: str, version: str, language_code: str) -> int | None:

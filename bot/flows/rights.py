@@ -9,6 +9,7 @@ import structlog
 from bot.consent_texts import is_current
 from bot.flows import language
 from bot.flows.consent import withdraw_scope
+from bot.flows.conversation import forget_conversations
 from bot.resources import Resources
 from storage.models import ConsentEvent
 from storage.repositories.consent import latest_consents
@@ -60,6 +61,7 @@ async def withdraw(res: Resources, pseudonym: str, language_code: str) -> Erased
     """Withdraw research consent, erase the user's kept texts and held question."""
     held = await res.held.drop_held(pseudonym)
     await res.cases.forget_offers(pseudonym)  # what a clinician could have been shown
+    await forget_conversations(res, pseudonym)  # conversation memory goes at once
     count = 0
     async with res.sessionmaker.begin() as session:
         user = await get_user(session, pseudonym)
@@ -77,6 +79,7 @@ async def forget(res: Resources, pseudonym: str, chat_id: int, language_code: st
     held = await res.held.drop_held(pseudonym)  # and so does one held for consent in a group
     await res.pending_languages.forget_language(pseudonym)
     await res.cases.forget_user(pseudonym)  # handover offers and where clinicians' replies go
+    await forget_conversations(res, pseudonym)
     count = 0
     async with res.sessionmaker.begin() as session:
         user = await get_user(session, pseudonym)

@@ -86,7 +86,11 @@ def build_application(
             sessionmaker=anchor.attach(make_sessionmaker(engine)),
             queue=queue_from_settings(redis, storage),
             pseudonyms=pseudonyms,
-            consent=load_consent_text(settings.retention_days, settings.reviewers),
+            consent=load_consent_text(
+                settings.retention_days,
+                settings.reviewers,
+                conversation_minutes=settings.conversation_idle_min,
+            ),
             updates=UpdateLog(redis, storage.queue_namespace),
         )
         app.bot_data[resources.KEY] = res

@@ -12,11 +12,12 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import InlineKeyboardMarkup, ReplyParameters
+from telegram import InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.ext import ExtBot
 
 from bot import metrics
+from bot.flows.conversation import link_answer, remember_answer
 from bot.resources import Resources
 from bot.telegram import texts
 from bot.telegram.i18n import t
@@ -90,17 +91,16 @@ def _ts(seconds: float | None) -> datetime | None:
 
 async def send_until_accepted(
     bot: ExtBot[Any], chat_id: int, text: str, reply_to: int | None, markup: InlineKeyboardMarkup | None
-) -> float | None:
+) -> Message | None:
     """Send (at answer priority) until Telegram accepts it, waiting out flood control and network
-    errors; the send time, or None when the chat is gone (blocked, deleted)."""
+    errors; the message sent, or None when the chat is gone (blocked, deleted)."""
     reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
     backoff = Backoff(first_s=0.5, cap_s=2.0)
     while True:
         try:
-            await bot.send_message(
+            return await bot.send_message(
                 chat_id, text, reply_parameters=reply, reply_markup=markup, rate_limit_args=ANSWER
             )
-            return time.time()
         except RetryAfter as exc:
             log.warning("delivery.flood_control", retry_after=str(exc.retry_after))
             await backoff.wait(seconds=exc.retry_after)
@@ -176,15 +176,23 @@ class AnswerDelivery:
                 await self._deliver_part(answer)
                 await queue.ack_answer(delivery.entry_id)
                 return
+            conversation_id: str | None = None
+            message_ids: list[int] = []
             if not await queue.was_sent(answer.question_id):
                 language = answer.language or await self._language(answer.question_id)
-                sent = await self._send_pieces(answer, language)
+                if answer.status == "ok" and answer.conversation_id:
+                    conversation_id = await remember_answer(
+                        self.res, answer.user, answer.question_id, answer.text
+                    )
+                sent, message_ids = await self._send_pieces(answer, language)
                 if sent is not None and answer.finished_at:
                     metrics.DELIVERY_SECONDS.observe(max(0.0, sent - answer.finished_at))
                 await queue.mark_sent(answer.question_id)
                 self._sent_at[answer.question_id] = sent
             # The user may ask again as soon as they have the answer, also while the database is away.
             await queue.clear_pending(answer.user, answer.question_id)
+            if conversation_id is not None and message_ids:
+                await link_answer(self.res, answer.user, conversation_id, answer.chat_id, message_ids)
             await self.res.progress.stop_typing(answer.chat_id)
             if not await queue.was_recorded(answer.question_id):  # maybe sent before a database outage
                 # After a restart the send time is unknown: it was sent just before.
@@ -222,10 +230,14 @@ class AnswerDelivery:
             question = await session.get(Question, question_id)
         return (question.language if question else None) or self.res.settings.default_language
 
-    async def _send_pieces(self, answer: AnswerMessage, language: str) -> float | None:
-        """Send every piece (the first replies to the question, the last has 👍/👎); None if undeliverable."""
+    async def _send_pieces(self, answer: AnswerMessage, language: str) -> tuple[float | None, list[int]]:
+        """Send every piece (the first replies to the question, the last has 👍/👎).
+
+        Returns when the last was sent (None if undeliverable) and the ids of the messages sent.
+        """
         pieces = answer_pieces(answer, language)
         sent_at: float | None = None
+        message_ids: list[int] = []
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
             key = f"{answer.question_id}#{index}"  # a restart does not resend the pieces already sent
@@ -233,20 +245,22 @@ class AnswerDelivery:
                 continue
             ok = last and answer.status == "ok"
             markup = feedback_keyboard(answer.question_id, language) if ok else None
-            sent_at = await self._send(answer.chat_id, piece, answer.reply_to if index == 0 else None, markup)
-            if sent_at is None:
-                return None
+            sent = await self._send(answer.chat_id, piece, answer.reply_to if index == 0 else None, markup)
+            if sent is None:
+                return None, message_ids
+            sent_at = time.time()
+            message_ids.append(sent.message_id)
             if not last:
                 await self.res.queue.mark_sent(key)
         if answer.status == "ok" and sent_at is not None:  # a clinician may be asked about it
             await self.res.cases.remember_answer(answer.question_id, answer.text)
         if answer.status == "ok" and answer.finished_at and answer.taken_at:
             await self.res.progress.record_service_time(answer.finished_at - answer.taken_at)
-        return sent_at
+        return sent_at, message_ids
 
     async def _send(
         self, chat_id: int, text: str, reply_to: int | None, markup: InlineKeyboardMarkup | None
-    ) -> float | None:
+    ) -> Message | None:
         """Send until Telegram accepts it; None when the chat is gone (blocked, deleted)."""
         return await send_until_accepted(self.bot, chat_id, text, reply_to, markup)
 
@@ -262,7 +276,7 @@ class AnswerDelivery:
                 prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
                 taken_at=_ts(answer.taken_at) or now, first_token_at=_ts(answer.first_token_at),
                 finished_at=_ts(answer.finished_at) or now, sent_at=_ts(sent_at), worker=answer.worker,
-                stop_reason=answer.stop_reason,
+                stop_reason=answer.stop_reason, conversation_id=answer.conversation_id, turn=answer.turn,
             )  # fmt: skip
             status = "answered" if answer.status == "ok" and sent_at else "failed"
             await set_question_status(session, answer.question_id, status)

@@ -49,6 +49,7 @@ EDITED = "I saw you edited a message. I answer the first version; send the quest
 UNKNOWN_COMMAND = "I do not know that command. Send /help to see what I can do."
 CANCELLED = "Your question was withdrawn. You will not get an answer to it."
 NOTHING_TO_CANCEL = "You have no question waiting."
+NEW_CONVERSATION = "New conversation: I no longer remember our earlier messages. Ask your question."
 GROUP_PRIVATE_ONLY = "Please talk to me in a private chat for now."
 TEMPORARY_ERROR = (
     "Sorry, something went wrong on our side. Nothing was sent to the model. "

@@ -64,3 +64,5 @@ class Answer(Base):
     sent_at: Mapped[datetime | None]  # None: the answer could not be delivered
     worker: Mapped[str] = mapped_column(String(64))
     stop_reason: Mapped[str] = mapped_column(String(16))
+    conversation_id: Mapped[str | None] = mapped_column(String(32), index=True)  # None: before 0006
+    turn: Mapped[int | None] = mapped_column(Integer)  # 1 = the conversation's first question

@@ -54,6 +54,11 @@ class QuestionMessage(_Message):
     )
     passages: tuple[Passage, ...] = Field(default=(), description="retrieved by the bot, in rank order")
     library_version: str = Field(default="", description="empty: no library, nothing was retrieved")
+    conversation_id: str | None = Field(default=None, description="the conversation it continues or starts")
+    turn: int = Field(default=0, ge=0, description="its turn in the conversation (1 = first; 0 = none)")
+    history: tuple[tuple[str, str], ...] = Field(
+        default=(), description="earlier (question, answer) pairs of the conversation, oldest first"
+    )
 
 
 AnswerStatus = Literal["ok", "failed"]
@@ -88,3 +93,6 @@ class AnswerMessage(_Message):
     )
     sources: tuple[Source, ...] = Field(default=(), description="the question's passages, for Sources:")
     library_version: str = ""
+    conversation_id: str | None = None
+    turn: int = 0
+    history_turns: int = Field(default=0, description="earlier turns the prompt held (after trimming)")

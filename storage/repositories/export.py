@@ -47,6 +47,8 @@ ANSWER_FIELDS = (
     "generate_s",
     "total_s",
     "stop_reason",
+    "conversation_id",
+    "conversation_turn",
 )
 FEEDBACK_FIELDS = ("feedback_rating", "feedback_reason")
 # The handover case of a question, if its asker sent it to a clinician (times from the case opening).
@@ -86,6 +88,8 @@ def _answer_fields(question: Question, answer: Answer | None) -> ExportRow:
         "generate_s": _seconds(answer.first_token_at or answer.taken_at, answer.finished_at),
         "total_s": _seconds(question.received_at, answer.finished_at),
         "stop_reason": answer.stop_reason,
+        "conversation_id": answer.conversation_id,
+        "conversation_turn": answer.turn,
     }
 
 

@@ -126,10 +126,13 @@ async def record_answer(
     sent_at: datetime | None,
     worker: str,
     stop_reason: str,
+    conversation_id: str | None = None,
+    turn: int | None = None,
 ) -> Answer:
     """Store the answer (text only for research), audit it, mark the question answered/failed."""
     check_one_of("status", status, ANSWER_STATUSES)
     question = await _get_question(session, question_id)
+    text = text.replace("\x00", "")  # a model can emit NUL bytes; PostgreSQL text cannot hold them
     text_sha256 = sha256_hex(text) if question.research else None
     answer = Answer(
         question_id=question_id,
@@ -146,6 +149,8 @@ async def record_answer(
         sent_at=sent_at,
         worker=worker,
         stop_reason=stop_reason,
+        conversation_id=conversation_id,
+        turn=turn or None,
     )
     session.add(answer)
     delivered = status == "ok" and sent_at is not None  # sent_at None: could not be delivered

@@ -186,12 +186,15 @@ async def test_reading_a_conversation_adds_an_audit_event(
     assert page.status_code == 200
     assert question_text(1) in page.text and str(escape(seeded.answers[question_id])) in page.text
     assert len(seeded.model_sha256) == 64 and seeded.model_sha256 in page.text
+    # The second private question follows up the first: the page shows them as one thread.
+    assert 'id="thread"' in page.text and question_text(0) in page.text and question_text(2) not in page.text
     reads = await audit_rows(sessionmaker, "review.read")
     assert [row.subject for row in reads] == [question_id]
     assert json.loads(reads[0].payload) == {
         "actor": REVIEWER[0],
         "read": ["question", "answer"],
         "role": "reviewer",
+        "thread": [seeded.research_ids[0]],
     }
     assert await audit_count(sessionmaker) == before + 1
 
@@ -372,7 +375,8 @@ async def test_the_export_as_json_lines(admin: httpx.AsyncClient, seeded: Seeded
     rows = [json.loads(line) for line in response.text.splitlines()]
     assert [row["question_id"] for row in rows] == seeded.research_ids
     assert [row["answer_text"] for row in rows] == [seeded.answers[key] for key in seeded.research_ids]
-    assert rows[0]["total_s"] > 0 and rows[0]["consent_text_version"] == "en-1"
+    assert rows[0]["total_s"] > 0 and rows[0]["consent_text_version"] == "en-2"
+    assert rows[1]["conversation_id"] == rows[0]["conversation_id"] and rows[1]["conversation_turn"] == 2
 
 
 async def test_a_bad_export_form_is_refused(

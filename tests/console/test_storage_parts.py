@@ -115,7 +115,9 @@ async def test_export_rows_hold_only_research_consenting_users(
     parts = (first["wait_s"], first["first_token_s"], first["generate_s"])
     assert min(parts) >= 0 and abs(sum(parts) - first["total_s"]) <= 0.002  # the worker's real timings
     assert first["prompt_tokens"] > first["completion_tokens"] > 0 and first["prompt_version"]
-    assert first["consent_text_version"] == "en-1"
+    assert first["consent_text_version"] == "en-2"
+    turns = [(row["conversation_id"], row["conversation_turn"]) for row in rows]
+    assert turns[0][0] == turns[1][0] != turns[2][0] and [turn for _, turn in turns] == [1, 2, 1]
 
 
 async def test_export_carries_feedback(
@@ -155,7 +157,7 @@ async def test_export_records_the_consent_version_in_force_when_asked(
     async with sessionmaker() as session:
         rows = await export_rows(session, *_window())
     versions = [(row["question_text"], row["consent_text_version"]) for row in rows]
-    assert versions == [(question_text(index), "en-1") for index in range(3)] + [("later", "fr-1")]
+    assert versions == [(question_text(index), "en-2") for index in range(3)] + [("later", "fr-2")]
 
 
 async def test_audited_export_returns_the_file_and_audits_it(

@@ -28,6 +28,15 @@ def slower_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chatty_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny gemma2 GGUF with sharp attention: its greedy output depends on the prompt (not one token
+    repeated), so equality of cached and recomputed follow-ups means something."""
+    return write_gemma2_gguf(
+        tmp_path_factory.mktemp("models") / "tiny-gemma2-chatty.gguf", TINY, qk_scale=0.2
+    )
+
+
+@pytest.fixture(scope="session")
 def eot_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny gemma2 GGUF whose weights make greedy decoding emit ``<end_of_turn>`` at once."""
     path = tmp_path_factory.mktemp("models") / "tiny-gemma2-eot.gguf"

@@ -10,6 +10,7 @@ from telegram import Message, Update
 
 from bot.flows import ask as asking
 from bot.flows import consent, groups
+from bot.flows.conversation import attach
 from bot.resources import Resources
 from bot.telegram import texts
 from bot.telegram.context import BotContext
@@ -68,10 +69,19 @@ async def submit(update: Update, context: BotContext, text: str) -> None:
         flag = await warn_if_danger(context.bot, res, question, language)
         if message.chat.type != message.chat.PRIVATE and not await _group_on(message, res, language):
             return
+        question = await attach(res, question, _replied_to_bot(message, context))
         if not await consent.consented(res, pseudonym_of(update, res)):
             await _consent_first(update, context, question, language)
             return
         await queue_question(context.bot, res, question, language, urgent=flag is not None)
+
+
+def _replied_to_bot(message: Message, context: BotContext) -> int | None:
+    """The id of the bot's message this one replies to (a follow-up to that answer), if any."""
+    replied = message.reply_to_message
+    if replied is not None and replied.from_user is not None and replied.from_user.id == context.bot.id:
+        return replied.message_id
+    return None
 
 
 async def _group_on(message: Message, res: Resources, language: str) -> bool:
