@@ -359,12 +359,12 @@ async def test_failing_generation_is_retried_then_dead_lettered_and_the_worker_g
 async def test_two_workers_on_a_one_second_claim_generate_each_question_once(
     client: Redis, queue: Queue, names: QueueNames, start_worker: Start, slower_model_path: Path
 ) -> None:
-    options = {"MAX_SEQUENCES": "4", "MAX_ANSWER_TOKENS": "80", "MODEL_PATH": str(slower_model_path)}
+    options = {"MAX_SEQUENCES": "4", "MAX_ANSWER_TOKENS": "400", "MODEL_PATH": str(slower_model_path)}
     workers = [await start_worker(WORKER_NAME=f"w-pair-{i}", **options) for i in (1, 2)]
     assert await queue.capacity() == 8  # both announce their slots
-    questions = await _enqueue(queue, 40)
+    questions = await _enqueue(queue, 16)
     started = time.monotonic()
-    await _wait_answers(client, names, len(questions), timeout=100)
+    await _wait_answers(client, names, len(questions), timeout=300)
     elapsed = time.monotonic() - started
     for worker in workers:  # stopped, so that every line they wrote has been read
         assert await worker.stop(signal.SIGTERM) == 0
