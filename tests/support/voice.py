@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,14 +22,25 @@ from tests.support.stack import Stack
 OPUS = ["-c:a", "libopus", "-b:a", "32k", "-ac", "1", "-ar", "48000", "-f", "ogg", "pipe:1"]
 
 
+def _require(tool: str) -> None:
+    """Skip (fail under CI, which installs it) when Debian's ``tool`` is not on this machine."""
+    if shutil.which(tool) is None:
+        reason = f"{tool} is not installed (Debian: apt-get install espeak-ng ffmpeg)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 def _ffmpeg(*source: str, stdin: bytes | None = None) -> bytes:
     """Encode ``source`` (ffmpeg input arguments) as a Telegram voice note, in memory."""
+    _require("ffmpeg")
     command = ["ffmpeg", "-loglevel", "error", "-nostdin", *source, *OPUS]
     return subprocess.run(command, input=stdin, capture_output=True, check=True, timeout=60).stdout
 
 
 def speech(text: str, words_per_minute: int = 140) -> bytes:
     """``text`` spoken by espeak-ng (US English), as an OGG/Opus voice note."""
+    _require("espeak-ng")
     wav = subprocess.run(
         ["espeak-ng", "-v", "en-us", "-s", str(words_per_minute), "--stdout", text],
         capture_output=True, check=True, timeout=60,
