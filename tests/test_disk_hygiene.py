@@ -110,6 +110,22 @@ async def streams_empty(redis_url: str, namespace: str, timeout: float = 10.0) -
         await redis.aclose()
 
 
+async def holders_expired(redis_url: str, namespace: str, timeout: float = 15.0) -> None:
+    """Wait (bounded) until the two documented, time-bounded holders of a question's text have expired:
+    the conversation memory and the "Ask a clinician" offer (1 s each on ``disk_stack``)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                held = [k async for k in redis.scan_iter(match=f"{namespace}:conv:*")]
+                held += [k async for k in redis.scan_iter(match=f"{namespace}:handover:offer:*")]
+                if not held:
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+
+
 async def consent(stub: TelegramStub, choice: str) -> None:
     """/start, then the consent button ``choice`` (both, service)."""
     before = len(stub.calls)
@@ -160,6 +176,7 @@ async def disk_stack(
     bot = BotSettings(
         telegram_bot_token=SecretStr(telegram_stub.token), telegram_api_url=telegram_stub.base_url,
         typing_interval_s=0.2, poll_timeout_s=5, hygiene_interval_s=1,
+        conversation_idle_min=1 / 60, handover_offer_h=1 / 3600,  # their bounded holders: 1 s here
     )  # fmt: skip
     return Stack(telegram_stub, storage, bot, private_redis.url, db_url, tiny_model_path)
 
@@ -199,6 +216,7 @@ async def test_forget_leaves_no_text_and_no_raw_id_in_files_or_redis(
     async with inprocess_worker(stack):
         await stack.stub.wait_for("sendMessage", _text_has(texts.REMINDER), timeout=60)
     await streams_empty(stack.redis_url, NAMESPACE)
+    await holders_expired(stack.redis_url, NAMESPACE)
     answer = await _answer_text(stack)
     await two_more_runs(disk_bot)
     kept = files_containing(stack.storage.data_dir, [marker.encode(), answer])
@@ -233,6 +251,7 @@ async def test_delivered_answer_leaves_nothing_without_research_consent(
     async with inprocess_worker(stack):
         await send(stack.stub, f"How much ORS for a two-year-old? {marker}", texts.REMINDER)
     await streams_empty(stack.redis_url, NAMESPACE)
+    await holders_expired(stack.redis_url, NAMESPACE)
     await two_more_runs(disk_bot)
     assert await everywhere(stack, [marker.encode(), str(USER).encode()]) == {}
     assert b"ORS for a two-year-old" not in (stack.storage.data_dir / "redis" / "appendonly.aof").read_bytes()
