@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import structlog
@@ -14,6 +13,7 @@ from telegram.ext import ExtBot
 from bot.resources import Resources
 from bot.telegram.delivery import send_until_accepted
 from bot.telegram.keyboards import case_rating_keyboard
+from bot.telegram.stream_loop import StreamLoop
 from storage.queue import Delivery
 from storage.queue.cases import CaseReplyMessage
 from storage.repositories.cases import close_case
@@ -21,41 +21,23 @@ from storage.repositories.cases import close_case
 log = structlog.get_logger("bot.case_delivery")
 
 
-class CaseDelivery:
+class CaseDelivery(StreamLoop):
     """Reads the replies stream in the bots' group; sends each reply once, closes its case, acks it."""
 
+    name = "case-delivery"
+
     def __init__(self, bot: ExtBot[Any], res: Resources) -> None:
-        self.bot = bot
-        self.res = res
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-        self._recheck = False
+        super().__init__(bot, res)
         self.handled = 0  # replies delivered (or found undeliverable) and acked since start
         self._changed = asyncio.Condition()
-
-    def start(self) -> None:
-        """Run the delivery loop as a background task."""
-        self._task = asyncio.create_task(self._run(), name="case-delivery")
-
-    async def stop(self) -> None:
-        """Stop the loop; undelivered replies stay pending in Redis."""
-        self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def recheck_pending(self) -> None:
-        """Read this consumer's unacked replies again soon (a gone process's entries were moved to it)."""
-        self._recheck = True
 
     async def _run(self) -> None:
         """Pending replies first (after a restart or a take-over), then new ones, until stopped."""
         cases, consumer = self.res.cases, self.res.consumer
         pending = True
         while not self._stop.is_set():
-            if self._recheck:
-                pending, self._recheck = True, False
+            if self._take_recheck():
+                pending = True
             try:
                 await cases.ensure_group()
                 batch = await cases.read(consumer, pending=pending, block_ms=1_000)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from bot.telegram.i18n import t
 from bot.telegram.keyboards import feedback_keyboard
 from bot.telegram.outgoing import ANSWER
 from bot.telegram.splitting import split_message
+from bot.telegram.stream_loop import StreamLoop
 from storage.models import Answer, Question
 from storage.queue import AnswerMessage, Delivery, Source
 from storage.queue.backoff import Backoff
@@ -112,33 +112,15 @@ async def send_until_accepted(
             await backoff.wait()
 
 
-class AnswerDelivery:
+class AnswerDelivery(StreamLoop):
     """Reads the answers stream in the bots' group and sends each answer once."""
 
+    name = "answer-delivery"
+
     def __init__(self, bot: ExtBot[Any], res: Resources) -> None:
-        self.bot = bot
-        self.res = res
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        super().__init__(bot, res)
         self._model_seen: tuple[str | None, str] | None = None
         self._sent_at: dict[str, float | None] = {}  # sent, not yet recorded (the database was away)
-        self._recheck = False
-
-    def recheck_pending(self) -> None:
-        """Read this consumer's unacked answers again soon (entries were moved to it)."""
-        self._recheck = True
-
-    def start(self) -> None:
-        """Run the delivery loop as a background task."""
-        self._task = asyncio.create_task(self._run(), name="answer-delivery")
-
-    async def stop(self) -> None:
-        """Stop the loop; undelivered answers stay pending in Redis."""
-        self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         """Deliver pending answers first (after a restart), then new ones, until stopped; every claim
@@ -148,8 +130,8 @@ class AnswerDelivery:
         pending = True
         reclaim_at = time.monotonic() + queue.claim_idle_ms / 1000
         while not self._stop.is_set():
-            if self._recheck or time.monotonic() >= reclaim_at:
-                pending, self._recheck = True, False
+            if self._take_recheck() or time.monotonic() >= reclaim_at:
+                pending = True
                 reclaim_at = time.monotonic() + queue.claim_idle_ms / 1000
             try:
                 batch = await queue.read_answers(consumer, pending=pending, block_ms=1_000)

@@ -8,7 +8,6 @@ consent, in the database like any question text).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,42 +23,29 @@ from bot.telegram import texts
 from bot.telegram.cleaning import clean
 from bot.telegram.i18n import t
 from bot.telegram.questions import queue_question, reply, warn_if_danger
+from bot.telegram.stream_loop import StreamLoop, cancel_task
 from storage.queue import Delivery, QuestionMessage
 from storage.queue.voice_messages import TranscriptMessage
 
 log = structlog.get_logger("bot.voice")
 
 
-class TranscriptDelivery:
+class TranscriptDelivery(StreamLoop):
     """Reads the transcripts stream in the bots' group and handles each transcript once."""
 
+    name = "transcript-delivery"
+
     def __init__(self, bot: ExtBot[Any], res: Resources) -> None:
-        self.bot = bot
-        self.res = res
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-        self._recheck = False
+        super().__init__(bot, res)
         # Called after each transcript is handled: the hygiene job's rewrite of Redis's append-only
         # file, so the audio, deleted from the stream, leaves the disk within seconds too.
         self.after_handled: Callable[[], Awaitable[bool]] | None = None
         self._rewrite: asyncio.Task[bool] | None = None
 
-    def recheck_pending(self) -> None:
-        """Read this consumer's unacked transcripts again soon (entries were moved to it)."""
-        self._recheck = True
-
-    def start(self) -> None:
-        """Run the loop as a background task."""
-        self._task = asyncio.create_task(self._run(), name="transcript-delivery")
-
     async def stop(self) -> None:
-        """Stop the loop; unhandled transcripts stay pending in Redis."""
-        self._stop.set()
-        for task in (self._task, self._rewrite):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        """Stop the loop and a rewrite in progress; unhandled transcripts stay pending in Redis."""
+        await super().stop()
+        await cancel_task(self._rewrite)
 
     async def _run(self) -> None:
         """Pending transcripts first (after a restart or another bot's death), then new ones."""
@@ -67,8 +53,8 @@ class TranscriptDelivery:
         await voice.ensure_groups()
         pending = True
         while not self._stop.is_set():
-            if self._recheck:
-                pending, self._recheck = True, False
+            if self._take_recheck():
+                pending = True
             try:
                 batch = await voice.read_transcripts(consumer, pending=pending, block_ms=1_000)
                 pending = False
