@@ -100,15 +100,24 @@ def _problem(draft: str) -> str:
     return ""
 
 
-@requires("clinician")
-async def case_preview(request: Request, viewer: Viewer) -> Response:
-    """Exactly what the user will receive, with Send and Edit."""
+async def _checked_draft(request: Request, viewer: Viewer) -> tuple[int, str] | Response:
+    """The case id and the reply drafted in the form, or the page that says why not."""
     case_id = _case_id(request)
     draft = _draft((await request.form()).get("reply"))
     if case_id is None:
         return refuse(request, 404, "There is no case with this id.")
     if problem := _problem(draft):
         return await _show(request, viewer, case_id, draft=draft, error=problem)
+    return case_id, draft
+
+
+@requires("clinician")
+async def case_preview(request: Request, viewer: Viewer) -> Response:
+    """Exactly what the user will receive, with Send and Edit."""
+    checked = await _checked_draft(request, viewer)
+    if isinstance(checked, Response):
+        return checked
+    case_id, draft = checked
     async with sessions(request)() as session:
         case = await session.get(Case, case_id)
     if case is None:
@@ -131,12 +140,10 @@ class _NotSent(Exception):
 @requires("clinician")
 async def case_send(request: Request, viewer: Viewer) -> Response:
     """Store the reply and hand it to the bot; the case closes once the user has it."""
-    case_id = _case_id(request)
-    draft = _draft((await request.form()).get("reply"))
-    if case_id is None:
-        return refuse(request, 404, "There is no case with this id.")
-    if problem := _problem(draft):
-        return await _show(request, viewer, case_id, draft=draft, error=problem)
+    checked = await _checked_draft(request, viewer)
+    if isinstance(checked, Response):
+        return checked
+    case_id, draft = checked
     outbox: ReplyOutbox | None = request.app.state.outbox
     try:
         async with sessions(request).begin() as session:
