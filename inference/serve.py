@@ -10,7 +10,6 @@ import structlog
 from inference import metrics
 from inference.backend import Backend
 from inference.batch import BatchEngine
-from inference.lifecycle import running
 from inference.memory import check_memory
 from inference.modelfile import file_sha256
 from inference.prefix_state import prefix_state_key, prefix_state_path
@@ -77,22 +76,15 @@ async def connect_backend(settings: InferenceSettings, stop: asyncio.Event) -> t
     return engine, model
 
 
-async def serve(settings: InferenceSettings, storage: StorageSettings, redis_url: str) -> int:
-    """Run one worker until SIGINT/SIGTERM; an unfinished question stays pending for the next start."""
-    heartbeat_s = settings.heartbeat_interval(storage.queue_claim_idle_ms)
-    async with running(redis_url, "worker") as process:
-        return await _serve(settings, storage, redis_url, heartbeat_s, process.stop, process.loaded)
-
-
-async def _serve(
+async def serve(
     settings: InferenceSettings,
     storage: StorageSettings,
     redis_url: str,
-    heartbeat_s: float,
     stop: asyncio.Event,
     loaded: threading.Event,
 ) -> int:
     """Load the model (``loaded`` is set then), answer until ``stop``; the exit code."""
+    heartbeat_s = settings.heartbeat_interval(storage.queue_claim_idle_ms)
     redis = await connect(redis_url, attempts=5)
     engine: Backend
     if settings.inference_url:

@@ -8,13 +8,13 @@ transcript's publication (storage.queue.voice).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import structlog
 from redis.exceptions import RedisError
 
 from inference import metrics
-from inference.lifecycle import running
 from inference.settings import InferenceSettings
 from inference.transcribe import Heard, Transcriber
 from inference.whisper_model import resolve_whisper_model
@@ -87,22 +87,26 @@ async def run_transcriber(queue: VoiceQueue, transcriber: Transcriber, name: str
     return handled
 
 
-async def serve_transcriber(settings: InferenceSettings, storage: StorageSettings, redis_url: str) -> int:
-    """The `transcriber` command: until SIGINT/SIGTERM; an unfinished recording stays pending for the next."""
-    async with running(redis_url, "transcriber") as process:
-        model_dir = await asyncio.to_thread(
-            resolve_whisper_model, settings.whisper_model, storage.ensure_data_dir()
-        )
-        transcriber = await asyncio.to_thread(
-            Transcriber, model_dir, threads=settings.whisper_threads, beam_size=settings.whisper_beam_size
-        )
-        process.loaded.set()
-        log.info("whisper.loaded", model=model_dir.name, threads=settings.whisper_threads)
-        redis = await connect(redis_url, attempts=5)
-        try:
-            queue = voice_queue_from_settings(redis, storage)
-            handled = await run_transcriber(queue, transcriber, settings.transcriber_name, process.stop)
-        finally:
-            await redis.aclose()
+async def serve_transcriber(
+    settings: InferenceSettings,
+    storage: StorageSettings,
+    redis_url: str,
+    stop: asyncio.Event,
+    loaded: threading.Event,
+) -> int:
+    """Load Whisper (``loaded`` is set then), transcribe until ``stop``; unfinished work stays pending."""
+    data_dir = storage.ensure_data_dir()
+    model_dir = await asyncio.to_thread(resolve_whisper_model, settings.whisper_model, data_dir)
+    transcriber = await asyncio.to_thread(
+        Transcriber, model_dir, threads=settings.whisper_threads, beam_size=settings.whisper_beam_size
+    )
+    loaded.set()
+    log.info("whisper.loaded", model=model_dir.name, threads=settings.whisper_threads)
+    redis = await connect(redis_url, attempts=5)
+    try:
+        queue = voice_queue_from_settings(redis, storage)
+        handled = await run_transcriber(queue, transcriber, settings.transcriber_name, stop)
+    finally:
+        await redis.aclose()
     log.info("transcriber.stopped", handled=handled)
     return 0

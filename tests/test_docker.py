@@ -287,7 +287,7 @@ def test_build_context_is_an_allow_list() -> None:
     ]
     assert lines[0] == "*"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert {"pyproject.toml", "bot", "inference", "storage", "telemetry", "migrations"} <= allowed
+    assert {"pyproject.toml", "bot", "inference", "storage", "migrations"} <= allowed
     assert not any(name.startswith((".env", ".venv", ".git", "tests", "docker")) for name in allowed)
 
 

@@ -165,16 +165,3 @@ async def test_withdraw_keeps_the_service_and_erases_research_text(res: Resource
     assert erased.questions == 1 and not erased.held
     assert await consent.consented(res, ada)
     assert await rights.privacy_choice(res, ada) == "service"
-
-
-def test_flows_import_nothing_of_python_telegram_bot() -> None:
-    import ast
-    from pathlib import Path
-
-    import bot.flows
-
-    for path in Path(bot.flows.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            assert not [n for n in names if n.split(".")[0] == "telegram"], path  # no PTB types

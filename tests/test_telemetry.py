@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from bot.errors import ConfigurationError
+from bot.process.telemetry.checks import database_check, flag_check, redis_check
+from bot.process.telemetry.endpoints import Check, observability_app
+from bot.process.telemetry.server import ListenError, ThreadedServer, parse_listen
 from bot.telegram.webhook import load_secret
-from telemetry.checks import database_check, flag_check, redis_check
-from telemetry.endpoints import Check, observability_app
-from telemetry.server import ListenError, ThreadedServer, parse_listen
 
 
 async def _failing() -> bool:
@@ -125,3 +128,22 @@ def test_the_local_worker_of_run_serves_its_metrics_on_the_next_port(monkeypatch
     assert worker_env("redis://r", "m.gguf")["METRICS_PORT"] == "0"
     monkeypatch.delenv("METRICS_PORT")
     assert "METRICS_PORT" not in worker_env("redis://r", "m.gguf")
+
+
+async def test_a_worker_process_is_ready_once_its_model_is_loaded_and_stops_on_sigterm(
+    worker_process: Callable[..., Any],
+) -> None:
+    """`meditron-bot worker` wires its stop event and loaded flag to the endpoints (bot/process/lifecycle)."""
+    worker = await worker_process(METRICS_PORT="0")  # returns once the worker logged worker.ready
+    line = await worker.wait_for_line("server.listening")
+    match = re.search(r'"port": (\d+)', line)
+    assert match is not None, line
+    base = f"http://127.0.0.1:{match[1]}"
+    async with httpx.AsyncClient(timeout=10) as client:
+        ready = await client.get(f"{base}/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"redis": True, "model": True}
+        assert await worker.stop(signal.SIGTERM) == 0
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"{base}/healthz")
+    assert "worker.stopped" in worker.output

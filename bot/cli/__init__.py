@@ -13,9 +13,9 @@ from bot.cli.config_errors import describe_validation_error
 from bot.cli.parser import build_parser
 from bot.errors import BotError
 from bot.process.logs import configure_logging
+from bot.process.telemetry.server import ListenError
 from inference.errors import InferenceError
 from storage.errors import StorageError
-from telemetry.server import ListenError
 
 
 def _handler(name: str) -> Callable[..., int]:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from bot.console.health import HealthProbe
     from bot.console.outbox import ReplyOutbox
-    from telemetry.endpoints import Check
+    from bot.process.telemetry.endpoints import Check
 
 log = structlog.get_logger("cli.admin")
 
@@ -87,7 +87,7 @@ async def _serve(engine: AsyncEngine, config: uvicorn.Config, checks: dict[str, 
     """Run uvicorn on this loop (metrics and health on METRICS_PORT); dispose of the engine afterwards."""
     import uvicorn
 
-    from telemetry.endpoints import start_endpoints
+    from bot.process.telemetry.endpoints import start_endpoints
 
     endpoints = start_endpoints(checks, "console")
     try:
@@ -100,7 +100,7 @@ async def _serve(engine: AsyncEngine, config: uvicorn.Config, checks: dict[str, 
 
 def _checks(storage: StorageSettings, db_url: str) -> dict[str, Check]:
     """The console's readiness: its database, and Redis when it shows queue health from one."""
-    from telemetry.checks import database_check, redis_check
+    from bot.process.telemetry.checks import database_check, redis_check
 
     checks = {"database": database_check(db_url)}
     with contextlib.suppress(RedisUnavailableError):  # no Redis: the console shows no queue health

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("transcriber", "start only a voice-note transcriber, Whisper (needs REDIS_URL)"),
     ):
         command = sub.add_parser(name, help=text)
-        command.set_defaults(handler=f"{'worker' if name == 'worker' else 'run'}_cmd:{name}")
+        command.set_defaults(handler=f"{'worker' if name in ('worker', 'transcriber') else 'run'}_cmd:{name}")
         if name == "bot":
             _webhook_args(command)
     _ask(sub)

@@ -1,4 +1,4 @@
-"""``run`` (everything on one machine, supervised); ``bot`` and ``transcriber`` (the parts alone)."""
+"""``run`` (everything on one machine, supervised) and ``bot`` (the Telegram side alone)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from bot.process.private_redis import PrivateRedis, private_redis_dir, shared_re
 from bot.process.runlock import RunLock
 from bot.process.signals import stop_event
 from bot.process.supervisor import Supervisor
+from bot.process.telemetry.server import parse_listen
 from bot.settings import BotSettings
 from bot.telegram.alerts import alert
 from bot.telegram.app import AppType, build_application, run_bot
@@ -26,7 +27,6 @@ from inference.settings import InferenceSettings
 from inference.setup import ensure_model
 from inference.whisper_model import resolve_whisper_model
 from storage.settings import StorageSettings
-from telemetry.server import parse_listen
 
 log = structlog.get_logger("cli.run")
 
@@ -63,14 +63,6 @@ def _webhook(args: argparse.Namespace, settings: BotSettings) -> WebhookConfig |
         raise ConfigurationError("--listen", f"--listen: {exc}") from None
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     return WebhookConfig(url, host, port, load_secret(secret, settings.webhook_secret_file))
-
-
-def transcriber(_: argparse.Namespace) -> int:
-    """One voice-note transcriber alone (WHISPER_MODEL, downloaded first when it is a name not yet here)."""
-    from inference.transcriber import serve_transcriber
-
-    storage = StorageSettings()
-    return asyncio.run(serve_transcriber(InferenceSettings(), storage, shared_redis_url(storage)))
 
 
 def _whisper_model(inference: InferenceSettings, storage: StorageSettings) -> Path | None:

@@ -23,6 +23,8 @@ from bot.jobs.held import schedule_held_expiry
 from bot.jobs.hygiene import start_hygiene
 from bot.jobs.retention import schedule_retention
 from bot.liveness import start_liveness, stop_liveness
+from bot.process.telemetry.checks import database_check, redis_check
+from bot.process.telemetry.endpoints import start_endpoints
 from bot.settings import BotSettings
 from bot.telegram import handlers
 from bot.telegram.alerts import monitor
@@ -40,8 +42,6 @@ from storage.queue import queue_from_settings
 from storage.queue.connection import connect
 from storage.queue.updates import UpdateLog
 from storage.settings import StorageSettings
-from telemetry.checks import database_check, redis_check
-from telemetry.endpoints import start_endpoints
 
 log = structlog.get_logger("bot.app")
 

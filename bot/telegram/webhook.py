@@ -29,8 +29,8 @@ from starlette.routing import Route
 
 from bot import metrics
 from bot.errors import ConfigurationError
+from bot.process.telemetry.server import ThreadedServer
 from storage.queue.updates import UpdateLog, update_id_of
-from telemetry.server import ThreadedServer
 
 log = structlog.get_logger("bot.webhook")
 

@@ -12,7 +12,7 @@ import structlog
 import uvicorn
 from starlette.types import ASGIApp
 
-log = structlog.get_logger("telemetry.server")
+log = structlog.get_logger("bot.process.telemetry.server")
 
 Hook = Callable[[], Awaitable[None]]
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from sqlalchemy import text
 
+from bot.process.telemetry.endpoints import Check
 from storage.db import make_engine
-from telemetry.endpoints import Check
 
 TIMEOUT_S = 2.0
 

@@ -1,16 +1,16 @@
-"""What a worker process sets up around its work: stop on SIGINT/SIGTERM, health endpoints while it runs."""
+"""What a worker or transcriber process sets up around its work: stop on SIGINT/SIGTERM, health endpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from telemetry.checks import flag_check, redis_check
-from telemetry.endpoints import start_endpoints
+from bot.process.signals import stop_event
+from bot.process.telemetry.checks import flag_check, redis_check
+from bot.process.telemetry.endpoints import start_endpoints
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,7 @@ class Lifecycle:
 @contextlib.asynccontextmanager
 async def running(redis_url: str, name: str) -> AsyncIterator[Lifecycle]:
     """Signals handled and health endpoints (Redis answers, model loaded) served until the block ends."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     loaded = threading.Event()
     endpoints = start_endpoints({"redis": redis_check(redis_url), "model": flag_check(loaded.is_set)}, name)
     try:

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from telemetry.server import ThreadedServer
-from telemetry.settings import TelemetrySettings
+from bot.process.telemetry.server import ThreadedServer
+from bot.process.telemetry.settings import TelemetrySettings
 
 Check = Callable[[], Awaitable[bool]]
 CHECK_TIMEOUT_S = 3.0
