@@ -18,7 +18,7 @@ from storage.errors import RedisUnavailableError
 from storage.models import Case, ReviewAccount
 from storage.queue.cases import CaseReplyMessage
 from storage.repositories.audit import append_audit
-from storage.repositories.cases import case_subject, claim_case, listed_cases, reply_case
+from storage.repositories.cases import case_subject, claim_case, earlier_turns, listed_cases, reply_case
 
 NO_OUTBOX = "The reply cannot be sent now: Redis (the bot's queue) is not reachable. Try again later."
 
@@ -46,6 +46,8 @@ async def _show(request: Request, viewer: Viewer, case_id: int, **extra: object)
         if case is None:
             return refuse(request, 404, "There is no case with this id.")
         read = [name for name in ("question", "answer", "reply") if getattr(case, f"{name}_text")]
+        earlier = earlier_turns(case)
+        read += ["earlier_turns"] if earlier else []
         await append_audit(
             session,
             "case.read",
@@ -54,14 +56,15 @@ async def _show(request: Request, viewer: Viewer, case_id: int, **extra: object)
         )
         claimer = await session.get(ReviewAccount, case.claimed_by) if case.claimed_by else None
     mine = case.status == "claimed" and case.claimed_by == viewer.id
-    context = {"case": case, "claimer": claimer.name if claimer else None, "mine": mine,
+    context = {"case": case, "earlier": earlier, "claimer": claimer.name if claimer else None, "mine": mine,
                "max_chars": MAX_REPLY_CHARS, "draft": "", "error": "", **extra}  # fmt: skip
     return render(request, "case.html", context, 400 if extra.get("error") else 200)
 
 
 @requires("clinician")
 async def case_detail(request: Request, viewer: Viewer) -> Response:
-    """One case: question, the bot's answer, and what the viewer can do with it."""
+    """One case: the conversation's earlier turns, the question, the bot's answer, and what the viewer
+    can do with it."""
     case_id = _case_id(request)
     if case_id is None:
         return refuse(request, 404, "There is no case with this id.")

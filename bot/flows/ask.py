@@ -83,6 +83,7 @@ async def enqueue(
         question_id=question.question_id, user=question.user, chat_id=question.chat_id,
         message_id=question.message_id, language=language, text=question.text,
         danger=redflags.check(question.text) is not None,
+        conversation_id=question.conversation_id, turn=question.turn,
     )  # fmt: skip
     await remember_question(res, question)
     stamped = {"enqueued_at": time.time(), "delivery": res.settings.delivery}

@@ -2,6 +2,12 @@
 
 No Telegram here: handlers pass pseudonyms, ids and the language; the console uses ``reply_text``
 for its preview, so the preview is exactly what the user receives.
+
+A case on a follow-up keeps the earlier turns of its conversation, as the asker agreed. They come
+from conversation memory in Redis (what the model was given, while it lasts) and, for turns no longer
+there (expired, cleared by /new, trimmed to CONVERSATION_TURNS), from the research records when the
+asker agreed to research and their texts are still kept. Without research consent, an expired
+memory means the clinician sees no earlier turns: nothing else holds them.
 """
 
 from __future__ import annotations
@@ -14,14 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.telegram import texts
 from bot.telegram.i18n import t
-from storage.models import Case, Question
+from storage.models import Case, Question, User
 from storage.queue.cases import CaseQueue, Offer
-from storage.repositories.cases import NewCase, case_of_question, open_case
+from storage.queue.conversations import ConversationStore, Turn
+from storage.repositories.cases import EarlierTurn, NewCase, case_of_question, open_case
 from storage.repositories.consent import record_consent
+from storage.repositories.questions import recorded_turns
 from storage.repositories.users import get_user
 
-CONSENT_VERSION = "clinician-1"  # the agreement's wording: bump with texts.HANDOVER_CONSENT
+CONSENT_VERSION = "clinician-2"  # the agreement's wording: bump with texts.HANDOVER_CONSENT
 MAX_REPLY_CHARS = 3500  # with the heading, one Telegram message
+MAX_EARLIER_TURNS = 20  # the newest earlier turns a case keeps
 
 
 class Refusal(Enum):
@@ -70,11 +79,38 @@ async def handover_offer(
     return offer if offer.user == user else Refusal.NOT_YOURS
 
 
+async def _remembered(conversations: ConversationStore, offer: Offer) -> dict[int, Turn]:
+    """The turns before the offer's question still in conversation memory, by turn number."""
+    if offer.conversation_id is None or offer.turn is None or offer.turn <= 1:
+        return {}
+    return await conversations.earlier(offer.user, offer.conversation_id, offer.turn)
+
+
+async def _earlier(
+    session: AsyncSession, user: User, offer: Offer, remembered: dict[int, Turn]
+) -> list[EarlierTurn]:
+    """The earlier turns the case keeps: memory first, then the research records for the rest."""
+    turns = dict(remembered)
+    if (
+        user.research_consent
+        and offer.conversation_id is not None
+        and offer.turn is not None
+        and offer.turn > 1
+    ):
+        recorded = await recorded_turns(session, user.id, offer.conversation_id, offer.turn)
+        turns = recorded | turns
+    numbers = sorted(turns)[-MAX_EARLIER_TURNS:]
+    return [EarlierTurn(number, *turns[number]) for number in numbers]
+
+
 async def decide(
-    sessions: async_sessionmaker[AsyncSession], cases: CaseQueue, offer: Offer, *, agreed: bool, language: str
-) -> Case | None:
-    """Record the asker's choice for this one question; on yes, open its case (texts copied into it)."""
+    sessions: async_sessionmaker[AsyncSession], cases: CaseQueue, conversations: ConversationStore,
+    offer: Offer, *, agreed: bool, language: str,
+) -> Case | None:  # fmt: skip
+    """Record the asker's choice for this one question; on yes, open its case (texts copied into it,
+    with the earlier turns of its conversation)."""
     shown = agreement(language)
+    remembered = await _remembered(conversations, offer) if agreed else {}
     async with sessions.begin() as session:
         user = await get_user(session, offer.user)
         if user is None or not user.service_consent:
@@ -92,6 +128,7 @@ async def decide(
         case = await open_case(session, NewCase(
             question_id=offer.question_id, user=user, consent=consent, language=language,
             danger=offer.danger, question_text=offer.question, answer_text=offer.answer,
+            earlier=await _earlier(session, user, offer, remembered),
         ))  # fmt: skip
     await cases.opened(offer)
     return case

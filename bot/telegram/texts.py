@@ -215,8 +215,9 @@ VOICE_REFUSALS = {
 # Handover to a clinician of the study team (buttons, /human, the case's messages).
 HANDOVER_BUTTON = "🩺 Ask a clinician"
 HANDOVER_CONSENT = (
-    "Do you agree that a clinician of the study team reads this question and the bot's answer, "
-    "to reply to you here? Only this question is shared. A reply can take time: in an emergency, do not wait."
+    "Do you agree that a clinician of the study team reads this question, the bot's answer and the earlier "
+    "messages of this conversation, to reply to you here? Nothing else is shared. "
+    "A reply can take time: in an emergency, do not wait."
 )
 HANDOVER_YES = "✅ Yes, share this question"
 HANDOVER_NO = "No"

@@ -1,8 +1,9 @@
 """The ``cases`` table: a question handed over to a clinician of the study team, with its consent.
 
 A case opens only after its asker agreed (a ``clinician`` consent event for that question). Its
-question and answer texts are copies the clinician reads; once the case closes, they and the
-reply are kept only with research consent (like answer texts), hashes always.
+question and answer texts, and the earlier turns of its conversation (``earlier_turns``: a JSON
+list of ``{"turn", "question", "answer"}``, oldest first), are copies the clinician reads; once the
+case closes, they and the reply are kept only with research consent (like answer texts), hashes always.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Case(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))
     question_text: Mapped[str | None] = mapped_column(Text)
     answer_text: Mapped[str | None] = mapped_column(Text)
+    earlier_turns: Mapped[str | None] = mapped_column(Text)  # JSON; None: a first question, or erased
     reply_text: Mapped[str | None] = mapped_column(Text)
     reply_sha256: Mapped[str | None] = mapped_column(String(64))
     claimed_by: Mapped[int | None] = mapped_column(ForeignKey("review_accounts.id"))

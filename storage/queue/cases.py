@@ -1,9 +1,9 @@
 """Handover in Redis: what a case would show until it opens, where its reply goes, and the replies stream.
 
-An *offer* (question text, answer text, chat) is kept for HANDOVER_OFFER_H after a question, so the
-"Ask a clinician" button and ``/human`` can open a case; it is deleted once the case opens (the
-texts then live in the case row) and by /forget. Raw chat ids stay in Redis, as for questions.
-Clinicians' replies travel on their own stream to the bots' group, like answers: delivered at
+An *offer* (question text, answer text, chat, the conversation and turn) is kept for HANDOVER_OFFER_H
+after a question, so the "Ask a clinician" button and ``/human`` can open a case; it is deleted once
+the case opens (the texts then live in the case row) and by /forget. Raw chat ids stay in Redis, as
+for questions. Clinicians' replies travel on their own stream to the bots' group, like answers: delivered at
 least once, sent at most once (a sent marker per case).
 """
 
@@ -46,6 +46,8 @@ class Offer:
     question: str
     answer: str | None
     danger: bool
+    conversation_id: str | None = None  # the conversation memory its earlier turns are in
+    turn: int | None = None  # its turn in that conversation (1: a first question)
 
 
 def _text(value: Any) -> str:
@@ -85,11 +87,13 @@ class CaseQueue:
 
     async def remember_question(
         self, *, question_id: str, user: str, chat_id: int, message_id: int, language: str, text: str,
-        danger: bool,
+        danger: bool, conversation_id: str | None = None, turn: int | None = None,
     ) -> None:  # fmt: skip
         """Keep what a case about this question needs, and make it the user's last question."""
-        fields = {"user": user, "chat": chat_id, "message": message_id, "language": language,
-                  "question": text, "danger": int(danger)}  # fmt: skip
+        fields: dict[str, str | int] = {"user": user, "chat": chat_id, "message": message_id,
+                  "language": language, "question": text, "danger": int(danger)}  # fmt: skip
+        if conversation_id is not None and turn is not None:
+            fields |= {"conversation": conversation_id, "turn": turn}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._offer(question_id), mapping=fields)
             pipe.expire(self._offer(question_id), self.offer_ttl_s)
@@ -115,6 +119,7 @@ class CaseQueue:
             question_id=question_id, user=raw["user"], chat_id=int(raw["chat"]),
             message_id=int(raw["message"]), language=raw["language"], question=raw["question"],
             answer=raw.get("answer"), danger=raw.get("danger") == "1",
+            conversation_id=raw.get("conversation"), turn=int(raw["turn"]) if "turn" in raw else None,
         )  # fmt: skip
 
     async def last_question(self, user: str) -> str | None:

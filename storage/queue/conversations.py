@@ -72,6 +72,13 @@ class ConversationStore:
         turns = tuple((str(q), str(a)) for q, a in data.get("turns", []))
         return Conversation(conversation_id, turns, int(data.get("count", len(turns))))
 
+    async def earlier(self, user: str, conversation_id: str, turn: int) -> dict[int, Turn]:
+        """The kept turns of the conversation before turn ``turn``, by turn number (none once expired)."""
+        conversation = await self.load(user, conversation_id)
+        first = conversation.count - len(conversation.turns) + 1  # the kept turns are the newest ones
+        numbered = enumerate(conversation.turns, start=first)
+        return {number: pair for number, pair in numbered if 0 < number < turn}
+
     async def private(self, user: str) -> Conversation:
         """The person's current private conversation (a new one after /new or the idle time)."""
         key = f"{self.prefix(user)}private"

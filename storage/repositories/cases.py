@@ -6,7 +6,9 @@ No text ever goes into the audit chain: events carry the case id, the account na
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -22,6 +24,30 @@ LISTED = ("open", "claimed", "replied")  # on the clinicians' page (replied: bei
 def case_subject(case_id: int) -> str:
     """The audit subject of a case."""
     return f"case-{case_id}"
+
+
+@dataclass(frozen=True)
+class EarlierTurn:
+    """A turn of the case's conversation before its question: what the clinician reads first."""
+
+    turn: int
+    question: str
+    answer: str
+
+
+def earlier_turns(case: Case) -> list[EarlierTurn]:
+    """The earlier turns kept with a case, oldest first (none for a first question or once erased)."""
+    return [
+        EarlierTurn(int(t["turn"]), str(t["question"]), str(t["answer"]))
+        for t in json.loads(case.earlier_turns or "[]")
+    ]
+
+
+def _turns_json(turns: Sequence[EarlierTurn]) -> str | None:
+    """The stored form of ``turns`` (None when there are none)."""
+    ordered = sorted(turns, key=lambda t: t.turn)
+    rows = [{"turn": t.turn, "question": t.question, "answer": t.answer} for t in ordered]
+    return json.dumps(rows, ensure_ascii=False) if rows else None
 
 
 def _sha(text: str) -> str:
@@ -40,6 +66,7 @@ class NewCase:
     danger: bool
     question_text: str
     answer_text: str | None
+    earlier: Sequence[EarlierTurn] = field(default=())
 
 
 async def case_of_question(session: AsyncSession, question_id: str) -> Case | None:
@@ -55,7 +82,7 @@ async def open_case(session: AsyncSession, new: NewCase) -> Case:
     case = Case(
         question_id=new.question_id, user_id=new.user.id, consent_id=new.consent.id, language=new.language,
         danger=new.danger, status="open", question_text=new.question_text, answer_text=new.answer_text,
-        opened_at=utcnow(),
+        earlier_turns=_turns_json(new.earlier), opened_at=utcnow(),
     )  # fmt: skip
     session.add(case)
     await session.flush()
@@ -63,7 +90,9 @@ async def open_case(session: AsyncSession, new: NewCase) -> Case:
         session, "case.opened", case_subject(case.id),
         {"question_id": new.question_id, "danger": new.danger, "consent_id": new.consent.id,
          "question_sha256": _sha(new.question_text),
-         "answer_sha256": _sha(new.answer_text) if new.answer_text is not None else None},
+         "answer_sha256": _sha(new.answer_text) if new.answer_text is not None else None,
+         "earlier_turns": len(new.earlier),
+         "earlier_sha256": _sha(case.earlier_turns) if case.earlier_turns is not None else None},
     )  # fmt: skip
     return case
 
@@ -101,9 +130,10 @@ async def reply_case(session: AsyncSession, case: Case, account_id: int, actor: 
 
 
 def _wipe(case: Case) -> int:
-    """Set the case's texts to NULL; the number of characters erased."""
-    chars = sum(len(value or "") for value in (case.question_text, case.answer_text, case.reply_text))
-    case.question_text = case.answer_text = case.reply_text = None
+    """Set the case's texts (earlier turns too) to NULL; the number of characters erased."""
+    chars = sum(len(t.question) + len(t.answer) for t in earlier_turns(case))
+    chars += sum(len(value or "") for value in (case.question_text, case.answer_text, case.reply_text))
+    case.question_text = case.answer_text = case.reply_text = case.earlier_turns = None
     return chars
 
 
@@ -177,7 +207,8 @@ async def _erase(session: AsyncSession, cases: list[Case], reason: str, *, all_c
             case.status, case.outcome, case.closed_at = "closed", "erased", now
         session.add(Tombstone(
             erased_at=now, reason=reason, kind="case", ref=str(case.id), user_id=case.user_id,
-            fields="cases.question_text,cases.answer_text,cases.reply_text", chars=chars,
+            fields="cases.question_text,cases.answer_text,cases.reply_text,cases.earlier_turns",
+            chars=chars,
         ))  # fmt: skip
         count += 1
     if count:

@@ -173,3 +173,23 @@ async def record_answer(
 async def count_questions(session: AsyncSession) -> int:
     """Return how many questions are stored."""
     return int((await session.execute(select(func.count()).select_from(Question))).scalar_one())
+
+
+async def recorded_turns(
+    session: AsyncSession, user_id: int, conversation_id: str, turn: int
+) -> dict[int, tuple[str, str]]:
+    """The turns before ``turn`` of the user's conversation whose question and answer texts were
+    kept for research, by turn number (text that was never kept or was erased is not there)."""
+    query = (
+        select(Answer.turn, Question.text, Answer.text)
+        .join(Question, Question.id == Answer.question_id)
+        .where(
+            Question.user_id == user_id,
+            Answer.conversation_id == conversation_id,
+            Answer.turn < turn,
+            Question.text.is_not(None),
+            Answer.text.is_not(None),
+        )
+    )
+    rows = (await session.execute(query)).tuples().all()
+    return {number: (q, a) for number, q, a in rows if number is not None and q is not None and a is not None}

@@ -1,5 +1,6 @@
 """A clinician claims and answers a case from a phone: headless Debian Chromium at 390 px against
-`meditron-bot admin`, on the data and Redis of the real bot, which delivers the reply.
+`meditron-bot admin`, on the data and Redis of the real bot, which delivers the reply. The case is a
+follow-up: its page shows the conversation's earlier turn as a thread before the question.
 
 Fails when Chromium or Playwright is missing under CI (env CI set); skips only outside CI.
 """
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.flows.handover import reply_text
 from tests.console.test_browser import (
@@ -26,7 +28,8 @@ from tests.console.test_browser import (
     _wait_until_listening,
 )
 from tests.console.test_handover_e2e import ADA, CLINICIAN, _agreement, _choose, _with_button
-from tests.support.stack import Stack
+from tests.support.stack import Stack, inprocess_worker
+from tests.test_conversation_e2e import ask
 from tests.test_field_e2e import bot, consent, says
 
 PHONE = {"width": 390, "height": 844}
@@ -56,14 +59,16 @@ async def console_url(stack: Stack, tmp_path: Path) -> AsyncIterator[str]:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_a_clinician_claims_and_replies_from_a_phone(
-    stack: Stack, console_url: str, tmp_path: Path
+    stack: Stack, console_url: str, tmp_path: Path, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     from playwright.async_api import async_playwright
 
     stub, shots = stack.stub, []
+    first = "My baby is 3 months old and feels hot."
     question = "Is a fever of 39 in a 3-month-old baby urgent?"
-    async with bot(stack):
+    async with bot(stack), inprocess_worker(stack):
         await consent(stack, ADA, "both")
+        await ask(stack, sessionmaker, first, ADA)  # answered: the follow-up's earlier turn
         before = len(stub.calls)
         stub.push_message(question, user_id=ADA)
         await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
@@ -96,6 +101,13 @@ async def test_a_clinician_claims_and_replies_from_a_phone(
             await page.click("ul.cases a")
             await page.wait_for_url("**/cases/*")
             assert await page.inner_text("#question-text") == question
+            assert await page.inner_text("#earlier-1 .asked") == first
+            thread, asked = (
+                await page.locator("#earlier").bounding_box(),
+                await page.locator("#question-text").bounding_box(),
+            )
+            assert thread is not None and asked is not None and thread["y"] + thread["height"] <= asked["y"]
+            assert thread["x"] >= 0 and thread["x"] + thread["width"] <= PHONE["width"]
             await shot("case")
             await page.click("#claim")
             await page.wait_for_selector("#reply")

@@ -61,8 +61,11 @@ async def on_button(update: Update, context: BotContext) -> None:
         await query.answer()
         await _ask_agreement(context, found, language)
         return
-    case = await decide(res.sessionmaker, res.cases, found, agreed=action == "yes", language=language)
-    log.info("handover.decided", agreed=action == "yes", opened=case is not None, question_id=question_id)
+    agreed = action == "yes"
+    case = await decide(
+        res.sessionmaker, res.cases, res.conversations, found, agreed=agreed, language=language
+    )
+    log.info("handover.decided", agreed=agreed, opened=case is not None, question_id=question_id)
     minutes = round(res.settings.handover_alert_min)
     text = t(texts.HANDOVER_OPENED, language).format(minutes=minutes) if case else None
     await query.answer()
