@@ -22,6 +22,7 @@ from storage.models import AuditEvent
 SECRET = "k" * 48
 REVIEWER = ("rita", "reviewer-password-1")
 ADMIN = ("adam", "admin-password-123")
+CLINICIAN = ("cleo", "clinician-password-1")
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 

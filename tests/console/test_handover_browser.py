@@ -7,10 +7,6 @@ Fails when Chromium or Playwright is missing under CI (env CI set); skips only o
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from asyncio.subprocess import DEVNULL, PIPE
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +16,8 @@ from bot.flows.handover import reply_text
 from tests.console.test_browser import (
     CHROMIUM,
     CHROMIUM_FLAGS,
-    _cli_env,
-    _free_port,
     _keep,
     _require_browser,
-    _run_cli,
-    _wait_until_listening,
 )
 from tests.console.test_handover_e2e import ADA, CLINICIAN, _agreement, _choose, _with_button
 from tests.support.stack import Stack, inprocess_worker
@@ -36,25 +28,10 @@ PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture
-async def console_url(stack: Stack, tmp_path: Path) -> AsyncIterator[str]:
-    """`meditron-bot admin` on a free port with a clinician made by `admin add-user`, on the bot's data."""
+def console_url(clinician_console: str) -> str:
+    """`meditron-bot admin` with a clinician made by `admin add-user`, on the bot's data (conftest)."""
     _require_browser()
-    env = _cli_env(tmp_path, stack.db_url)
-    env.update(REDIS_URL=stack.redis_url, QUEUE_NAMESPACE=stack.storage.queue_namespace)
-    status, stderr = await _run_cli(
-        ["admin", "add-user", CLINICIAN[0], "--role", "clinician"], env, CLINICIAN[1]
-    )
-    assert status == 0, stderr
-    port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "admin", "--port", str(port), env=env, stdout=DEVNULL, stderr=PIPE
-    )
-    try:
-        await _wait_until_listening(process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        await process.communicate()
+    return clinician_console
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -27,14 +27,13 @@ from storage.queue.cases import CaseQueue, CaseReplyMessage
 from storage.queue.connection import connect
 from storage.repositories.accounts import add_account
 from storage.repositories.audit import verify_chain
-from tests.console.helpers import ADMIN, REVIEWER, SECRET, audit_rows, client_for, csrf_of
+from tests.console.helpers import ADMIN, CLINICIAN, REVIEWER, SECRET, audit_rows, client_for, csrf_of
 from tests.support.stack import Stack, inprocess_worker
 from tests.support.telegram_stub import Call
 from tests.test_field_e2e import bot, consent, says
 
 ADA = 3001
 ONCALL = -100777
-CLINICIAN = ("cleo", "clinician-password-1")
 DANGER = "My neighbour collapsed and is not breathing, what do I do"
 Sessions = async_sessionmaker[AsyncSession]
 

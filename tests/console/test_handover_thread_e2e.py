@@ -9,14 +9,7 @@ question's case shows no earlier turns; /forget leaves none of the texts in the 
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from asyncio.subprocess import DEVNULL, PIPE
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
-import pytest
 from markupsafe import escape
 from redis.asyncio import Redis
 from sqlalchemy import select
@@ -27,7 +20,6 @@ from storage.models import Base, Case, ConsentEvent
 from storage.repositories.audit import verify_chain
 from storage.repositories.cases import earlier_turns
 from tests.console.helpers import csrf_of
-from tests.console.test_browser import _cli_env, _free_port, _run_cli, _wait_until_listening
 from tests.console.test_handover_e2e import ADA, CLINICIAN, _agreement, _buttons, _choose, _with_button
 from tests.support.stack import Stack, inprocess_worker
 from tests.support.telegram_stub import Call
@@ -37,27 +29,6 @@ from tests.test_field_e2e import bot, consent, says
 Sessions = async_sessionmaker[AsyncSession]
 FIRST = "What is the amoxicillin dose for a 12 kg child with pneumonia? zq7first"
 FOLLOW_UP = "And if she is allergic to penicillin? zq7follow"
-
-
-@pytest.fixture
-async def console(stack: Stack, tmp_path: Path) -> AsyncIterator[str]:
-    """`meditron-bot admin` on a free port, on the bot's data, with a clinician made by `admin add-user`."""
-    env = _cli_env(tmp_path, stack.db_url)
-    env.update(REDIS_URL=stack.redis_url, QUEUE_NAMESPACE=stack.storage.queue_namespace)
-    status, stderr = await _run_cli(
-        ["admin", "add-user", CLINICIAN[0], "--role", "clinician"], env, CLINICIAN[1]
-    )
-    assert status == 0, stderr
-    port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "admin", "--port", str(port), env=env, stdout=DEVNULL, stderr=PIPE
-    )
-    try:
-        await _wait_until_listening(process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        await process.communicate()
 
 
 async def _ask(stack: Stack, sessionmaker: Sessions, text: str) -> Call:
@@ -123,7 +94,7 @@ async def _redis_values(url: str, namespace: str) -> bytes:
 
 
 async def test_a_follow_ups_case_shows_the_earlier_turns_and_forget_erases_them(
-    stack: Stack, sessionmaker: Sessions, console: str
+    stack: Stack, sessionmaker: Sessions, clinician_console: str
 ) -> None:
     stack.audit_anchor().attach(sessionmaker)
     stub = stack.stub
@@ -140,13 +111,13 @@ async def test_a_follow_ups_case_shows_the_earlier_turns_and_forget_erases_them(
         ]
         assert first.earlier_turns is None  # a first question has no earlier turns
 
-        page = await _page(console, follow.id)
+        page = await _page(clinician_console, follow.id)
         thread = page.index('id="earlier"')
         first_q, first_a = page.index(str(escape(FIRST))), page.index(str(escape(first.answer_text)))
         asked = page.index('id="question-text"')
         assert thread < first_q < first_a < asked < page.index(str(escape(FOLLOW_UP)))
         assert str(escape(follow.answer_text)) in page[asked:]
-        lone = await _page(console, first.id)
+        lone = await _page(clinician_console, first.id)
         assert 'id="earlier"' not in lone and str(escape(FIRST)) in lone and FOLLOW_UP not in lone
 
         before = len(stub.calls)

@@ -18,7 +18,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest_asyncio
@@ -104,6 +104,21 @@ class Call:
 
 
 @dataclass
+class Hold:
+    """A call the stand-in carries out (Telegram has it: the user sees the message) and records, but
+    does not answer until ``release``: the bot waits for the response, as in a slow network."""
+
+    method: str
+    matches: Callable[[JSONDict], bool]
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        """Let the held response go (to the bot, or nowhere if it was killed meanwhile)."""
+        self.released.set()
+
+
+@dataclass
 class _Failure:
     """An injected failure: an API error body, or None for a 502 page from the proxy in front of the API."""
 
@@ -139,6 +154,7 @@ class TelegramStub:
         self._callbacks: dict[str, bool] = {}  # query id -> answered
         self._member_status: dict[tuple[int, int], str] = {}
         self._failures: dict[str, list[_Failure]] = {}
+        self._holds: list[Hold] = []
         self._files: dict[str, tuple[str, bytes]] = {}  # file id -> (file path, content)
         self.webhook: JSONDict | None = None  # the last setWebhook's url, secret_token, allowed_updates
         self._client: Any = None  # aiohttp.ClientSession of deliver
@@ -171,6 +187,8 @@ class TelegramStub:
     async def stop(self) -> None:
         self._closing = True
         self._wake_pollers()
+        for hold in self._holds:
+            hold.release()
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -207,6 +225,13 @@ class TelegramStub:
             description = f"Too Many Requests: retry after {retry_after}" if flood else f"Error {error_code}"
         error = ApiError(error_code, description, {"retry_after": retry_after} if flood else None)
         self._failures.setdefault(method.lower(), []).append(_Failure(error.body, times))
+
+    def hold_next(self, method: str, matches: Callable[[JSONDict], bool]) -> Hold:
+        """Carry out and record the next call of ``method`` whose parameters match, but hold its
+        response until ``Hold.release``; ``Hold.reached`` is set once it is carried out."""
+        hold = Hold(method.lower(), matches)
+        self._holds.append(hold)
+        return hold
 
     def fail_network(self, method: str, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with a 502 HTML page (PTB: NetworkError)."""
@@ -487,6 +512,11 @@ class TelegramStub:
         async with self._changed:
             self.calls.append(Call(method, params, body, time.monotonic(), status))
             self._changed.notify_all()
+        waiting = (h for h in self._holds if not h.reached.is_set() and h.method == method.lower())
+        hold = next((h for h in waiting if h.matches(params)), None)
+        if hold is not None:
+            hold.reached.set()
+            await hold.released.wait()
         if failure is not None and failure.body is None:
             page = "<html><head><title>502 Bad Gateway</title></head></html>"
             return web.Response(status=502, text=page, content_type="text/html")
