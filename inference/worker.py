@@ -193,7 +193,7 @@ class Worker:
 
     async def _loop(self, batch: Backend, stop: asyncio.Event) -> None:
         """Fill every free slot from the queue; one task per question; ride out Redis outages."""
-        resumed = False
+        resume_after: str | None = "0"  # own entries left from before a restart, read page by page
         last_trim = time.monotonic()
         while not stop.is_set():
             free = batch.max_sequences - len(self._tasks)
@@ -204,13 +204,12 @@ class Worker:
                 if self.redis.down:  # back: streams may be new (no persistence), claims may look stale
                     await self.queue.ensure_groups()
                     await self._beat()  # renew our claims before anyone (even we) reclaims them
-                if resumed:
+                if resume_after is None:
                     deliveries = await self.queue.read_questions(
                         self.config.name, count=free, block_ms=READ_BLOCK_MS, own_pending=False
                     )
                 else:
-                    deliveries = await self.queue.resume(self.config.name, free)
-                    resumed = True
+                    deliveries, resume_after = await self.queue.resume(self.config.name, free, resume_after)
                 if time.monotonic() - last_trim > TRIM_EVERY_S:
                     await self.queue.trim()
                     last_trim = time.monotonic()

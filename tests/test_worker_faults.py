@@ -273,6 +273,28 @@ async def test_worker_killed_mid_answer_answers_once_after_restart(
           f"answered_before_kill={before} redelivered={len(retaken)} duplicates=0 lost=0")  # fmt: skip
 
 
+async def test_a_restarted_worker_with_fewer_slots_resumes_every_question_it_held(
+    client: Redis, queue: Queue, names: QueueNames, start_worker: Start
+) -> None:
+    """kill -9 of a worker answering two questions; it comes back under its name with one slot and a
+    claim time far longer than the test: it resumes both (one after the other), not one now and the
+    other when the claim runs out."""
+    slow_claim = {"QUEUE_CLAIM_IDLE_MS": "600000"}
+    first = await start_worker(WORKER_NAME="w-held", MAX_SEQUENCES="2", **slow_claim)
+    questions = await _enqueue(queue, 4)
+    await _wait_lines(first, '"question.taken"', 2)
+    await first.stop(signal.SIGKILL)
+    held = {r["question_id"] for r in _events(first, "question.taken")}
+    published_before = {r["question_id"] for r in _events(first, "answer.published")}
+    assert held - published_before, "the kill must land while a question is held"
+    second = await start_worker(WORKER_NAME="w-held", MAX_SEQUENCES="1", **slow_claim)
+    await _wait_answers(client, names, len(questions))
+    _assert_exactly_once(await _answers(client, names), questions)
+    retaken = {r["question_id"] for r in _events(second, "question.taken") if r["deliveries"] == 2}
+    assert held - published_before <= retaken
+    assert await client.xlen(names.dead) == 0
+
+
 async def test_a_question_that_kills_its_worker_each_time_is_dead_lettered_and_its_user_told(
     client: Redis, queue: Queue, names: QueueNames, start_worker: Start
 ) -> None:

@@ -327,13 +327,21 @@ return 1
         )
         return await self._accept([(entry_id, fields, 1) for entry_id, fields in items])
 
-    async def resume(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
-        """Up to ``count`` entries this consumer took before a restart and never acked (at start-up).
+    async def resume(
+        self, consumer: str, count: int, after: str = "0"
+    ) -> tuple[list[Delivery[QuestionMessage]], str | None]:
+        """Up to ``count`` entries this consumer took before a restart and never acked, after ``after``.
 
+        At start-up, page by page: the second value is the entry id to resume after next, or None
+        once none are left (then the entries this consumer holds are the ones it is answering).
         Each counts as one more delivery, so a question that crashes its worker every time is
         dead-lettered after ``max_deliveries``.
         """
-        return await self._own_pending(consumer, count)
+        items = await groups.read_group(
+            self.redis, self.names.questions, self.names.workers_group, consumer, start=after, count=count
+        )
+        deliveries = await self._with_counts([(i, f) for i, f in items if f])
+        return deliveries, (items[-1][0] if len(items) >= count else None)
 
     async def _own_pending(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
         """Entries this consumer took before a restart and never acked."""
