@@ -249,6 +249,8 @@ async def test_sigterm_to_the_group_stops_bot_worker_redis_in_order_and_loses_no
     run = await _start(stub, data_dir, tiny_model_path, max_tokens=16)
     try:
         await _all_answered(stub, keys)
+    except AssertionError as exc:  # both runs' event lines (no text, no ids) say where it stopped
+        raise AssertionError(f"{exc}\nfirst run:\n{first}\nafter the restart:\n{run.output}") from None
     finally:
         assert await run.stop(signal.SIGTERM) == 0, run.output
     print(f"SIGTERM to the group: {enqueued} of 10 questions enqueued before the stop; all answered after")

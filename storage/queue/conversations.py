@@ -111,7 +111,7 @@ class ConversationStore:
             return None
         pending = json.loads(raw)
         conversation = await self.load(user, pending["c"])
-        turns = [*conversation.turns, (pending["q"], answer)][-self.max_turns :]
+        turns = [*conversation.turns, (pending["q"], answer)][-self.max_turns :] if self.max_turns else []
         count = max(conversation.count, int(pending["t"]))
         value = json.dumps({"turns": turns, "count": count})
         await self.redis.set(self._conversation_key(user, conversation.id), value, px=self.idle_ms)
