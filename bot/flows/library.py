@@ -1,8 +1,12 @@
 """Grounding a question: the library passages it goes to the model with (retrieval runs in the bot).
 
 The index finds passages sharing the question's words, ranked by bm25 (SQLite) or ts_rank_cd
-(PostgreSQL). Each candidate's relevance is the share of the question's content words it contains
-(compared by a crude five-letter stem, the same on both databases); candidates are ordered by that
+(PostgreSQL). Very common words (in more than ``COMMON_SHARE`` of a large library's passages) are
+left out of the index query, and when a relevant passage must share two or more of the words, the
+index is first asked for passages sharing two of the others (then, if too few, one): so a query
+never makes the index rank most of the library. Each candidate's relevance is the share of the
+question's content words it contains (compared by a crude five-letter stem, the same on both
+databases; common words count here too); candidates are ordered by that
 share, then by the index's rank, and those below ``min_match`` dropped. The first ones are kept,
 at most ``top_k`` and ``max_tokens`` (estimated) together.
 
@@ -14,6 +18,7 @@ passages travel in the QuestionMessage, so a worker never quotes a passage the b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,9 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.library.words import stem, stems, terms
 from storage.queue import Passage
 from storage.repositories.library import library_version, passages_by_ids
-from storage.repositories.library_index import search
+from storage.repositories.library_index import Candidate, search
+from storage.repositories.library_terms import frequencies
 
 CANDIDATES_PER_PASSAGE = 4  # candidates read from the index for each passage wanted
+COMMON_SHARE = 0.1  # a word in more of the passages than this is left out of the index query ...
+COMMON_MIN = 100  # ... when that is more passages than this (a small library is searched whole)
+PAIR_WORDS = 8  # the pairs query uses the rarest 8 words at most (28 pairs)
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,27 @@ def overlap(question_terms: list[str], passage_text: str) -> float:
     return len(wanted & stems(passage_text)) / len(wanted)
 
 
+async def _candidates(
+    session: AsyncSession, words: list[str], language: str, limits: RetrievalLimits
+) -> list[Candidate]:
+    """Index candidates for ``words``: rarer words only, passages sharing two of them first."""
+    wanted = sorted({stem(word) for word in words})
+    total, counts = await frequencies(session, wanted)
+    common = {key for key in wanted if counts.get(key, 0) > max(COMMON_SHARE * total, COMMON_MIN)}
+    kept = sorted((w for w in words if stem(w) not in common), key=lambda w: counts.get(stem(w), 0))
+    kept = kept or sorted(words, key=lambda w: counts.get(stem(w), 0))[:1]  # all common: the rarest
+    limit = limits.top_k * CANDIDATES_PER_PASSAGE
+    shared = math.ceil(limits.min_match * len(wanted) - 1e-9)  # words a relevant passage shares
+    found: list[Candidate] = []
+    if shared >= 2 and len(kept) >= 2:
+        found = await search(session, kept[:PAIR_WORDS], language, limit, need=2)
+    if len(found) < limit:
+        seen = {c.passage_id for c in found}
+        more = await search(session, kept, language, limit)
+        found += [c for c in more if c.passage_id not in seen][: limit - len(found)]
+    return found
+
+
 async def retrieve(
     session: AsyncSession, question: str, language: str, limits: RetrievalLimits = RetrievalLimits()
 ) -> Grounding:
@@ -59,7 +89,7 @@ async def retrieve(
     words = terms(question)
     if not version or not words or limits.top_k < 1:
         return Grounding(version, ())
-    candidates = await search(session, words, language, limits.top_k * CANDIDATES_PER_PASSAGE)
+    candidates = await _candidates(session, words, language, limits)
     stored = await passages_by_ids(session, [c.passage_id for c in candidates])
     scored = []
     for position, candidate in enumerate(candidates):

@@ -1,14 +1,14 @@
-"""Words of a question or passage: content terms, a crude stem for matching, a token estimate."""
+"""Words of a question or passage: content terms, a crude stem for matching (storage.repositories.
+library_terms, which counts them), a token estimate."""
 
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+from storage.repositories.library_terms import WORD, fold, stem, stems
+
+__all__ = ["MAX_TERMS", "STOPWORDS", "estimate_tokens", "fold", "stem", "stems", "terms"]
 MAX_TERMS = 24
-STEM_CHARS = 5
 
 # Function words and question words of the bot's languages (en, fr, es); they match everywhere.
 _STOPWORDS = """
@@ -31,26 +31,10 @@ STOPWORDS = frozenset(_STOPWORDS.split())
 def terms(text: str) -> list[str]:
     """The distinct content words of ``text`` (lower case, no accents), first ones first, at most 24."""
     seen: dict[str, None] = {}
-    for word in _WORD.findall(fold(text)):
+    for word in WORD.findall(fold(text)):
         if len(word) >= 2 and word not in STOPWORDS and not word.isdigit() and "_" not in word:
             seen.setdefault(word, None)
     return list(seen)[:MAX_TERMS]
-
-
-def fold(text: str) -> str:
-    """Lower case without diacritics (``Réhydratation`` → ``rehydratation``)."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(char for char in decomposed if not unicodedata.combining(char))
-
-
-def stem(word: str) -> str:
-    """A crude, language-blind stem: the first five letters (dehydrated, dehydration → dehyd)."""
-    return word[:STEM_CHARS]
-
-
-def stems(text: str) -> set[str]:
-    """The stems of every word of ``text``."""
-    return {stem(word) for word in _WORD.findall(fold(text))}
 
 
 def estimate_tokens(text: str) -> int:

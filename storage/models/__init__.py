@@ -10,7 +10,7 @@ from storage.models.feedback import RATINGS, Feedback
 from storage.models.grants import GRANT_SOURCES, AccessGrant
 from storage.models.groups import GroupChat
 from storage.models.invites import InviteCode
-from storage.models.library import DOCUMENT_FORMATS, LibraryDocument, LibraryPassage
+from storage.models.library import DOCUMENT_FORMATS, LibraryDocument, LibraryPassage, LibraryTerm
 from storage.models.login_limits import LoginLimit
 from storage.models.questions import ANSWER_STATUSES, QUESTION_STATUSES, Answer, Question
 from storage.models.users import User
@@ -41,6 +41,7 @@ __all__ = [
     "InviteCode",
     "LibraryDocument",
     "LibraryPassage",
+    "LibraryTerm",
     "LoginLimit",
     "Question",
     "ReviewAccount",

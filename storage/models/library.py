@@ -1,4 +1,4 @@
-"""The guideline library's tables: documents the deployer imported and their passages.
+"""The guideline library's tables: documents the deployer imported, their passages, word frequencies.
 
 The full-text index is not an ORM table: SQLite keeps it in the FTS5 table ``library_fts`` (rowid =
 passage id), PostgreSQL in the ``search`` tsvector column of ``library_passages`` (GIN index). Both
@@ -49,3 +49,12 @@ class LibraryPassage(Base):
     page: Mapped[int | None] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     tokens: Mapped[int] = mapped_column(Integer)  # an estimate (see bot.library.passages)
+
+
+class LibraryTerm(Base):
+    """How many passages contain a word stem (see storage.repositories.library_terms)."""
+
+    __tablename__ = "library_terms"
+
+    stem: Mapped[str] = mapped_column(String(16), primary_key=True)
+    passages: Mapped[int] = mapped_column(Integer)

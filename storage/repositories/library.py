@@ -19,6 +19,7 @@ from storage.models import DOCUMENT_FORMATS, LibraryDocument, LibraryPassage
 from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
 from storage.repositories.library_index import index_document, unindex_document
+from storage.repositories.library_terms import count_document, uncount_document
 
 
 class UnknownDocumentError(StorageError):
@@ -72,7 +73,7 @@ async def add_document(
     sha256: str,
     passages: Sequence[NewPassage],
 ) -> LibraryDocument:
-    """Store a document and its passages, index them and audit the change."""
+    """Store a document and its passages, index and count them, and audit the change."""
     check_one_of("format", format, DOCUMENT_FORMATS)
     if not passages:
         raise ValueError("a document needs at least one passage")
@@ -95,16 +96,18 @@ async def add_document(
     )
     await session.flush()
     await index_document(session, document.id, document.title, document.language)
+    await count_document(session, document.id)
     await _audit(session, "library.added", document)
     return document
 
 
 async def remove_document(session: AsyncSession, document_id: int) -> LibraryDocument:
-    """Remove a document, its passages and their index entries; audit it."""
+    """Remove a document, its passages, their index entries and counts; audit it."""
     document = await session.get(LibraryDocument, document_id)
     if document is None:
         raise UnknownDocumentError(f"no library document #{document_id}")
     await unindex_document(session, document_id)
+    await uncount_document(session, document_id)
     await session.execute(delete(LibraryPassage).where(LibraryPassage.document_id == document_id))
     await session.delete(document)
     await session.flush()

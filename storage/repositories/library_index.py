@@ -1,9 +1,11 @@
 """The library's full-text index: SQLite FTS5 (bm25) or PostgreSQL full text (ts_rank_cd, GIN).
 
 Queries are the OR of a question's content words, so a passage worded differently still matches on
-the words it shares; ranking puts the passages sharing the rarest words first. On PostgreSQL the
-document's language picks the text search configuration (stemming, stop words) when the server
-has one for it, else ``simple``. bm25 weighs a match in the title 4, in the section 2, in the
+the words it shares, or (``need`` 2) the OR of every pair of them, so only passages sharing two of
+the words are ranked; ranking puts the passages sharing the rarest words first. Either query can
+use the index (FTS5's, or PostgreSQL's GIN index on ``search``) and ranks only the matching rows.
+On PostgreSQL the document's language picks the text search configuration (stemming, stop words)
+when the server has one for it, else ``simple``. bm25 weighs a match in the title 4, in the section 2, in the
 text 1. The tables and column are those of storage.models.library (INDEX_TABLE, INDEX_COLUMN).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,11 +41,16 @@ async def _dialect(session: AsyncSession) -> str:
     return (await session.connection()).dialect.name
 
 
+_SERVER_CONFIGS: dict[str, bool] = {}  # configuration name -> the server has it (PostgreSQL ships them)
+
+
 async def pg_config(session: AsyncSession, language: str) -> str:
     """The PostgreSQL configuration for ``language`` if the server has it, else ``simple``."""
     name = PG_CONFIGS.get(language.lower().split("-")[0], "simple")
-    found = await session.scalar(text("SELECT count(*) FROM pg_ts_config WHERE cfgname = :n"), {"n": name})
-    return name if found else "simple"
+    if name not in _SERVER_CONFIGS:
+        query = text("SELECT count(*) FROM pg_ts_config WHERE cfgname = :n")
+        _SERVER_CONFIGS[name] = bool(await session.scalar(query, {"n": name}))
+    return name if _SERVER_CONFIGS[name] else "simple"
 
 
 async def index_document(session: AsyncSession, document_id: int, title: str, language: str) -> None:
@@ -76,8 +84,19 @@ async def unindex_document(session: AsyncSession, document_id: int) -> None:
     await session.execute(text(query), {"d": document_id})
 
 
-async def search(session: AsyncSession, words: Sequence[str], language: str, limit: int) -> list[Candidate]:
-    """The best ``limit`` passages containing any of ``words`` (plain words, see bot.library.words)."""
+def _expression(words: Sequence[str], need: int, either: str, both: str, quote: str) -> str:
+    """``words`` OR-ed, or (``need`` 2) every pair of them AND-ed, the pairs OR-ed."""
+    quoted = [f"{quote}{word}{quote}" for word in words]
+    if need < 2 or len(quoted) < 2:
+        return either.join(quoted)
+    return either.join(f"({a}{both}{b})" for a, b in combinations(quoted, 2))
+
+
+async def search(
+    session: AsyncSession, words: Sequence[str], language: str, limit: int, need: int = 1
+) -> list[Candidate]:
+    """The best ``limit`` passages containing any of ``words`` (``need`` 2: two of them; plain words,
+    see bot.library.words)."""
     words = [word for word in words if word.isalnum()]
     if not words:
         return []
@@ -88,12 +107,13 @@ async def search(session: AsyncSession, words: Sequence[str], language: str, lim
             "to_tsquery(CAST(:config AS regconfig), :query) AS q "
             "WHERE search @@ q ORDER BY rank DESC, id LIMIT :limit"
         )
-        params: dict[str, object] = {"config": config, "query": " | ".join(words), "limit": limit}
+        expression = _expression(words, need, " | ", " & ", "")
+        params: dict[str, object] = {"config": config, "query": expression, "limit": limit}
     else:
         query = text(
             "SELECT rowid, -bm25(library_fts, 4.0, 2.0, 1.0) AS rank FROM library_fts "
             "WHERE library_fts MATCH :query ORDER BY rank DESC, rowid LIMIT :limit"
         )
-        params = {"query": " OR ".join(f'"{word}"' for word in words), "limit": limit}
+        params = {"query": _expression(words, need, " OR ", " AND ", '"'), "limit": limit}
     rows = (await session.execute(query, params)).all()
     return [Candidate(int(row[0]), float(row[1])) for row in rows]

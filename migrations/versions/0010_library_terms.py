@@ -1,0 +1,54 @@
+"""The library's word frequencies: in how many passages each word stem occurs (retrieval leaves very
+common words out of the index query). Filled from the passages already imported.
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def _stems(value: str) -> set[str]:
+    """storage.repositories.library_terms.stems as of this revision (five folded letters a word)."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", value.lower()) if not unicodedata.combining(c))
+    return {word[:5] for word in re.findall(r"\w+", folded)}
+
+
+def upgrade() -> None:
+    """Create ``library_terms`` and count the stored passages into it."""
+    table = op.create_table(
+        "library_terms",
+        sa.Column("stem", sa.String(length=16), nullable=False),
+        sa.Column("passages", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("stem", name=op.f("pk_library_terms")),
+    )
+    rows = op.get_bind().execute(
+        sa.text(
+            "SELECT d.title, p.section, p.text FROM library_passages p "
+            "JOIN library_documents d ON d.id = p.document_id"
+        )
+    )
+    counts: dict[str, int] = {}
+    for title, section, body in rows:
+        for key in _stems(f"{title} {section} {body}"):
+            counts[key] = counts.get(key, 0) + 1
+    if counts:
+        op.bulk_insert(table, [{"stem": key, "passages": n} for key, n in counts.items()])
+
+
+def downgrade() -> None:
+    """Drop the frequencies."""
+    op.drop_table("library_terms")
