@@ -1,20 +1,27 @@
 """Retrieval from the guideline library: questions in other words find their passage; nothing
-unrelated is retrieved; limits; removal; every change audited with the document's sha256."""
+unrelated is retrieved; limits; removal; every change audited with the document's sha256; word
+frequencies kept with the passages, and very common words left out of the index query."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.flows.library import RetrievalLimits, retrieve
+from bot.flows.library import RetrievalLimits, index_query, retrieve
+from bot.library.bench import synthetic_documents
 from bot.library.importer import file_sha256, import_file
-from storage.models import AuditEvent, LibraryPassage
+from bot.library.words import stem, terms
+from storage.db import make_engine, make_sessionmaker
+from storage.migrate import upgrade_async
+from storage.models import AuditEvent, LibraryPassage, LibraryTerm
 from storage.repositories.audit import verify_chain
-from storage.repositories.library import library_version, remove_document
+from storage.repositories.library import add_document, library_version, remove_document
+from storage.repositories.library_terms import frequencies, passage_stems
 
 Sessions = async_sessionmaker[AsyncSession]
 LIBRARY = Path(__file__).parent / "support" / "library"
@@ -96,3 +103,86 @@ async def test_changes_are_audited_with_sha256_and_removal_empties_the_index(ses
     assert all(payload["sha256"] == sha256 for _, payload in changes)
     assert changes[0][1]["library_version"] == version
     assert changes[1][1]["library_version"] == ""
+
+
+async def _stored_counts(session: AsyncSession) -> dict[str, int]:
+    """library_terms as a dict."""
+    rows = (await session.execute(select(LibraryTerm.stem, LibraryTerm.passages))).tuples()
+    return {key: count for key, count in rows}
+
+
+async def test_word_frequencies_follow_imports_and_removals(sessionmaker: Sessions) -> None:
+    document_id = await _library(sessionmaker)
+    async with sessionmaker() as session:
+        stored = await _stored_counts(session)
+        rows = (await session.execute(select(LibraryPassage.section, LibraryPassage.text))).tuples().all()
+        total, found = await frequencies(session, ["dehyd", "child", "zzzzz"])
+    expected = Counter(
+        s for section, body in rows for s in passage_stems("Field Guideline Sample", section, body)
+    )
+    assert stored == dict(expected)
+    assert stored["field"] == total == len(rows)  # the title's words are in every passage
+    assert found == {k: expected[k] for k in ("dehyd", "child")}
+    async with sessionmaker.begin() as session:
+        await remove_document(session, document_id)
+    async with sessionmaker() as session:
+        assert await _stored_counts(session) == {}
+        assert await frequencies(session, ["dehyd"]) == (0, {})
+
+
+async def test_migration_0010_counts_the_passages_already_imported(db_url: str) -> None:
+    await upgrade_async(db_url)
+    engine = make_engine(db_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        await _library(sessions)
+        async with sessions() as session:
+            counted = await _stored_counts(session)
+        async with sessions.begin() as session:  # back to how 0009 left a database with a library
+            await session.execute(text("DROP TABLE library_terms"))
+            await session.execute(text("UPDATE alembic_version SET version_num = '0009'"))
+            if (await session.connection()).dialect.name == "postgresql":
+                await session.execute(text("ALTER INDEX ix_library_passages_search RESET (fastupdate)"))
+        await engine.dispose()
+        await upgrade_async(db_url)
+        async with sessions() as session:
+            assert await _stored_counts(session) == counted
+            if (await session.connection()).dialect.name == "postgresql":
+                options = await session.scalar(
+                    text("SELECT reloptions FROM pg_class WHERE relname = 'ix_library_passages_search'")
+                )
+                assert options == ["fastupdate=off"]  # no pending list for searches to read
+    finally:
+        await engine.dispose()
+
+
+def test_very_common_words_are_left_out_and_rare_ones_asked_in_pairs() -> None:
+    words = ["treat", "burn", "wound", "child"]
+    counts = {"treat": 2_900, "burn": 300, "wound": 305, "child": 421}
+    query = index_query(words, counts, 10_000, 0.3)
+    assert query.words == ("burn", "wound", "child")
+    assert query.pairs == ("burn", "wound", "child")  # rarest first; a relevant passage shares 2 of 4
+    assert index_query(["treat", "give"], {"treat": 2_900, "give": 3_800}, 10_000, 0.3).words == ("treat",)
+    small = index_query(words, {"treat": 90}, 100, 0.3)  # a small library is searched with every word
+    assert small.words == tuple(words)
+    assert index_query(["capital", "france"], {}, 10_000, 0.3).pairs == ()  # one shared word suffices
+
+
+async def test_a_large_library_with_common_words_still_finds_the_passage(sessionmaker: Sessions) -> None:
+    """1,000 synthetic passages (where "check" and "treat" are very common) and the guideline."""
+    for number, passages in enumerate(synthetic_documents(1_000)):
+        async with sessionmaker.begin() as session:
+            await add_document(
+                session, title=f"Synthetic {number}", source=f"s{number}.md", format="markdown",
+                language="en", sha256=f"{number:064x}", passages=passages,
+            )  # fmt: skip
+    await _library(sessionmaker)
+    question = "Some dehydration in a toddler: how much ORS to treat it, and what to check?"
+    words = terms(question)
+    async with sessionmaker() as session:
+        total, counts = await frequencies(session, sorted({stem(w) for w in words}))
+        sections = [p.section for p in (await retrieve(session, question, "en")).passages]
+    asked = index_query(words, counts, total, RetrievalLimits().min_match)
+    assert {"check", "treat"} <= set(words) - set(asked.words)  # left out: very common
+    assert asked.pairs  # and the rest asked two at a time first
+    assert "Diarrhoea › Some dehydration" in sections, sections

@@ -60,23 +60,41 @@ def overlap(question_terms: list[str], passage_text: str) -> float:
     return len(wanted & stems(passage_text)) / len(wanted)
 
 
+@dataclass(frozen=True)
+class IndexQuery:
+    """What the index is asked: ``words`` (any of them), and first ``pairs`` (two of them; may be empty)."""
+
+    words: tuple[str, ...]
+    pairs: tuple[str, ...]
+
+
+def index_query(words: list[str], counts: dict[str, int], total: int, min_match: float) -> IndexQuery:
+    """The index query for ``words`` (the question's), given in how many of the
+    ``total`` passages each stem occurs: very common words left out (all common: the rarest kept),
+    and when a relevant passage must share two words or more, the rarest eight asked in pairs."""
+
+    def frequency(word: str) -> int:
+        return counts.get(stem(word), 0)
+
+    common_above = max(COMMON_SHARE * total, COMMON_MIN)
+    kept = [w for w in words if frequency(w) <= common_above]
+    kept = kept or sorted(words, key=frequency)[:1]
+    shared = math.ceil(min_match * len({stem(w) for w in words}) - 1e-9)  # words a relevant one has
+    pairs = sorted(kept[:PAIR_WORDS], key=frequency) if shared >= 2 and len(kept) >= 2 else []
+    return IndexQuery(tuple(kept), tuple(pairs))
+
+
 async def _candidates(
     session: AsyncSession, words: list[str], language: str, limits: RetrievalLimits
 ) -> list[Candidate]:
-    """Index candidates for ``words``: rarer words only, passages sharing two of them first."""
-    wanted = sorted({stem(word) for word in words})
-    total, counts = await frequencies(session, wanted)
-    common = {key for key in wanted if counts.get(key, 0) > max(COMMON_SHARE * total, COMMON_MIN)}
-    kept = sorted((w for w in words if stem(w) not in common), key=lambda w: counts.get(stem(w), 0))
-    kept = kept or sorted(words, key=lambda w: counts.get(stem(w), 0))[:1]  # all common: the rarest
+    """Index candidates for ``words``: passages sharing two of the rarer words, then (if too few) one."""
+    total, counts = await frequencies(session, sorted({stem(word) for word in words}))
+    query = index_query(words, counts, total, limits.min_match)
     limit = limits.top_k * CANDIDATES_PER_PASSAGE
-    shared = math.ceil(limits.min_match * len(wanted) - 1e-9)  # words a relevant passage shares
-    found: list[Candidate] = []
-    if shared >= 2 and len(kept) >= 2:
-        found = await search(session, kept[:PAIR_WORDS], language, limit, need=2)
+    found = await search(session, query.pairs, language, limit, need=2) if query.pairs else []
     if len(found) < limit:
         seen = {c.passage_id for c in found}
-        more = await search(session, kept, language, limit)
+        more = await search(session, query.words, language, limit)
         found += [c for c in more if c.passage_id not in seen][: limit - len(found)]
     return found
 

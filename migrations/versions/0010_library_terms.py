@@ -1,5 +1,13 @@
-"""The library's word frequencies: in how many passages each word stem occurs (retrieval leaves very
-common words out of the index query). Filled from the passages already imported.
+"""The library's word frequencies, and a PostgreSQL full-text index without a pending list.
+
+``library_terms``: in how many passages each word stem occurs (retrieval leaves very common words
+out of the index query); filled from the passages already imported.
+
+PostgreSQL: the GIN index on ``library_passages.search`` is set to ``fastupdate = off``. With the
+default (on), an import's rows wait in the index's pending list until the next vacuum, every
+search must read that whole list, and the planner, seeing it, scans the table instead: 16 ms
+instead of 0.7 ms a query on 10,000 passages (EXPLAIN ANALYZE). The library is written rarely and
+read per question, so entries go straight into the index; the list already there is flushed.
 
 Revision ID: 0010
 Revises: 0009
@@ -28,7 +36,7 @@ def _stems(value: str) -> set[str]:
 
 
 def upgrade() -> None:
-    """Create ``library_terms`` and count the stored passages into it."""
+    """Create ``library_terms`` and count the stored passages into it; GIN without pending list."""
     table = op.create_table(
         "library_terms",
         sa.Column("stem", sa.String(length=16), nullable=False),
@@ -47,8 +55,13 @@ def upgrade() -> None:
             counts[key] = counts.get(key, 0) + 1
     if counts:
         op.bulk_insert(table, [{"stem": key, "passages": n} for key, n in counts.items()])
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER INDEX ix_library_passages_search SET (fastupdate = off)")
+        op.execute("SELECT gin_clean_pending_list('ix_library_passages_search')")
 
 
 def downgrade() -> None:
-    """Drop the frequencies."""
+    """Drop the frequencies; the GIN index gets its pending list back."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER INDEX ix_library_passages_search RESET (fastupdate)")
     op.drop_table("library_terms")

@@ -102,13 +102,18 @@ async def search(
         return []
     if await _dialect(session) == "postgresql":
         config = await pg_config(session, language)
-        query = text(
-            "SELECT id, ts_rank_cd(search, q) AS rank FROM library_passages, "
-            "to_tsquery(CAST(:config AS regconfig), :query) AS q "
+        query = text(  # ranked by the OR of the words: ts_rank_cd of the pairs costs 8x as much
+            "SELECT id, ts_rank_cd(search, o) AS rank FROM library_passages, "
+            "to_tsquery(CAST(:config AS regconfig), :query) AS q, "
+            "to_tsquery(CAST(:config AS regconfig), :words) AS o "
             "WHERE search @@ q ORDER BY rank DESC, id LIMIT :limit"
         )
-        expression = _expression(words, need, " | ", " & ", "")
-        params: dict[str, object] = {"config": config, "query": expression, "limit": limit}
+        params: dict[str, object] = {
+            "config": config,
+            "query": _expression(words, need, " | ", " & ", ""),
+            "words": " | ".join(words),
+            "limit": limit,
+        }
     else:
         query = text(
             "SELECT rowid, -bm25(library_fts, 4.0, 2.0, 1.0) AS rank FROM library_fts "
