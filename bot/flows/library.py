@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.library.words import stem, stems, terms
 from storage.queue import Passage
-from storage.repositories.library import library_version, passages_by_ids
+from storage.repositories.library import library_summary, passages_by_ids
 from storage.repositories.library_index import Candidate, search
 from storage.repositories.library_terms import frequencies
 
@@ -85,10 +85,11 @@ def index_query(words: list[str], counts: dict[str, int], total: int, min_match:
 
 
 async def _candidates(
-    session: AsyncSession, words: list[str], language: str, limits: RetrievalLimits
+    session: AsyncSession, words: list[str], total: int, language: str, limits: RetrievalLimits
 ) -> list[Candidate]:
-    """Index candidates for ``words``: passages sharing two of the rarer words, then (if too few) one."""
-    total, counts = await frequencies(session, sorted({stem(word) for word in words}))
+    """Index candidates for ``words`` in a library of ``total`` passages: passages sharing two of the
+    rarer words, then (if too few) one."""
+    counts = await frequencies(session, sorted({stem(word) for word in words}))
     query = index_query(words, counts, total, limits.min_match)
     limit = limits.top_k * CANDIDATES_PER_PASSAGE
     found = await search(session, query.pairs, language, limit, need=2) if query.pairs else []
@@ -103,11 +104,11 @@ async def retrieve(
     session: AsyncSession, question: str, language: str, limits: RetrievalLimits = RetrievalLimits()
 ) -> Grounding:
     """The passages to ground ``question`` on (none when the library is empty or nothing is relevant)."""
-    version = await library_version(session)
+    version, total = await library_summary(session)
     words = terms(question)
     if not version or not words or limits.top_k < 1:
         return Grounding(version, ())
-    candidates = await _candidates(session, words, language, limits)
+    candidates = await _candidates(session, words, total, language, limits)
     stored = await passages_by_ids(session, [c.passage_id for c in candidates])
     scored = []
     for position, candidate in enumerate(candidates):

@@ -51,10 +51,17 @@ class StoredPassage:
 
 async def library_version(session: AsyncSession) -> str:
     """The version of the library now ("" when it has no document)."""
-    hashes = sorted((await session.execute(select(LibraryDocument.sha256))).scalars())
-    if not hashes:
-        return ""
-    return hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest()[:12]
+    return (await library_summary(session))[0]
+
+
+async def library_summary(session: AsyncSession) -> tuple[str, int]:
+    """The version of the library now and how many passages it has (one query, per question)."""
+    rows = (await session.execute(select(LibraryDocument.sha256, LibraryDocument.passages))).tuples().all()
+    if not rows:
+        return "", 0
+    hashes = sorted(sha256 for sha256, _ in rows)
+    version = hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest()[:12]
+    return version, sum(passages for _, passages in rows)
 
 
 async def document_by_sha256(session: AsyncSession, sha256: str) -> LibraryDocument | None:

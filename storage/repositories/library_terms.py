@@ -14,7 +14,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import LibraryDocument, LibraryPassage, LibraryTerm
@@ -87,11 +87,10 @@ async def _document_counts(session: AsyncSession, document_id: int) -> Counter[s
     return _count(title or "", (await session.execute(query)).tuples())
 
 
-async def frequencies(session: AsyncSession, wanted: Sequence[str]) -> tuple[int, dict[str, int]]:
-    """The number of passages in the library, and for each of the ``wanted`` stems how many have it."""
-    total = await session.scalar(select(func.coalesce(func.sum(LibraryDocument.passages), 0)))
+async def frequencies(session: AsyncSession, wanted: Sequence[str]) -> dict[str, int]:
+    """For each of the ``wanted`` stems in the library, how many passages have it (see
+    storage.repositories.library.library_summary for how many there are)."""
     if not wanted:
-        return int(total or 0), {}
+        return {}
     query = select(LibraryTerm.stem, LibraryTerm.passages).where(LibraryTerm.stem.in_(list(wanted)))
-    found = {key: int(n) for key, n in (await session.execute(query)).tuples()}
-    return int(total or 0), found
+    return {key: int(n) for key, n in (await session.execute(query)).tuples()}
