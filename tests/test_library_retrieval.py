@@ -132,7 +132,7 @@ async def test_word_frequencies_follow_imports_and_removals(sessionmaker: Sessio
         assert (await library_summary(session))[1] == 0
 
 
-async def test_migration_0010_counts_the_passages_already_imported(db_url: str) -> None:
+async def test_migration_0011_counts_the_passages_already_imported(db_url: str) -> None:
     await upgrade_async(db_url)
     engine = make_engine(db_url)
     try:
@@ -140,9 +140,9 @@ async def test_migration_0010_counts_the_passages_already_imported(db_url: str) 
         await _library(sessions)
         async with sessions() as session:
             counted = await _stored_counts(session)
-        async with sessions.begin() as session:  # back to how 0009 left a database with a library
+        async with sessions.begin() as session:  # back to how 0010 left a database with a library
             await session.execute(text("DROP TABLE library_terms"))
-            await session.execute(text("UPDATE alembic_version SET version_num = '0009'"))
+            await session.execute(text("UPDATE alembic_version SET version_num = '0010'"))
             if (await session.connection()).dialect.name == "postgresql":
                 await session.execute(text("ALTER INDEX ix_library_passages_search RESET (fastupdate)"))
         await engine.dispose()

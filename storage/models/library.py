@@ -2,7 +2,7 @@
 
 The full-text index is not an ORM table: SQLite keeps it in the FTS5 table ``library_fts`` (rowid =
 passage id), PostgreSQL in the ``search`` tsvector column of ``library_passages`` (GIN index,
-``fastupdate`` off since 0010). Both are created by migration 0007 and written by
+``fastupdate`` off since 0011). Both are created by migration 0007 and written by
 ``storage.repositories.library_index``; ``INDEX_NAMES`` lists them so the schema check (alembic
 check) leaves them alone. The library holds no user data.
 """

@@ -9,8 +9,8 @@ search must read that whole list, and the planner, seeing it, scans the table in
 instead of 0.7 ms a query on 10,000 passages (EXPLAIN ANALYZE). The library is written rarely and
 read per question, so entries go straight into the index; the list already there is flushed.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01
 """
 
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
