@@ -22,7 +22,13 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from inference.batch import BatchEngine, Request
-from inference.bench_conversation import CONVERSATIONS, ConversationFigures, measure_follow_ups, table_lines
+from inference.bench_conversation import (
+    CONVERSATIONS,
+    ConversationFigures,
+    conversation_targets,
+    measure_follow_ups,
+    table_lines,
+)
 from inference.engine import Engine, GenerationResult
 from inference.errors import InferenceError
 from inference.modelfile import validate_gguf
@@ -71,6 +77,8 @@ class BenchConfig:
     decode_tokens: int = 32
     conversations: bool = True
     pool_mb: int = 256
+    server: Path | None = None
+    """A llama-server binary to run the interleaved conversations on too (``--server``)."""
 
 
 @dataclass
@@ -136,7 +144,8 @@ class Progress:
 
 def count_steps(config: BenchConfig) -> int:
     """Progress steps of :func:`run_bench` for ``config``."""
-    return 7 + 2 * len(config.counts) + (5 if config.conversations else 0)
+    conversations = (5 + (config.server is not None)) if config.conversations else 0
+    return 7 + 2 * len(config.counts) + conversations
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +329,15 @@ def measure_plain(config: BenchConfig, report: BenchReport, progress: Progress) 
             )
 
 
+def measure_server(config: BenchConfig, binary: Path, figures: ConversationFigures) -> None:
+    """The interleaved conversations on llama-server, started with the worker's settings."""
+    from inference.bench_server import measure_server_conversations
+
+    settings = _config_dict(config)
+    answer = measure_server_conversations(binary, config.model, settings, QUESTIONS[0], config.answer_tokens)
+    figures.interleaved.update(answer)
+
+
 def _answer_in_turn(engine: Engine, prompts: list[str], max_tokens: int) -> None:
     """The plain path: each prompt evaluated whole, one question after the other."""
     for prompt in prompts:
@@ -343,6 +361,8 @@ def judge(report: BenchReport) -> None:
         "4 questions >= 1.5x sooner": {"value": round(four, 2), "met": four >= 1.5} if four else {},
         "peak RSS <= model + 700 MB": {"value": rss_over, "met": rss_over <= 700 * 10**6},
     }
+    if report.conversation is not None:
+        report.targets.update(conversation_targets(report.conversation))
     report.targets = {name: value for name, value in report.targets.items() if value}
 
 
@@ -356,6 +376,9 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRep
     report.load_average = load_average()
     measure_worker(config, report, progress)
     measure_plain(config, report, progress)
+    if config.server is not None and report.conversation is not None:
+        progress.step(f"llama-server: {CONVERSATIONS} interleaved conversations")
+        measure_server(config, config.server, report.conversation)
     progress.step("memory read bandwidth")
     report.read_bandwidth_bps = read_bandwidth(config.n_threads)
     report.peak_rss_process_bytes = _proc_status("VmHWM")
@@ -370,6 +393,7 @@ def _config_dict(config: BenchConfig) -> dict[str, Any]:
     data = asdict(config)
     data["model"] = str(config.model)
     data["counts"] = list(config.counts)
+    data["server"] = str(config.server) if config.server is not None else None
     return data
 
 

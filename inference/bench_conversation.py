@@ -20,6 +20,10 @@ from inference.engine import GenerationResult
 from inference.prompt import Turn, build_prompt
 
 HISTORY_TOKENS = (0, 500, 1500)
+FOLLOW_UP_TARGET = 1.5
+"""Issue 12: a follow-up after 1,500 tokens of history within 1.5x a first question's first token."""
+SERVER_TARGET = 2.0
+"""Issue 12: interleaved follow-ups' first token at least 2x sooner than llama-server's."""
 CONVERSATIONS = 16
 FOLLOW_UP = "And if the child is allergic to penicillin, what should I give instead, and at what dose?"
 _ANSWER = (
@@ -94,11 +98,29 @@ def _round(batch: BatchEngine, prompts: list[str], max_tokens: int) -> tuple[lis
     return results, time.perf_counter() - started
 
 
+def first_questions(question: str) -> list[str]:
+    """The first questions of the CONVERSATIONS interleaved conversations (one patient each)."""
+    return [f"{question} (patient {index + 1})" for index in range(CONVERSATIONS)]
+
+
+def follow_up_prompts(firsts: list[str], answers: list[GenerationResult]) -> list[str]:
+    """Each conversation's follow-up, its first question and answer as the earlier turn."""
+    pairs = zip(firsts, answers, strict=True)
+    return [build_prompt(FOLLOW_UP, "en", history=[(q, a.text)]) for q, a in pairs]
+
+
+def round_waits(results: list[GenerationResult]) -> tuple[float, float]:
+    """Mean and worst time to first token of one round, from its first submission (queueing included)."""
+    start = min(result.started_at for result in results)
+    waits = [(result.first_token_at or result.finished_at) - start for result in results]
+    return sum(waits) / len(waits), max(waits)
+
+
 def _interleaved(
     batch: BatchEngine, question: str, answer_tokens: int, step: Callable[[str], None]
 ) -> dict[str, Any]:
     """16 conversations on the engine's sequences: first questions, then follow-ups, twice."""
-    firsts = [f"{question} (patient {index + 1})" for index in range(CONVERSATIONS)]
+    firsts = first_questions(question)
     figures: dict[str, Any] = {"conversations": CONVERSATIONS, "sequences": batch.max_sequences}
     for mode in ("recomputed", "cached"):
         step(f"conversation: {CONVERSATIONS} interleaved conversations ({mode})")
@@ -108,13 +130,8 @@ def _interleaved(
         figures["pool_bytes_after_first_round"] = batch.pool_bytes
         if mode == "recomputed":
             batch.clear_pool()
-        follow_ups = [
-            build_prompt(FOLLOW_UP, "en", history=[(q, a.text)]) for q, a in zip(firsts, answers, strict=True)
-        ]
-        results, seconds = _round(batch, follow_ups, answer_tokens)
-        waits = [(r.first_token_at or r.finished_at) - min(x.started_at for x in results) for r in results]
-        figures[f"{mode}_ttft_mean_s"] = sum(waits) / len(waits)
-        figures[f"{mode}_ttft_max_s"] = max(waits)
+        results, seconds = _round(batch, follow_up_prompts(firsts, answers), answer_tokens)
+        figures[f"{mode}_ttft_mean_s"], figures[f"{mode}_ttft_max_s"] = round_waits(results)
         figures[f"{mode}_round_s"] = seconds
         figures[f"{mode}_pool_hits"] = batch.pool_stats.hits - hits
     return figures
@@ -140,4 +157,27 @@ def table_lines(figures: ConversationFigures) -> list[str]:
             f"{inter['cached_round_s']:.1f} s vs {inter['recomputed_round_s']:.1f} s; "
             f"pool {inter['pool_bytes_after_first_round'] / 1e6:.1f} MB, {inter['cached_pool_hits']} hits"
         )
+    if "server_ttft_mean_s" in inter:
+        lines.append(
+            f"  llama-server ({inter['server_options']}, its default prompt cache), same conversations: "
+            f"first token mean {inter['server_ttft_mean_s']:.2f} s (max {inter['server_ttft_max_s']:.2f}); "
+            f"all answered in {inter['server_round_s']:.1f} s; "
+            f"peak RSS {inter['server_peak_rss_bytes'] / 1e9:.2f} GB"
+        )
     return lines
+
+
+def conversation_targets(figures: ConversationFigures) -> dict[str, dict[str, Any]]:
+    """Issue 12's targets, where the figures exist: follow-up after 1,500 tokens, against llama-server."""
+    targets: dict[str, dict[str, Any]] = {}
+    first, long = figures.ttft_cached_s.get("0"), figures.ttft_cached_s.get("1500")
+    if first and long:
+        ratio = long / first
+        name = f"follow-up after 1500 history tokens <= {FOLLOW_UP_TARGET}x a first question (first token)"
+        targets[name] = {"value": round(ratio, 2), "met": ratio <= FOLLOW_UP_TARGET}
+    inter = figures.interleaved
+    if inter.get("server_ttft_mean_s") and inter.get("cached_ttft_mean_s"):
+        ratio = inter["server_ttft_mean_s"] / inter["cached_ttft_mean_s"]
+        name = f"{CONVERSATIONS} interleaved follow-ups >= {SERVER_TARGET}x sooner than llama-server (mean)"
+        targets[name] = {"value": round(ratio, 2), "met": ratio >= SERVER_TARGET}
+    return targets

@@ -64,3 +64,22 @@ def test_bench_table_on_the_tiny_model(tiny_model_path: Path, capsys: pytest.Cap
 def test_bench_refuses_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--model", str(tmp_path / "none.gguf")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_bench_runs_the_interleaved_conversations_on_llama_server(
+    llama_server_binary: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bench --server PATH``: llama-server started with the worker's -np/-c answers the same 16
+    conversations; both sides' follow-up first-token figures and issue 12's two targets are reported."""
+    args = ["--json", "--counts", "1", "--answer-tokens", "4", "--threads", "1", "--ctx", "4096"]
+    args += ["--max-sequences", "2", "--server", str(llama_server_binary)]
+    code = main(["bench", "--model", str(tiny_model_path), *args])
+    out, err = capsys.readouterr()
+    assert code == 0, err[-2000:]
+    report = json.loads(out)
+    inter = report["conversation"]["interleaved"]
+    assert inter["server_options"].startswith("-np 2 -c 4096 -t 1 -b 512")
+    assert 0 < inter["server_ttft_mean_s"] <= inter["server_ttft_max_s"] < inter["server_round_s"] + 1e-6
+    assert inter["server_peak_rss_bytes"] > 0
+    names = " | ".join(report["targets"])
+    assert "follow-up after 1500 history tokens" in names and "sooner than llama-server" in names

@@ -69,4 +69,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--no-conversations", action="store_true", help="skip the conversation (KV pool) section"
     )
     parser.add_argument("--pool-mb", type=int, default=256, help="KV pool budget for that section (MB)")
+    parser.add_argument(
+        "--server",
+        type=Path,
+        metavar="PATH",
+        help="a llama-server binary: run the interleaved conversations on it too (same -np, -c, threads)",
+    )
     parser.set_defaults(handler="bench_cmd:run")

@@ -35,6 +35,7 @@ def _config(args: argparse.Namespace, model: Path) -> BenchConfig:
         counts=tuple(args.counts),
         conversations=not args.no_conversations,
         pool_mb=args.pool_mb,
+        server=args.server,
     )
 
 
