@@ -83,3 +83,36 @@ def test_bench_runs_the_interleaved_conversations_on_llama_server(
     assert inter["server_peak_rss_bytes"] > 0
     names = " | ".join(report["targets"])
     assert "follow-up after 1500 history tokens" in names and "sooner than llama-server" in names
+
+
+def test_first_paragraph_is_timed_when_its_blank_line_arrives() -> None:
+    """The --paragraphs callback notes the moment Paragraphs finds the first paragraph, and only once."""
+    from inference.bench_paragraphs import FirstParagraph, ParagraphFigures
+
+    first = FirstParagraph()
+    first("Wash hands first.\n")
+    assert first.at is None  # one line break ends no paragraph
+    first("Wash hands first.\n\nGive")
+    noted = first.at
+    assert noted is not None
+    first("Wash hands first.\n\nGive ORS.\n\nRefer")
+    assert first.at == noted
+    assert ParagraphFigures(10, 8.0, 2.0).share == 0.25
+    assert ParagraphFigures(10, 8.0, None).share == 1.0  # no early paragraph: one message
+
+
+def test_bench_paragraphs_times_every_question(
+    tiny_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bench --paragraphs --json``: each of the bench's questions answered to the token budget and timed."""
+    from inference.bench import QUESTIONS
+
+    args = ["--paragraphs", "--json", "--answer-tokens", "24", "--threads", "1", "--ctx", "2048"]
+    code = main(["bench", "--model", str(tiny_model_path), *args])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["answer_tokens"] == 24 and report["target"] == 0.35
+    assert len(report["answers"]) == len(QUESTIONS)
+    for answer in report["answers"]:
+        assert answer["tokens"] == 24 and answer["whole_s"] > 0
+        assert answer["first_paragraph_s"] is None or 0 < answer["first_paragraph_s"] <= answer["whole_s"]
+    assert 0 < report["median_share"] <= 1.0

@@ -43,6 +43,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="only: a restarted worker on a saved instruction state against a warm one",
     )
     parser.add_argument(
+        "--paragraphs",
+        action="store_true",
+        help="only: DELIVERY=paragraphs, when each question's first paragraph is finished against its "
+        "whole answer (give --answer-tokens 384 for the issue's target; needs a real model's text)",
+    )
+    parser.add_argument(
         "--against",
         metavar="URL",
         help="also an OpenAI-compatible server (llama-server, Ollama, vLLM) on the same model, side by side",

@@ -90,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         against = run_against(config, args.against, progress)
         print(json.dumps(against.as_dict()) if args.json else format_against(against))
         return 0
+    if args.paragraphs:
+        from inference.bench_paragraphs import format_paragraphs, measure_paragraphs
+
+        paragraphs = measure_paragraphs(config)
+        print(json.dumps(paragraphs.as_dict()) if args.json else format_paragraphs(paragraphs))
+        return 0
     if args.cold_start:
         from inference.bench_cold import format_cold_start, measure_cold_start
 
