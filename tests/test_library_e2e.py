@@ -2,7 +2,8 @@
 
 The answer carries the bot's Sources part, /sources shows the passage, an unrelated question is
 said not to come from the guidelines, the audit log and the export name the passage ids, and
-erasure leaves the library (which holds no user data) as it was.
+erasure leaves the library (which holds no user data) as it was. A follow-up is retrieved with its
+conversation's earlier question.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ Sessions = async_sessionmaker[AsyncSession]
 USER = 5_550_131
 GROUNDED = "How much ORS should I give a toddler who is a bit dehydrated from loose stools?"
 UNRELATED = "What is the capital of France?"
+PNEUMONIA = "What amoxicillin dose for an infant with pneumonia and fast breathing?"
+ALLERGY = "And if she is allergic to penicillin?"  # no word of it is in the guidelines
 GUIDELINES = Path(__file__).parent / "support" / "library" / "guidelines.md"
 
 
@@ -104,3 +107,25 @@ async def test_grounded_answer_sources_audit_export_and_erasure(
     pseudonym = Pseudonymizer.from_key(PSEUDONYM_KEY.encode()).user(USER)
     for user_data in (GROUNDED, UNRELATED, str(USER), pseudonym):  # the library holds no user data
         assert user_data not in stored
+
+
+async def test_a_follow_up_whose_own_words_match_nothing_gets_the_conversations_source(
+    stack: Stack, running_bot: Any, sessionmaker: Sessions
+) -> None:
+    async with sessionmaker.begin() as session:
+        await import_file(session, GUIDELINES)
+    await _consent(stack, "both", user=USER)
+    pneumonia = f"{texts.SOURCES_HEADING}\n[1] Field Guideline Sample — Pneumonia"
+    async with inprocess_worker(stack):
+        _, first = await _ask(stack, PNEUMONIA, user=USER)
+        _, follow_up = await _ask(stack, ALLERGY, user=USER)
+        await _command(stack, "/new", texts.NEW_CONVERSATION)
+        _, alone = await _ask(stack, ALLERGY, user=USER)
+    assert pneumonia in str(first.params["text"])
+    assert pneumonia in str(follow_up.params["text"])  # retrieved with the earlier question
+    assert texts.NOT_FROM_LIBRARY in str(alone.params["text"])  # the same words, no conversation
+    async with sessionmaker() as session:
+        ordered = select(Question.passage_ids).order_by(Question.received_at)
+        recorded = list((await session.execute(ordered)).scalars())
+    assert recorded[0] and recorded[1] and recorded[0].split(",")[0] == recorded[1].split(",")[0]
+    assert recorded[2] is None

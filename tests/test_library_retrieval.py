@@ -1,6 +1,7 @@
 """Retrieval from the guideline library: questions in other words find their passage; nothing
 unrelated is retrieved; limits; removal; every change audited with the document's sha256; word
-frequencies kept with the passages, and very common words left out of the index query."""
+frequencies kept with the passages, and very common words left out of the index query; a
+follow-up retrieved with its conversation's earlier question."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.flows.library import RetrievalLimits, index_query, retrieve
+from bot.flows.library import RetrievalLimits, context_of, index_query, retrieve
 from bot.library.bench import synthetic_documents
 from bot.library.importer import file_sha256, import_file
-from bot.library.words import stem, terms
+from bot.library.words import follows_on, stem, terms
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import AuditEvent, LibraryPassage, LibraryTerm
@@ -189,3 +190,27 @@ async def test_a_large_library_with_common_words_still_finds_the_passage(session
     assert {"check", "treat"} <= set(words) - set(asked.words)  # left out: very common
     assert asked.pairs  # and the rest asked two at a time first
     assert "Diarrhoea › Some dehydration" in sections, sections
+
+
+PNEUMONIA = "What amoxicillin dose for an infant with pneumonia and fast breathing?"
+ALLERGY = "And if she is allergic to penicillin?"
+
+
+def test_follow_ups_are_told_by_a_connective_or_a_pronoun() -> None:
+    assert follows_on(ALLERGY) and follows_on("What about a newborn?") and follows_on("Is it serious?")
+    assert follows_on("Et si elle est enceinte ?") and follows_on("¿Y si tiene fiebre?")
+    assert not follows_on("What is the capital of France?") and not follows_on(PNEUMONIA)
+    assert context_of((("first?", "a1"), ("second?", "a2"), ("third?", "a3"))) == "third? second?"
+
+
+async def test_a_follow_up_is_retrieved_with_its_conversation_context(sessionmaker: Sessions) -> None:
+    await _library(sessionmaker)
+    async with sessionmaker() as session:
+        alone = await retrieve(session, ALLERGY, "en")
+        followed = await retrieve(session, ALLERGY, "en", context=PNEUMONIA)
+        new_subject = await retrieve(session, "What is the capital of France?", "en", context=PNEUMONIA)
+        own_words = await retrieve(session, "And what about a snake bite?", "en", context=PNEUMONIA)
+    assert alone.passages == ()  # its own words are in no passage
+    assert [p.section for p in followed.passages][:1] == ["Pneumonia"]
+    assert new_subject.passages == ()  # not a follow-up: the earlier question does not count
+    assert [p.section for p in own_words.passages][:2] == ["Snake bite", "Pneumonia"]

@@ -15,7 +15,7 @@ import structlog
 
 from bot import metrics, redflags
 from bot.flows.conversation import remember_question
-from bot.flows.library import RetrievalLimits, retrieve
+from bot.flows.library import RetrievalLimits, context_of, retrieve
 from bot.redflags import RedFlag
 from bot.resources import Resources
 from storage.models import Question
@@ -108,11 +108,13 @@ async def cancel(res: Resources, pseudonym: str, chat_id: int) -> bool:
 
 
 async def _ground(res: Resources, question: QuestionMessage) -> QuestionMessage:
-    """The question with the library passages retrieved for it (see bot.flows.library)."""
+    """The question with the library passages retrieved for it, a follow-up's with its conversation's
+    earlier questions as context (see bot.flows.library)."""
     settings = res.settings
     limits = RetrievalLimits(settings.library_top_k, settings.library_max_tokens, settings.library_min_match)
+    context = context_of(question.history)
     async with res.sessionmaker() as session:
-        grounding = await retrieve(session, question.text, question.language, limits)
+        grounding = await retrieve(session, question.text, question.language, limits, context)
     if grounding.passages:
         log.info("question.grounded", passages=len(grounding.passages))
     return question.model_copy(

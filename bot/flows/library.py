@@ -10,6 +10,14 @@ databases; common words count here too); candidates are ordered by that
 share, then by the index's rank, and those below ``min_match`` dropped. The first ones are kept,
 at most ``top_k`` and ``max_tokens`` (estimated) together.
 
+A follow-up in a conversation ("And if she is allergic to penicillin?": it opens with a connective
+or points back with a pronoun, see bot.library.words.follows_on) is retrieved with the
+conversation's last questions as context: their words are searched too, and a passage's relevance
+is the larger of its share of the question's words and the mean of that share and its share of the
+context's words. So the context lifts a passage at most half-way and never lowers one: a passage
+matching the follow-up itself still comes first, and a question on a new subject ("What is the
+capital of France?") is retrieved on its own words.
+
 Why in the bot, before the question is queued: the bot already opens the database for each
 question (recording it) while workers need none (a worker may be a remote OpenAI-compatible
 server's client); the bot writes the "Sources:" part, so it should own what was retrieved; and the
@@ -19,11 +27,12 @@ passages travel in the QuestionMessage, so a worker never quotes a passage the b
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.library.words import stem, stems, terms
+from bot.library.words import MAX_TERMS, follows_on, stem, stems, terms
 from storage.queue import Passage
 from storage.repositories.library import library_summary, passages_by_ids
 from storage.repositories.library_index import Candidate, search
@@ -33,6 +42,7 @@ CANDIDATES_PER_PASSAGE = 4  # candidates read from the index for each passage wa
 COMMON_SHARE = 0.1  # a word in more of the passages than this is left out of the index query ...
 COMMON_MIN = 100  # ... when that is more passages than this (a small library is searched whole)
 PAIR_WORDS = 8  # the pairs query uses the rarest 8 words at most (28 pairs)
+CONTEXT_QUESTIONS = 2  # a follow-up is retrieved with its conversation's last two questions
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,20 @@ def overlap(question_terms: list[str], passage_text: str) -> float:
     return len(wanted & stems(passage_text)) / len(wanted)
 
 
+def relevance(words: list[str], context_words: list[str], passage_text: str) -> float:
+    """The passage's share of the question's words, lifted by the context's (see the module)."""
+    share = overlap(words, passage_text)
+    if not context_words:
+        return share
+    return max(share, (share + overlap(context_words, passage_text)) / 2)
+
+
+def context_of(history: Sequence[tuple[str, str]]) -> str:
+    """The retrieval context of a follow-up: the conversation's last questions, newest first (not the
+    answers: they are the model's words, not the person's)."""
+    return " ".join(question for question, _ in reversed(history[-CONTEXT_QUESTIONS:]))
+
+
 @dataclass(frozen=True)
 class IndexQuery:
     """What the index is asked: ``words`` (any of them), and first ``pairs`` (two of them; may be empty)."""
@@ -69,7 +93,7 @@ class IndexQuery:
 
 
 def index_query(words: list[str], counts: dict[str, int], total: int, min_match: float) -> IndexQuery:
-    """The index query for ``words`` (the question's), given in how many of the
+    """The index query for ``words`` (the question's, then the context's), given in how many of the
     ``total`` passages each stem occurs: very common words left out (all common: the rarest kept),
     and when a relevant passage must share two words or more, the rarest eight asked in pairs."""
 
@@ -77,7 +101,7 @@ def index_query(words: list[str], counts: dict[str, int], total: int, min_match:
         return counts.get(stem(word), 0)
 
     common_above = max(COMMON_SHARE * total, COMMON_MIN)
-    kept = [w for w in words if frequency(w) <= common_above]
+    kept = [w for w in words if frequency(w) <= common_above]  # stable: the question's words first
     kept = kept or sorted(words, key=frequency)[:1]
     shared = math.ceil(min_match * len({stem(w) for w in words}) - 1e-9)  # words a relevant one has
     pairs = sorted(kept[:PAIR_WORDS], key=frequency) if shared >= 2 and len(kept) >= 2 else []
@@ -101,20 +125,27 @@ async def _candidates(
 
 
 async def retrieve(
-    session: AsyncSession, question: str, language: str, limits: RetrievalLimits = RetrievalLimits()
+    session: AsyncSession,
+    question: str,
+    language: str,
+    limits: RetrievalLimits = RetrievalLimits(),
+    context: str = "",
 ) -> Grounding:
-    """The passages to ground ``question`` on (none when the library is empty or nothing is relevant)."""
+    """The passages to ground ``question`` on (none when the library is empty or nothing is relevant);
+    ``context``: the conversation's earlier questions (see context_of), used when it follows on."""
     version, total = await library_summary(session)
     words = terms(question)
     if not version or not words or limits.top_k < 1:
         return Grounding(version, ())
-    candidates = await _candidates(session, words, total, language, limits)
+    own = {stem(word) for word in words}
+    context_words = [w for w in terms(context) if stem(w) not in own] if follows_on(question) else []
+    candidates = await _candidates(session, (words + context_words)[:MAX_TERMS], total, language, limits)
     stored = await passages_by_ids(session, [c.passage_id for c in candidates])
     scored = []
     for position, candidate in enumerate(candidates):
         passage = stored.get(candidate.passage_id)
         if passage is not None:
-            share = overlap(words, f"{passage.title} {passage.section} {passage.text}")
+            share = relevance(words, context_words, f"{passage.title} {passage.section} {passage.text}")
             scored.append((-share, position, passage))
     chosen: list[Passage] = []
     budget = limits.max_tokens

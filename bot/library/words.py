@@ -7,7 +7,7 @@ import math
 
 from storage.repositories.library_terms import WORD, fold, stem, stems
 
-__all__ = ["MAX_TERMS", "STOPWORDS", "estimate_tokens", "fold", "stem", "stems", "terms"]
+__all__ = ["MAX_TERMS", "STOPWORDS", "estimate_tokens", "fold", "follows_on", "stem", "stems", "terms"]
 MAX_TERMS = 24
 
 # Function words and question words of the bot's languages (en, fr, es); they match everywhere.
@@ -35,6 +35,25 @@ def terms(text: str) -> list[str]:
         if len(word) >= 2 and word not in STOPWORDS and not word.isdigit() and "_" not in word:
             seen.setdefault(word, None)
     return list(seen)[:MAX_TERMS]
+
+
+# What makes a question read as a follow-up (en, fr, es): it opens with a connective ("And if ...",
+# "What about ...") or points back with a pronoun ("she", "it", "that"). Folded, lower case.
+_OPENER_TEXT = "and but also so then or plus et mais aussi alors sinon puis y pero tambien entonces"
+_POINTER_TEXT = """
+    she he her him his it its they them their this that these those
+    elle il lui ils elles leur ca cela ceci celui celle ella ellos ellas eso esto
+    """
+_OPENERS, _POINTERS = frozenset(_OPENER_TEXT.split()), frozenset(_POINTER_TEXT.split())
+_OPENING_PAIRS = frozenset({"what about", "how about", "what if", "et si", "et pour", "y si", "y para"})
+
+
+def follows_on(text: str) -> bool:
+    """Whether ``text`` reads as a follow-up to an earlier question (a connective first, or a pronoun)."""
+    words = WORD.findall(fold(text))
+    if not words:
+        return False
+    return words[0] in _OPENERS or " ".join(words[:2]) in _OPENING_PAIRS or not _POINTERS.isdisjoint(words)
 
 
 def estimate_tokens(text: str) -> int:
