@@ -12,7 +12,10 @@ add-user`, the chain is checked with `meditron-bot audit verify`. One `run` per 
   reply to their question, marked as from a clinician; the case closes and its texts go;
 - a reviewer gets 403 on the cases; a user who declines (via /human) opens no case;
 - /forget erases an open case's texts from every database row;
-- `audit verify` passes, and neither process logged a text or a Telegram id.
+- every step is in the audit chain (opened, read, claimed, replied, closed; the forgotten case's
+  closing is its erasure), `meditron-bot audit verify` passes, the reply went out once in all;
+- no question, answer or reply text is left in any database row, and neither process logged a
+  text or a Telegram id.
 
 HANDOVER_ALERT_MIN accepts any positive number of minutes: 0.001 (60 ms) makes every case overdue
 at the next check (HANDOVER_CHECK_S 0.2); the test waits for the stand-in's call, not for a clock.
@@ -21,6 +24,7 @@ at the next check (HANDOVER_CHECK_S 0.2); the test waits for the stand-in's call
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import signal
 import sys
@@ -37,7 +41,7 @@ from bot.flows.handover import reply_text
 from bot.telegram import texts
 from storage.db import make_engine, make_sessionmaker
 from storage.models import Case, ConsentEvent
-from tests.console.helpers import CLINICIAN, REVIEWER, csrf_of, login
+from tests.console.helpers import CLINICIAN, REVIEWER, audit_rows, csrf_of, login
 from tests.console.test_browser import _run_cli
 from tests.console.test_handover_thread_e2e import _database_rows
 from tests.support.handover import agreement, choose, with_button
@@ -228,6 +232,12 @@ async def test_handover_through_run_and_the_admin_console(
         assert await run.stop(signal.SIGTERM) == 0, run.output
     status, stderr = await _run_cli(["audit", "verify"], env, "")
     assert status == 0, stderr
+    steps = {"case.opened": 2, "case.read": 1, "case.claimed": 1, "case.replied": 1, "case.closed": 1}
+    assert {step: len(await audit_rows(sessions, step)) for step in steps} == steps  # every step audited
+    erasures = [json.loads(row.payload) for row in await audit_rows(sessions, "data.erased")]
+    assert {"cases": 1, "reason": "forget"} in erasures  # the forgotten case closes by its erasure
+    replies = [c for c in stub.calls_of("sendMessage") if c.params["text"] == reply_text("en", REPLY)]
+    assert len(replies) == 1  # still once, after everything else the run did
 
     rows = await _database_rows(sessions)
     texts_sent = [QUESTION, DECLINED, FORGOTTEN, REPLY, *(a.strip() for a in answers if len(a.strip()) > 8)]
