@@ -3,7 +3,7 @@
 The answer carries the bot's Sources part, /sources shows the passage, an unrelated question is
 said not to come from the guidelines, the audit log and the export name the passage ids, and
 erasure leaves the library (which holds no user data) as it was. A follow-up is retrieved with its
-conversation's earlier question.
+conversation's earlier question. /help lists /sources in every language.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.library.importer import import_file
 from bot.telegram import texts
+from bot.telegram.i18n import LANGUAGES, t
 from storage.models import AuditEvent, LibraryPassage, Question
 from storage.pseudonym import Pseudonymizer
 from storage.repositories.audit import verify_chain
@@ -129,3 +130,14 @@ async def test_a_follow_up_whose_own_words_match_nothing_gets_the_conversations_
         recorded = list((await session.execute(ordered)).scalars())
     assert recorded[0] and recorded[1] and recorded[0].split(",")[0] == recorded[1].split(",")[0]
     assert recorded[2] is None
+
+
+async def test_help_lists_sources_in_every_language(stack: Stack, running_bot: Any) -> None:
+    for language in LANGUAGES:
+        before = len(stack.stub.calls)
+        stack.stub.push_command("/help", user_id=USER, language_code=language)
+        opening = _text_has(t(texts.HELP, language)[:30])
+        replies = await stack.stub.wait_for("sendMessage", opening, since=before)
+        shown = str(replies[-1].params["text"])
+        assert t(texts.SOURCES_HELP, language) in shown and "/sources – " in shown
+        assert language == "en" or t(texts.SOURCES_HELP, language) != texts.SOURCES_HELP  # translated

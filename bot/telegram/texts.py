@@ -205,6 +205,7 @@ SOURCES_INTRO = "The guideline passages used for your last answer:"
 SOURCES_NONE = "Your last answer did not use the study's guidelines."
 SOURCES_NO_ANSWER = "You have no answer yet. Ask a question first."
 SOURCE_REMOVED = "(no longer in the library)"
+SOURCES_HELP = "/sources – the guideline passages your last answer used"
 VOICE_REFUSALS = {
     "too_long": VOICE_TOO_LONG,
     "too_big": VOICE_TOO_BIG,

@@ -17,9 +17,9 @@ async def help_command(update: Update, context: BotContext) -> None:
     """Say what the bot does and list the commands."""
     if update.effective_message is not None:
         language = user_language(update, context.resources)
-        await update.effective_message.reply_text(
-            f"{t(texts.HELP, language)}\n{t(texts.VOICE_HELP, language)}\n\n{t(texts.RIGHTS_HELP, language)}"
-        )
+        commands = (texts.HELP, texts.VOICE_HELP, "", texts.SOURCES_HELP, texts.RIGHTS_HELP)
+        lines = [t(text, language) if text else "" for text in commands]
+        await update.effective_message.reply_text("\n".join(lines))
 
 
 async def privacy(update: Update, context: BotContext) -> None:
