@@ -22,6 +22,15 @@ class Backend(Protocol):
         ...
 
     @property
+    def n_ctx(self) -> int:
+        """Tokens one request's prompt and answer must fit in (history is trimmed to keep within it)."""
+        ...
+
+    async def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as a prompt (``<bos>`` included); never fewer than the model will see."""
+        ...
+
+    @property
     def prefix_tokens(self) -> int:
         """Tokens of the instruction prefix kept evaluated (0 when none)."""
         ...

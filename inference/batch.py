@@ -203,6 +203,10 @@ class BatchEngine:
         """Tokens of ``text`` as a prompt: ``<bos>`` first, control tokens parsed."""
         return self._live().tokenize(text)
 
+    async def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as a prompt, by the model's own tokenizer (what history trimming counts)."""
+        return len(self.tokenize(text))
+
     # -- prefix ----------------------------------------------------------------------------------
 
     def set_prefix(self, text: str, state: Path | None = None) -> int:

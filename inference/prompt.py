@@ -11,7 +11,7 @@ answer of turn n (their KV state can be reused).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from storage.queue.messages import Passage
 
@@ -132,22 +132,24 @@ def build_prompt(
     return "".join(parts)
 
 
-def fit_prompt(
+async def fit_prompt(
     question: str,
     language: str,
     history: Sequence[Turn],
-    count: Callable[[str], int],
+    count: Callable[[str], Awaitable[int]],
     limit: int,
     passages: Sequence[Passage] = (),
 ) -> tuple[str, int]:
-    """The prompt with as many of the newest turns as keep ``count(prompt)`` within ``limit``.
+    """The prompt with as many of the newest turns as keep ``await count(prompt)`` within ``limit``.
 
-    Turns are dropped from the oldest; returns the prompt and how many earlier turns it holds (the
-    question alone may still be over the limit: the engine refuses it then).
+    Every backend trims with this (the embedded engine counts with its own tokenizer, a model server
+    with its tokenizer or an upper bound). Turns are dropped from the oldest; returns the prompt and
+    how many earlier turns it holds (the question alone may still be over the limit: the engine or
+    server refuses it then). Without earlier turns nothing is counted.
     """
     kept = list(history)
     while True:
         prompt = build_prompt(question, language, passages, kept)
-        if not kept or count(prompt) <= limit:
+        if not kept or await count(prompt) <= limit:
             return prompt, len(kept)
         kept.pop(0)

@@ -5,6 +5,13 @@ The worker sends the same Gemma-formatted prompt it gives the embedded engine, a
 server's own chat template (each has its own, some drop or move the instructions) cannot change it.
 llama-server and vLLM serve ``/v1/completions``; so does Ollama. The server adds ``<bos>`` itself.
 
+Conversation history is trimmed as on the embedded engine (:func:`inference.prompt.fit_prompt`),
+against the server's per-request context (llama-server and vLLM say it in ``/v1/models``; else
+N_CTX). Tokens are counted by the server's own tokenizer where it has llama-server's ``/tokenize``;
+otherwise, or when that call fails, by an upper bound: the prompt's UTF-8 bytes plus ``<bos>`` (every
+token of a byte-fallback or byte-level tokenizer covers at least one byte), which may trim more than
+needed but never sends a prompt that does not fit.
+
 Generation stops at the token budget (``max_tokens``), at ``<end_of_turn>``, or when the request's
 ``should_stop`` says so: the stream is then closed, and llama-server ends a generation whose
 client went away.
@@ -19,7 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import structlog
@@ -74,9 +81,13 @@ class RemoteEngine:
         model: str | None = None,
         max_sequences: int = 4,
         timeout_s: float = 300.0,
+        n_ctx: int = 4096,
     ) -> None:
         self.url = url.rstrip("/").removesuffix("/v1")
         self.model = model
+        self._n_ctx = n_ctx
+        self.tokenizer: Literal["server", "estimate"] = "estimate"
+        """How prompts are counted: the server's ``/tokenize`` (found by :meth:`connect`), or the bound."""
         self.max_sequences = max_sequences
         self.timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -101,7 +112,7 @@ class RemoteEngine:
                 if response.status_code in (401, 403):
                     raise BackendError(f"the model server refused the API key (HTTP {response.status_code})")
                 response.raise_for_status()
-                models = [str(item["id"]) for item in response.json().get("data", [])]
+                listed = {str(item["id"]): item for item in response.json().get("data", [])}
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 if attempt == attempts or (stop is not None and stop.is_set()):
                     reason = type(exc).__name__
@@ -109,13 +120,38 @@ class RemoteEngine:
                 await backoff.wait(stop)
                 continue
             if self.model is None:
-                if not models:
+                if not listed:
                     raise BackendError(f"the model server at {self._shown} lists no model")
-                self.model = models[0]
+                self.model = next(iter(listed))
+            self._n_ctx = _context_of(listed.get(self.model)) or self._n_ctx
+            self.tokenizer = "server" if await self._tokenize("x") is not None else "estimate"
             return self.model[:MODEL_NAME_MAX]
         raise BackendError(f"no model server answers at {self._shown}")  # pragma: no cover (loop returns)
 
     # -- the Backend protocol --------------------------------------------------------------------
+
+    @property
+    def n_ctx(self) -> int:
+        """The server's context for one request (from ``/v1/models`` once connected), else N_CTX."""
+        return self._n_ctx
+
+    async def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the server's tokenizer (``<bos>`` included), else an upper bound."""
+        if self.tokenizer == "server":
+            count = await self._tokenize(text)
+            if count is not None:
+                return count
+        return len(text.encode("utf-8")) + 1
+
+    async def _tokenize(self, text: str) -> int | None:
+        """llama-server's ``POST /tokenize`` count of ``text`` as a prompt; None when that fails."""
+        body = {"content": text, "add_special": True, "parse_special": True}
+        try:
+            response = await self._client.post("/tokenize", json=body, timeout=10.0)
+            tokens = response.json().get("tokens") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return len(tokens) if isinstance(tokens, list) else None
 
     @property
     def prefix_tokens(self) -> int:
@@ -268,6 +304,15 @@ async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
             if "error" in event:
                 raise BackendError(f"the model server failed mid-answer: {_error_kind(event)}")
             yield event
+
+
+def _context_of(model: Any) -> int | None:
+    """A listed model's context for one request: llama-server's ``meta.n_ctx``, vLLM's ``max_model_len``."""
+    if not isinstance(model, dict):
+        return None
+    meta = model.get("meta")
+    value = meta.get("n_ctx") if isinstance(meta, dict) else model.get("max_model_len")
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _stop_reason(stream: _Stream, cancelled: bool) -> StopReason:

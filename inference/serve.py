@@ -66,13 +66,17 @@ async def connect_backend(settings: InferenceSettings, stop: asyncio.Event) -> t
         model=settings.inference_model,
         max_sequences=settings.max_sequences,
         timeout_s=settings.inference_timeout_s,
+        n_ctx=settings.n_ctx,
     )
     try:
         model = await engine.connect(stop)
     except BaseException:
         await engine.aclose()
         raise
-    log.info("backend.connected", model=model, max_sequences=settings.max_sequences)
+    log.info(
+        "backend.connected", model=model, max_sequences=settings.max_sequences,
+        n_ctx=engine.n_ctx, tokenizer=engine.tokenizer,
+    )  # fmt: skip
     return engine, model
 
 

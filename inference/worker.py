@@ -37,7 +37,7 @@ from inference.early import EarlyParagraphs
 from inference.engine import Engine, GenerationResult
 from inference.errors import InferenceError, PromptTooLongError
 from inference.outage import UNAVAILABLE, Outage
-from inference.prompt import PROMPT_VERSION, build_prompt, fit_prompt, preamble_prompt
+from inference.prompt import PROMPT_VERSION, fit_prompt, preamble_prompt
 from inference.solo import SoloGate
 from storage.queue import AnswerMessage, Delivery, QuestionMessage, Queue, Source
 
@@ -368,7 +368,7 @@ class Worker:
                 loop.call_soon_threadsafe(_resolve, future, outcome)
 
         question = flight.delivery.message
-        prompt, flight.history_turns = self._prompt(batch, question)
+        prompt, flight.history_turns = await self._prompt(batch, question)
         request = Request(
             prompt,
             max_tokens=self.config.max_answer_tokens,
@@ -398,20 +398,16 @@ class Worker:
             raise outcome
         return outcome
 
-    def _prompt(self, batch: Backend, question: QuestionMessage) -> tuple[str, int]:
+    async def _prompt(self, batch: Backend, question: QuestionMessage) -> tuple[str, int]:
         """The question's prompt with its earlier turns, and how many of them it holds.
 
-        On the embedded engine, turns are dropped from the oldest while the prompt and the answer
-        budget overflow N_CTX; a remote server gets them all (it refuses what does not fit).
+        Turns are dropped from the oldest while the prompt and the answer budget overflow the
+        backend's context (the embedded engine's N_CTX, or the server's per-request context).
         """
-        if isinstance(batch, BatchEngine):
-            return fit_prompt(
-                question.text, question.language, question.history,
-                lambda text: len(batch.tokenize(text)), batch.n_ctx - self.config.max_answer_tokens,
-                question.passages,
-            )  # fmt: skip
-        prompt = build_prompt(question.text, question.language, question.passages, question.history)
-        return prompt, len(question.history)
+        return await fit_prompt(
+            question.text, question.language, question.history, batch.count_tokens,
+            batch.n_ctx - self.config.max_answer_tokens, question.passages,
+        )  # fmt: skip
 
     async def _publish(
         self,

@@ -104,16 +104,20 @@ def test_a_follow_up_holds_the_earlier_turns_as_gemma_turns_after_the_preamble()
     assert prompt.startswith(second + history[1][1])
 
 
-def test_earlier_turns_are_dropped_oldest_first_until_the_prompt_fits() -> None:
+async def _length(text: str) -> int:
+    return len(text)
+
+
+async def test_earlier_turns_are_dropped_oldest_first_until_the_prompt_fits() -> None:
     history = [(f"question {i}", "answer " * 20) for i in range(5)]
     full = build_prompt("now?", "en", history=history)
-    prompt, kept = fit_prompt("now?", "en", history, len, len(full))
+    prompt, kept = await fit_prompt("now?", "en", history, _length, len(full))
     assert (prompt, kept) == (full, 5)
-    prompt, kept = fit_prompt("now?", "en", history, len, len(full) - 1)
+    prompt, kept = await fit_prompt("now?", "en", history, _length, len(full) - 1)
     assert (
         kept == 4 and prompt == build_prompt("now?", "en", history=history[1:]) and "question 0" not in prompt
     )
-    prompt, kept = fit_prompt("now?", "en", history, len, 10)  # even the question alone is over
+    prompt, kept = await fit_prompt("now?", "en", history, _length, 10)  # even the question alone is over
     assert (prompt, kept) == (build_prompt("now?"), 0)
 
 

@@ -165,3 +165,47 @@ def test_run_starts_its_worker_without_a_model_file_when_inference_url_is_set(
     monkeypatch.delenv("MODEL_PATH", raising=False)
     assert "MODEL_PATH" not in worker_env("redis://127.0.0.1:6379/0", "")
     assert worker_env("redis://127.0.0.1:6379/0", "/m.gguf")["MODEL_PATH"] == "/m.gguf"
+
+
+def _long_question(number: int) -> str:
+    """About 1,500 characters (some 660 tokens of the tiny model), no danger sign in it."""
+    sentence = "The family asks how often the child should drink clean water during the hot season. "
+    return f"Question {number}: " + sentence * 17
+
+
+async def test_a_long_history_is_trimmed_for_the_server_and_the_answer_comes(
+    stack: Stack,
+    worker_process: Any,
+    llama_server_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tiny_model_path: Path,
+) -> None:
+    """Three long questions in one private conversation, through the bot and a worker on INFERENCE_URL:
+    the second holds the first turn; the third would overflow the server's 2,048-token slot with both
+    earlier turns, so the oldest is dropped (as the embedded engine does) and it is answered, not
+    refused. N_CTX is set far above the slot: the server's own context (from /v1/models) is what counts."""
+    from tests.test_conversation_e2e import ADA, ask, bot, consent
+
+    worker = await worker_process(
+        INFERENCE_URL=f"{llama_server_url}/v1", MODEL_PATH="/nonexistent.gguf", N_CTX="16384"
+    )
+    questions = [_long_question(n) for n in (1, 2, 3)]
+    async with bot(stack):
+        await consent(stack, ADA)
+        records = [(await ask(stack, sessionmaker, text, ADA))[0] for text in questions]
+    assert '"tokenizer": "server"' in worker.output and '"n_ctx": 2048' in worker.output
+    engine = await asyncio.to_thread(Engine, tiny_model_path, n_ctx=2048, n_threads=1)
+    try:
+        turns = [(text, record.text or "") for text, record in zip(questions, records, strict=True)]
+        whole = engine.count_tokens(build_prompt(questions[2], history=turns[:2]))
+        kept_one = engine.count_tokens(build_prompt(questions[2], history=turns[1:2]))
+        second = engine.count_tokens(build_prompt(questions[1], history=turns[:1]))
+    finally:
+        engine.close()
+    assert whole + 24 > 2048  # both earlier turns and the answer budget would not fit the slot
+    assert [record.status for record in records] == ["ok", "ok", "ok"]
+    assert [record.turn for record in records] == [1, 2, 3]
+    assert records[1].prompt_tokens == second  # nothing to trim yet: the first turn is in
+    assert records[2].prompt_tokens == kept_one  # the oldest turn dropped, the newest kept
+    for text in questions:
+        assert text[:40] not in worker.output  # no question text in the worker's log
