@@ -17,6 +17,12 @@ GENERATION_SECONDS = Histogram(
 )
 TOKENS = Counter("meditron_tokens", "Tokens of published answers: prompt and completion", ["kind"])
 ANSWERS = Counter("meditron_answers", "Answers published, by status (ok, failed)", ["status"])
+BACKEND_RETRIES = Counter(
+    "meditron_backend_retries",
+    "Requests to the model server (INFERENCE_URL) sent again: rate_limited (429), unavailable (503), "
+    "unreachable (connection refused)",
+    ["reason"],
+)
 BATCH_OCCUPANCY = Gauge("meditron_batch_occupancy", "Questions this worker is answering now")
 BATCH_SLOTS = Gauge("meditron_batch_slots", "Questions this worker answers at once at most")
 TRANSCRIPTIONS = Counter(

@@ -12,6 +12,11 @@ otherwise, or when that call fails, by an upper bound: the prompt's UTF-8 bytes 
 token of a byte-fallback or byte-level tokenizer covers at least one byte), which may trim more than
 needed but never sends a prompt that does not fit.
 
+A server that answers 429 (rate limit) or 503 (loading, busy) gets the request again after its
+Retry-After (or a capped backoff) for as long as the question is wanted; the worker keeps renewing
+the question's claim meanwhile, so no other worker answers it too. Each retry is counted in
+``meditron_backend_retries``.
+
 Generation stops at the token budget (``max_tokens``), at ``<end_of_turn>``, or when the request's
 ``should_stop`` says so: the stream is then closed, and llama-server ends a generation whose
 client went away.
@@ -20,17 +25,20 @@ client went away.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 import structlog
 
+from inference import metrics
 from inference.batch_sequence import Callback, Request
 from inference.engine import GenerationResult, StopReason
 from inference.errors import InferenceError, PromptTooLongError
@@ -44,6 +52,10 @@ CANCEL_POLL_S = 0.25
 """How often a request waiting for the server checks whether it was withdrawn."""
 MODEL_NAME_MAX = 64
 """Records keep the backend's model name where the embedded worker keeps the file's sha256 (64 chars)."""
+RETRY_CAP_S = 10.0
+"""The longest wait between two tries of a request the server could not take (without Retry-After)."""
+RETRY_AFTER_S = (0.25, 60.0)
+"""A Retry-After is waited out within these bounds (never a busy loop, never an hour's stall)."""
 
 
 class BackendError(InferenceError):
@@ -51,7 +63,15 @@ class BackendError(InferenceError):
 
 
 class _UnavailableError(Exception):
-    """The server is away (connection refused, or 503 while it loads): the request may be sent again."""
+    """The server is away (connection refused) or busy (429 rate limit, 503 loading or overloaded):
+    the request may be sent again. ``busy``: the server answered, so waiting is not bounded by the
+    timeout; ``retry_after``: the seconds its Retry-After header asked for."""
+
+    def __init__(self, reason: str, *, busy: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.busy = busy
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -232,20 +252,32 @@ class RemoteEngine:
         )
 
     async def _stream(self, request: Request, into: _Stream) -> None:
-        """:meth:`_stream_once`, tried again while the server is away (refused connection, 503) and
-        nothing was streamed yet, for up to the timeout; then BackendError."""
-        backoff = Backoff(first_s=0.5, cap_s=5.0)
+        """:meth:`_stream_once`, sent again while nothing was streamed yet and the server is busy
+        (429, 503: for as long as the request is wanted, honouring Retry-After) or away (refused
+        connection: for up to the timeout, then BackendError); capped backoff in between. The worker
+        keeps renewing the question's claim meanwhile, so no other worker takes it."""
+        backoff = Backoff(first_s=0.5, cap_s=RETRY_CAP_S, jitter=0.25)
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:
                 await self._stream_once(request, into)
-                return
             except _UnavailableError as exc:
-                if into.chunks or time.monotonic() > deadline:
+                if into.chunks or (not exc.busy and time.monotonic() > deadline):
                     raise BackendError(f"the model server at {self._shown} is unavailable: {exc}") from None
                 delay = backoff.failed()
-                log.warning("backend.unavailable", reason=str(exc), retry_in_s=round(delay, 2))
+                if exc.retry_after is not None:
+                    delay = min(max(exc.retry_after, RETRY_AFTER_S[0]), RETRY_AFTER_S[1])
+                metrics.BACKEND_RETRIES.labels(exc.reason).inc()
+                if backoff.failures & (backoff.failures - 1) == 0:  # the 1st, 2nd, 4th, 8th... in a row
+                    log.warning(
+                        "backend.unavailable", reason=exc.reason, tries=backoff.failures,
+                        retry_in_s=round(delay, 2),
+                    )  # fmt: skip
                 await asyncio.sleep(delay)
+                continue
+            if backoff.failures:
+                log.info("backend.available", tries=backoff.failures + 1)
+            return
 
     async def _stream_once(self, request: Request, into: _Stream) -> None:
         """POST the completion and read its server-sent events into ``into``, until [DONE] or a stop."""
@@ -262,13 +294,15 @@ class RemoteEngine:
         try:
             async with self._client.stream("POST", "/v1/completions", json=body) as response:
                 await self._read(request, response, into)
-        except httpx.ConnectError as exc:
-            raise _UnavailableError(type(exc).__name__) from None
+        except httpx.ConnectError:
+            raise _UnavailableError("unreachable") from None
 
     async def _read(self, request: Request, response: httpx.Response, into: _Stream) -> None:
         """Read one streamed completion's events into ``into``."""
-        if response.status_code == 503:
-            raise _UnavailableError("HTTP 503")
+        if response.status_code in (429, 503):
+            reason = "rate_limited" if response.status_code == 429 else "unavailable"
+            retry_after = retry_after_s(response.headers.get("retry-after"))
+            raise _UnavailableError(reason, busy=True, retry_after=retry_after)
         if response.status_code != 200:
             raise _refusal(response.status_code, (await response.aread()).decode("utf-8", "replace"))
         async for event in _events(response):
@@ -304,6 +338,23 @@ async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
             if "error" in event:
                 raise BackendError(f"the model server failed mid-answer: {_error_kind(event)}")
             yield event
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date); None when absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _context_of(model: Any) -> int | None:

@@ -22,6 +22,7 @@ from inference.errors import PromptTooLongError
 from inference.prompt import build_prompt
 from inference.remote import RemoteEngine
 from storage.models import Answer, Question
+from tests.support.http_faults import Fault, FaultyRelay
 from tests.support.llama_server import MODEL_ALIAS, free_port, running_llama_server
 from tests.support.stack import Stack
 from tests.test_e2e import _ask, _consent, stack_streams_empty
@@ -209,3 +210,74 @@ async def test_a_long_history_is_trimmed_for_the_server_and_the_answer_comes(
     assert records[2].prompt_tokens == kept_one  # the oldest turn dropped, the newest kept
     for text in questions:
         assert text[:40] not in worker.output  # no question text in the worker's log
+
+
+def _counter(metrics_text: str, name: str, label: str) -> float:
+    """The value of ``name{reason="label"}`` in Prometheus text (0 when absent)."""
+    needle = f'{name}{{reason="{label}"}} '
+    return sum(float(line.split()[-1]) for line in metrics_text.splitlines() if line.startswith(needle))
+
+
+async def test_a_rate_limited_server_answers_every_question_exactly_once(
+    stack: Stack,
+    running_bot: Any,
+    worker_process: Any,
+    llama_server_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis_client: Any,
+) -> None:
+    """Two workers on INFERENCE_URL behind a relay that answers the first completions 429 (Retry-After:
+    1 s) and then 503 (no header): the waits outlast the 1 s claim, yet each of four questions is
+    generated once, answered once, nothing is dead-lettered, no claim is lost, the waits are counted
+    in meditron_backend_retries, and no question text reaches a log."""
+    relay = FaultyRelay(llama_server_url, [Fault(429, "1")] * 6 + [Fault(503)] * 2)
+    await relay.start()
+    users = [3001, 3002, 3003, 3004]
+    questions = {user: f"How much ORS for a child of {user - 3000} years with diarrhoea?" for user in users}
+    try:
+        ports = [free_port(), free_port()]
+        env = {"INFERENCE_URL": f"{relay.url}/v1", "MODEL_PATH": "/nonexistent.gguf", "MAX_SEQUENCES": "1"}
+        workers = [
+            await worker_process(**env, WORKER_NAME=f"w-busy-{index}", METRICS_PORT=str(port))
+            for index, port in enumerate(ports)
+        ]
+        for user in users:
+            await _consent(stack, "both", user)
+        before = len(stack.stub.calls)
+        for user in users:
+            stack.stub.push_message(questions[user], user_id=user)
+        sent = await stack.stub.wait_for(
+            "sendMessage", lambda c: texts.REMINDER in c.params["text"], count=4, since=before, timeout=90
+        )
+        assert await stack_streams_empty(stack)
+        async with httpx.AsyncClient(timeout=10) as client:
+            scraped = "".join([(await client.get(f"http://127.0.0.1:{p}/metrics")).text for p in ports])
+    finally:
+        await relay.stop()
+    assert relay.faulted == 8 and relay.relayed["/v1/completions"] == 4  # each question generated once
+    assert sorted(int(c.params["chat_id"]) for c in sent) == users
+    assert len([c for c in stack.stub.calls_of("sendMessage") if texts.REMINDER in c.params["text"]]) == 4
+    async with sessionmaker() as session:
+        records = list((await session.execute(select(Answer))).scalars())
+    assert len(records) == 4 and {r.status for r in records} == {"ok"}
+    assert len({r.question_id for r in records}) == 4
+    assert await redis_client.xlen(f"{stack.storage.queue_namespace}:dead") == 0
+    assert _counter(scraped, "meditron_backend_retries_total", "rate_limited") == 6
+    assert _counter(scraped, "meditron_backend_retries_total", "unavailable") == 2
+    logs = "".join(worker.output for worker in workers)
+    assert "backend.unavailable" in logs and "question.claim_lost" not in logs
+    assert "generation.failed" not in logs and "question.released" not in logs
+    for text in questions.values():
+        assert text not in logs and "with diarrhoea" not in logs
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from inference.remote import retry_after_s
+
+    assert retry_after_s("2") == 2.0 and retry_after_s("-3") == 0.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25.0 < (retry_after_s(later) or 0) <= 30.0
+    assert retry_after_s(None) is None and retry_after_s("soon") is None
