@@ -142,3 +142,38 @@ async def test_a_paragraph_sent_before_a_bot_restart_is_not_sent_again(
         assert await stack_streams_empty(stack)
     answers = [call.params["text"] for call in stub.calls[sent:] if call.method == "sendMessage"]
     assert answers == [PARAGRAPHS[1], f"{PARAGRAPHS[2]}\n\n{PARAGRAPHS[3]}\n\n{texts.REMINDER}"]
+
+
+async def test_a_reply_to_any_paragraph_of_a_group_answer_continues_its_conversation(
+    stack: Stack,
+    paragraph_bot: Any,
+    worker_process: Any,
+    paragraph_server: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """In a group, Ada's answer comes as three messages: her reply to the first paragraph continues
+    that conversation (turn 2), so does her reply to the second (turn 3); Ben replying to the first
+    starts his own (turn 1, none of Ada's context)."""
+    from tests.test_conversation_e2e import ADA, BEN, FIRST, FOLLOW_UP, GROUP, GROUP_CHAT, ask, consent, says
+
+    stub = stack.stub
+    stub.set_chat_member_status(GROUP, ADA, "administrator")
+    await consent(stack, ADA)
+    await consent(stack, BEN)
+    before = len(stub.calls)
+    stub.push_command("/enable", mention_bot=True, user_id=ADA, **GROUP_CHAT)
+    await stub.wait_for("sendMessage", says(texts.GROUP_ENABLED, GROUP), since=before)
+    await worker_process(INFERENCE_URL=paragraph_server, MAX_ANSWER_TOKENS="200")
+    before = len(stub.calls)
+    first, _ = await ask(stack, sessionmaker, FIRST, ADA, command=True, **GROUP_CHAT)
+    parts = [
+        (await stub.wait_for("sendMessage", says(paragraph, GROUP), since=before))[0].result["message_id"]
+        for paragraph in PARAGRAPHS[:2]
+    ]
+    ben, _ = await ask(stack, sessionmaker, FOLLOW_UP, BEN, **GROUP_CHAT, reply_to_message_id=parts[0])
+    ada, _ = await ask(stack, sessionmaker, FOLLOW_UP, ADA, **GROUP_CHAT, reply_to_message_id=parts[0])
+    again, _ = await ask(stack, sessionmaker, FOLLOW_UP, ADA, **GROUP_CHAT, reply_to_message_id=parts[1])
+    assert (first.turn, ada.turn, again.turn) == (1, 2, 3)
+    assert first.conversation_id == ada.conversation_id == again.conversation_id
+    assert ben.turn == 1 and ben.conversation_id not in (None, first.conversation_id)
+    assert ben.prompt_tokens < ada.prompt_tokens < again.prompt_tokens  # the history is in Ada's only

@@ -202,8 +202,9 @@ class AnswerDelivery(StreamLoop):
         if index > 0 and not await queue.was_sent(f"{part.question_id}#{index - 1}"):
             return  # the one before is not out: the final answer sends both, in order
         reply_to = part.reply_to if index == 0 else None
-        if await self._send(part.chat_id, part.text, reply_to, None) is not None:
-            await queue.mark_sent(key)
+        sent = await self._send(part.chat_id, part.text, reply_to, None)
+        if sent is not None:
+            await queue.mark_sent(key, sent.message_id)  # the final answer links it to the conversation
             log.info("answer.part_sent", part=index)
 
     async def _language(self, question_id: str) -> str:
@@ -215,7 +216,9 @@ class AnswerDelivery(StreamLoop):
     async def _send_pieces(self, answer: AnswerMessage, language: str) -> tuple[float | None, list[int]]:
         """Send every piece (the first replies to the question, the last has 👍/👎).
 
-        Returns when the last was sent (None if undeliverable) and the ids of the messages sent.
+        Returns when the last was sent (None if undeliverable) and the ids of the answer's messages,
+        those sent before too (early paragraphs, or pieces sent before a restart): a reply to any of
+        them continues the conversation.
         """
         pieces = answer_pieces(answer, language)
         sent_at: float | None = None
@@ -224,6 +227,8 @@ class AnswerDelivery(StreamLoop):
             last = index == len(pieces) - 1
             key = f"{answer.question_id}#{index}"  # a restart does not resend the pieces already sent
             if not last and await self.res.queue.was_sent(key):
+                if (earlier := await self.res.queue.sent_message(key)) is not None:
+                    message_ids.append(earlier)
                 continue
             ok = last and answer.status == "ok"
             markup = feedback_keyboard(answer.question_id, language) if ok else None
@@ -233,7 +238,7 @@ class AnswerDelivery(StreamLoop):
             sent_at = time.time()
             message_ids.append(sent.message_id)
             if not last:
-                await self.res.queue.mark_sent(key)
+                await self.res.queue.mark_sent(key, sent.message_id)
         if answer.status == "ok" and sent_at is not None:  # a clinician may be asked about it
             await self.res.cases.remember_answer(answer.question_id, answer.text)
         if answer.status == "ok" and answer.finished_at and answer.taken_at:

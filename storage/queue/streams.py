@@ -573,9 +573,16 @@ return 1
         """Whether this answer was already delivered."""
         return bool(await self.redis.exists(self.names.sent_key(question_id)))
 
-    async def mark_sent(self, question_id: str) -> None:
-        """Remember that this answer was delivered."""
-        await self.redis.set(self.names.sent_key(question_id), "1", ex=self.entry_ttl_s)
+    async def mark_sent(self, question_id: str, message_id: int | None = None) -> None:
+        """Remember that this answer (or its piece ``<question id>#<n>``) was delivered, as ``message_id``."""
+        value = f"message:{message_id}" if message_id is not None else "1"
+        await self.redis.set(self.names.sent_key(question_id), value, ex=self.entry_ttl_s)
+
+    async def sent_message(self, question_id: str) -> int | None:
+        """The Telegram message a delivered piece was sent as (None: not sent, or not said)."""
+        value = await self.redis.get(self.names.sent_key(question_id))
+        text = str(value or "")
+        return int(text.removeprefix("message:")) if text.startswith("message:") else None
 
     async def was_recorded(self, question_id: str) -> bool:
         """Whether this delivered answer was already recorded in the database."""
