@@ -281,3 +281,30 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 25.0 < (retry_after_s(later) or 0) <= 30.0
     assert retry_after_s(None) is None and retry_after_s("soon") is None
+
+
+async def test_without_the_servers_tokenizer_prompts_are_counted_by_an_upper_bound(
+    llama_server_url: str,
+) -> None:
+    """A server with no /tokenize (here a relay answering it 404): the worker counts UTF-8 bytes, never
+    fewer than the server's tokens, so a history trimmed by that count fits and the answer comes."""
+    from inference.prompt import fit_prompt
+
+    relay = FaultyRelay(llama_server_url, [Fault(404)] * 100, path="/tokenize")
+    await relay.start()
+    exact, bounded = RemoteEngine(llama_server_url), RemoteEngine(relay.url)
+    history = [(_long_question(1), "Give ORS after each stool."), (_long_question(2), "نعم، أعط المحلول.")]
+    try:
+        await exact.connect()
+        await bounded.connect()
+        assert (exact.tokenizer, bounded.tokenizer) == ("server", "estimate")
+        assert exact.n_ctx == bounded.n_ctx == 2048  # the slot's context, from /v1/models
+        whole = build_prompt(_long_question(3), history=history)
+        assert await bounded.count_tokens(whole) >= await exact.count_tokens(whole) > 2048
+        prompt, kept = await fit_prompt(_long_question(3), "en", history, bounded.count_tokens, 2048 - 8)
+        result = await bounded.complete(Request(prompt, max_tokens=8))
+    finally:
+        await exact.aclose()
+        await bounded.aclose()
+        await relay.stop()
+    assert kept < len(history) and result.stop_reason == "length" and result.completion_tokens == 8
