@@ -3,7 +3,7 @@
 The answer carries the bot's Sources part, /sources shows the passage, an unrelated question is
 said not to come from the guidelines, the audit log and the export name the passage ids, and
 erasure leaves the library (which holds no user data) as it was. A follow-up is retrieved with its
-conversation's earlier question. /help lists /sources in every language.
+conversation's earlier question. /help and the command menu list /sources in every language.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ async def test_a_follow_up_whose_own_words_match_nothing_gets_the_conversations_
     assert recorded[2] is None
 
 
-async def test_help_lists_sources_in_every_language(stack: Stack, running_bot: Any) -> None:
+async def test_help_and_command_menu_list_sources_in_every_language(stack: Stack, running_bot: Any) -> None:
     for language in LANGUAGES:
         before = len(stack.stub.calls)
         stack.stub.push_command("/help", user_id=USER, language_code=language)
@@ -141,3 +141,6 @@ async def test_help_lists_sources_in_every_language(stack: Stack, running_bot: A
         shown = str(replies[-1].params["text"])
         assert t(texts.SOURCES_HELP, language) in shown and "/sources – " in shown
         assert language == "en" or t(texts.SOURCES_HELP, language) != texts.SOURCES_HELP  # translated
+        menu = dict(stack.stub.menus[("all_private_chats", "" if language == "en" else language)])
+        assert menu["sources"] == t(texts.SOURCES_HELP, language).split(" – ", 1)[1]  # setMyCommands
+        assert {"start", "help", "cancel", "forget"} <= set(menu)

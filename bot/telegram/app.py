@@ -29,6 +29,7 @@ from bot.settings import BotSettings
 from bot.telegram import handlers
 from bot.telegram.alerts import monitor
 from bot.telegram.case_delivery import CaseDelivery
+from bot.telegram.commands import publish_menu
 from bot.telegram.context import CONTEXT_TYPES, BotContext
 from bot.telegram.delivery import AnswerDelivery
 from bot.telegram.ingest import IngestConfig, UpdateIngest
@@ -123,6 +124,7 @@ def build_application(
         delivery.start()
         transcripts.start()
         cases.start()
+        await publish_menu(app.bot)  # the private chats' command menu, as /help lists it
         await _start_intake(app, ingest, webhook, make_log)
         checks = {"redis": redis_check(redis_url), "database": database_check(database_url)}
         app.bot_data[ENDPOINTS] = start_endpoints(checks, "bot")

@@ -39,7 +39,8 @@ MAX_CALLBACK_DATA_BYTES = 64
 MAX_CALLBACK_ANSWER_LENGTH = 200
 # getMe on initialize, getUpdates from bot.telegram.ingest, and what the handlers and the delivery call.
 SERVED = ("getMe", "getUpdates", "sendMessage", "sendChatAction", "answerCallbackQuery", "editMessageText",
-          "editMessageReplyMarkup", "getChatMember", "getFile", "setWebhook", "deleteWebhook")  # fmt: skip
+          "editMessageReplyMarkup", "getChatMember", "getFile", "setWebhook", "deleteWebhook",
+          "setMyCommands")  # fmt: skip
 FILE_DOWNLOAD = "file"  # the method name a file download is recorded under
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _SET_SECRET: Any = object()  # deliver's default: the secret_token of setWebhook
@@ -157,6 +158,7 @@ class TelegramStub:
         self._holds: list[Hold] = []
         self._files: dict[str, tuple[str, bytes]] = {}  # file id -> (file path, content)
         self.webhook: JSONDict | None = None  # the last setWebhook's url, secret_token, allowed_updates
+        self.menus: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (scope, language) -> commands
         self._client: Any = None  # aiohttp.ClientSession of deliver
         self._methods: dict[str, Callable[[JSONDict], Awaitable[Any]]] = {
             name.lower(): getattr(self, "_" + re.sub("([A-Z])", r"_\1", name).lower()) for name in SERVED
@@ -600,6 +602,21 @@ class TelegramStub:
 
     async def _delete_webhook(self, params: JSONDict) -> bool:
         self.webhook = None
+        return True
+
+    async def _set_my_commands(self, params: JSONDict) -> bool:
+        """Checked as Telegram does: at most 100 commands, names of 1-32 of a-z 0-9 _, descriptions 1-256."""
+        commands = params["commands"]
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise bad_request("commands must be a list of at most 100")
+        for command in commands:
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", str(command.get("command", ""))):
+                raise bad_request("BOT_COMMAND_INVALID")
+            if not 1 <= len(str(command.get("description", "")).strip()) <= 256:
+                raise bad_request("command description is empty or too long")
+        scope = params.get("scope") or {"type": "default"}
+        key = (str(scope.get("type")), str(params.get("language_code") or ""))
+        self.menus[key] = [(str(c["command"]), str(c["description"])) for c in commands]
         return True
 
     async def _send_message(self, params: JSONDict) -> JSONDict:

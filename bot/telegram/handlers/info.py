@@ -6,6 +6,7 @@ from telegram import Update
 
 from bot.flows import rights
 from bot.telegram import texts
+from bot.telegram.commands import help_text
 from bot.telegram.context import BotContext
 from bot.telegram.i18n import t
 from bot.telegram.identity import pseudonym_of, user_language
@@ -17,9 +18,7 @@ async def help_command(update: Update, context: BotContext) -> None:
     """Say what the bot does and list the commands."""
     if update.effective_message is not None:
         language = user_language(update, context.resources)
-        commands = (texts.HELP, texts.VOICE_HELP, "", texts.SOURCES_HELP, texts.RIGHTS_HELP)
-        lines = [t(text, language) if text else "" for text in commands]
-        await update.effective_message.reply_text("\n".join(lines))
+        await update.effective_message.reply_text(help_text(language))
 
 
 async def privacy(update: Update, context: BotContext) -> None:
