@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bot.telegram import texts
 from inference.synthetic import TINY, write_gemma2_gguf
+from tests.support.consent import give_consent_all
 from tests.support.stack import LoggedProcess
 from tests.support.telegram_stub import TelegramStub
 
@@ -45,19 +46,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
         "p99_ms": round(cut[98] * 1000, 1),
         "max_ms": round(ordered[-1] * 1000, 1),
     }
-
-
-async def _consent_all(stub: TelegramStub, users: list[int]) -> None:
-    """Every user: /start, then the service-only consent button (not measured)."""
-    for user in users:
-        stub.push_command("/start", user_id=user)
-    prompts = await stub.wait_for(
-        "sendMessage", lambda c: bool(c.params.get("reply_markup")), count=len(users), timeout=600
-    )
-    for prompt in prompts:
-        user = int(prompt.params["chat_id"])
-        stub.push_callback("consent:service:en-2", user_id=user, message_id=prompt.result["message_id"])
-    await stub.wait_for("editMessageText", count=len(users), timeout=600)
 
 
 async def _ask_all(stub: TelegramStub, users: list[int], rate: float) -> dict[tuple[int, int], int]:
@@ -100,7 +88,7 @@ async def measure(model: Path, rate: float, seconds: float, max_tokens: int) -> 
         )
         try:
             await stub.wait_until_polling(timeout=300)
-            await _consent_all(stub, users)
+            await give_consent_all(stub, users, timeout=600)
             sent = await _ask_all(stub, users, rate)
             await stub.wait_for(
                 "sendMessage", lambda c: texts.REMINDER in str(c.params.get("text", "")),

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.support.consent import give_consent
 from tests.support.stack import LoggedProcess
 from tests.support.telegram_stub import TelegramStub
 
@@ -27,14 +28,6 @@ QUESTIONS = (
     "How should I store oxytocin when there is no refrigerator?",
     "When should a pregnant woman with headache and swollen feet be referred?",
 )
-
-
-async def _consent(stub: TelegramStub) -> None:
-    """/start and the research-consent button."""
-    stub.push_command("/start", user_id=USER)
-    prompt = (await stub.wait_for("sendMessage", lambda c: bool(c.params.get("reply_markup"))))[0]
-    stub.push_callback("consent:both:en-2", user_id=USER, message_id=prompt.result["message_id"])
-    await stub.wait_for("editMessageText")
 
 
 async def measure(model: Path, max_tokens: int, questions: int) -> list[dict[str, float]]:
@@ -51,7 +44,7 @@ async def measure(model: Path, max_tokens: int, questions: int) -> list[dict[str
         try:
             await run.wait_for_line("worker.ready", timeout=300)
             await run.wait_for_line("bot.ready")
-            await _consent(stub)
+            await give_consent(stub, USER)
             return [await _one(stub, run, QUESTIONS[i % len(QUESTIONS)]) for i in range(questions)]
         finally:
             await run.stop()

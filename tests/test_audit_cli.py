@@ -30,9 +30,9 @@ from storage.pseudonym import Pseudonymizer
 from storage.repositories.audit import GENESIS_HASH, row_hash, verify_audit, verify_chain
 from storage.repositories.startup_audit import audit_startup, settings_snapshot
 from storage.settings import StorageSettings
+from tests.support.consent import give_consent
 from tests.support.stack import Stack
 from tests.test_consent_storage import seed
-from tests.test_e2e import _consent
 
 Sessions = async_sessionmaker[AsyncSession]
 PSEUDONYM_KEY = "p" * 64
@@ -315,7 +315,7 @@ async def test_the_running_bot_keys_and_anchors_what_it_audits(
 ) -> None:
     """Consent given through the real bot: keyed rows, the anchor at the newest; then truncation shows."""
     anchor = stack.audit_anchor()
-    await _consent(stack, "both", user=7_310_045_530)
+    await give_consent(stack.stub, 7_310_045_530, "both")
     rows = await _rows(sessionmaker)
     consent_rows = [row for row in rows if row.event.startswith("consent")]
     assert consent_rows and anchor.read() == Checkpoint(rows[-1].id, rows[-1].hash)

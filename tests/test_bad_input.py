@@ -12,28 +12,18 @@ from bot.telegram import texts
 from bot.telegram.cleaning import clean
 from bot.telegram.i18n import t
 from storage.models import ConsentEvent, Question, User
+from tests.support.consent import give_consent
 from tests.support.stack import Stack, inprocess_worker
+from tests.support.telegram_stub import says
 
 USER = 5150
-
-
-def _says(fragment: str) -> Any:
-    return lambda call: fragment in str(call.params.get("text", ""))
-
-
-async def _consented(stack: Stack, choice: str = "service") -> None:
-    stub = stack.stub
-    stub.push_command("/start", user_id=USER)
-    prompt = (await stub.wait_for("sendMessage", lambda c: bool(c.params.get("reply_markup"))))[-1]
-    stub.push_callback(f"consent:{choice}:en-2", user_id=USER, message_id=prompt.result["message_id"])
-    await stub.wait_for("editMessageText", _says("Thank you"))
 
 
 async def test_media_messages_are_asked_for_text(stack: Stack, running_bot: Any) -> None:
     kinds = ["photo", "sticker", "document", "location"]  # voice notes: tests/test_voice_e2e.py
     for kind in kinds:
         stack.stub.push_non_text(kind, user_id=USER)
-    replies = await stack.stub.wait_for("sendMessage", _says(texts.NON_TEXT), count=len(kinds))
+    replies = await stack.stub.wait_for("sendMessage", says(texts.NON_TEXT), count=len(kinds))
     assert len(replies) == len(kinds)
 
 
@@ -42,20 +32,20 @@ async def test_edited_message_and_unknown_command(stack: Stack, running_bot: Any
     sent = stub.push_message("original question", user_id=USER)
     stub.push_edited_message(sent["message"]["message_id"], "edited question", user_id=USER)
     stub.push_command("/frobnicate", user_id=USER)
-    await stub.wait_for("sendMessage", _says(texts.EDITED))
-    await stub.wait_for("sendMessage", _says(texts.UNKNOWN_COMMAND))
+    await stub.wait_for("sendMessage", says(texts.EDITED))
+    await stub.wait_for("sendMessage", says(texts.UNKNOWN_COMMAND))
 
 
 async def test_too_long_and_empty_questions_are_refused_kindly(
     stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    await _consented(stack)
+    await give_consent(stack.stub, USER, "service")
     long_text = "cough " * 500
     stack.stub.push_message(long_text, user_id=USER)
-    reply = (await stack.stub.wait_for("sendMessage", _says("characters long")))[0]
+    reply = (await stack.stub.wait_for("sendMessage", says("characters long")))[0]
     assert str(len(long_text.strip())) in reply.params["text"] and "2000" in reply.params["text"]
     stack.stub.push_message("   ", user_id=USER)
-    await stack.stub.wait_for("sendMessage", _says(texts.EMPTY))
+    await stack.stub.wait_for("sendMessage", says(texts.EMPTY))
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Question)) == 0
 
@@ -76,9 +66,9 @@ async def test_forged_and_stale_buttons_record_nothing(
 
 async def test_help_and_privacy(stack: Stack, running_bot: Any) -> None:
     stack.stub.push_command("/help", user_id=USER)
-    await stack.stub.wait_for("sendMessage", _says("/cancel"))
+    await stack.stub.wait_for("sendMessage", says("/cancel"))
     stack.stub.push_command("/privacy", user_id=USER)
-    reply = (await stack.stub.wait_for("sendMessage", _says("What is kept")))[0]
+    reply = (await stack.stub.wait_for("sendMessage", says("What is kept")))[0]
     assert texts.CHOICE_NONE in reply.params["text"] and "180 days" in reply.params["text"]
 
 
@@ -87,9 +77,9 @@ async def test_answer_refused_by_flood_control_and_network_is_retried_not_lost(
 ) -> None:
     """429 and a dropped connection on the answer: it stays pending and arrives once."""
     stub = stack.stub
-    await _consented(stack)
+    await give_consent(stack.stub, USER, "service")
     stub.push_message("How to store vaccines without power?", user_id=USER)
-    await stub.wait_for("sendMessage", _says("in the queue"))
+    await stub.wait_for("sendMessage", says("in the queue"))
     stub.fail_next("sendMessage", error_code=429, retry_after=1)
     stub.fail_network("sendMessage", times=1)
     async with inprocess_worker(stack):
@@ -105,15 +95,15 @@ async def _answered_after_notice(stack: Stack, question: str, notice: str) -> No
     stub = stack.stub
     before = len(stub.calls)
     stub.push_message(question, user_id=USER)
-    await stub.wait_for("sendMessage", _says(notice), since=before)
-    await stub.wait_for("sendMessage", _says("in the queue"), since=before)
+    await stub.wait_for("sendMessage", says(notice), since=before)
+    await stub.wait_for("sendMessage", says("in the queue"), since=before)
     # A claim timeout longer than a loaded machine's generation: the worker's own other slots must not
     # take the question over (the stack's 1 s is for crash tests) and dead-letter it.
     patient = dataclasses.replace(
         stack, storage=stack.storage.model_copy(update={"queue_claim_idle_ms": 60_000})
     )
     async with inprocess_worker(patient):
-        await stub.wait_for("sendMessage", _says(texts.REMINDER), since=before, timeout=60)
+        await stub.wait_for("sendMessage", says(texts.REMINDER), since=before, timeout=60)
     assert not [c for c in stub.calls[before:] if texts.TEMPORARY_ERROR in str(c.params.get("text", ""))]
 
 
@@ -121,7 +111,7 @@ async def test_lone_surrogate_is_left_out_kindly_and_the_question_answered(
     stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     """Half an emoji (a lone UTF-16 surrogate, as a broken client sends it): told, removed, answered, kept."""
-    await _consented(stack, "both")
+    await give_consent(stack.stub, USER)
     await _answered_after_notice(
         stack, "Fever\ud83d and cough in a child of 3?", texts.INPUT_BROKEN_CHARACTER
     )
@@ -135,7 +125,7 @@ async def test_nul_character_is_left_out_kindly_and_the_question_answered(
     stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     """A NUL in a question (PostgreSQL refuses it in text): told, removed, answered, kept."""
-    await _consented(stack, "both")
+    await give_consent(stack.stub, USER)
     await _answered_after_notice(stack, "Dose of zinc\x00 for a child of 2?", texts.INPUT_NUL_CHARACTER)
     async with sessionmaker() as session:
         assert (await session.execute(select(Question.text))).scalar_one() == "Dose of zinc for a child of 2?"
@@ -156,7 +146,7 @@ async def test_button_without_a_message_gets_a_kind_answer_and_changes_nothing(
         (True, kind, True)
     ] * 3
     stub.push_command("/help", user_id=USER, language_code="fr")  # updates run in order: the three are done
-    await stub.wait_for("sendMessage", _says(t(texts.HELP, "fr")[:30]))
+    await stub.wait_for("sendMessage", says(t(texts.HELP, "fr")[:30]))
     assert [c.method for c in stub.calls if c.method.lower().startswith(("edit", "send"))] == ["sendMessage"]
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(ConsentEvent)) == 0

@@ -20,11 +20,11 @@ from storage.queue.connection import connect
 from storage.repositories.audit import verify_chain
 from storage.repositories.erasure import tombstones
 from storage.repositories.users import get_or_create_user, get_user
-from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker
-from tests.support.telegram_stub import Call
+from tests.support.consent import consent_prompt, give_consent, with_buttons
+from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker, polling_bot
+from tests.support.telegram_stub import Call, says
 from tests.test_consent_storage import consent, texts_of
-from tests.test_e2e import _ask, _consent, _has_buttons, _text_has
-from tests.test_field_e2e import bot
+from tests.test_e2e import _ask
 
 Sessions = async_sessionmaker[AsyncSession]
 USER = 7_310_045_529  # distinctive: must never appear in the database
@@ -38,13 +38,13 @@ async def _command(stack: Stack, command: str, expect: str, language: str = "en"
     """Send a command; return the text of the reply that contains ``expect``."""
     before = len(stack.stub.calls)
     stack.stub.push_command(command, user_id=USER, language_code=language)
-    calls = await stack.stub.wait_for("sendMessage", _text_has(expect), since=before)
+    calls = await stack.stub.wait_for("sendMessage", says(expect), since=before)
     return str(calls[-1].params["text"])
 
 
 async def test_consent_withdraw_and_forget(stack: Stack, running_bot: Any, sessionmaker: Sessions) -> None:
     """/consent shows the choice; /withdraw erases kept texts; /forget erases the user; chain stays whole."""
-    await _consent(stack, "both", user=USER)
+    await give_consent(stack.stub, USER, "both")
     async with inprocess_worker(stack):
         await _ask(stack, "Fever and stiff neck in a child?", user=USER)
     shown = await _command(stack, "/consent", "What you agreed to")
@@ -59,9 +59,7 @@ async def test_consent_withdraw_and_forget(stack: Stack, running_bot: Any, sessi
     assert "send /start" in forgotten
     before = len(stack.stub.calls)
     stack.stub.push_message("Still there?", user_id=USER)
-    await stack.stub.wait_for(
-        "sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == USER, since=before
-    )
+    await stack.stub.wait_for("sendMessage", consent_prompt(USER), since=before)
     stack.audit_anchor().attach(sessionmaker)  # the bot's rows are keyed: verify as the bot does
     async with sessionmaker.begin() as session:
         assert await get_user(session, _pseudonym()) is None  # a message without a consent choice: no row
@@ -80,7 +78,7 @@ async def test_user_of_an_older_text_is_asked_again(
         await consent(session, user, "service", "granted", version="en-0")
     before = len(stack.stub.calls)
     stack.stub.push_message("Dose of amoxicillin?", user_id=USER)
-    prompt = await stack.stub.wait_for("sendMessage", _has_buttons, since=before)
+    prompt = await stack.stub.wait_for("sendMessage", with_buttons, since=before)
     buttons = prompt[-1].params["reply_markup"]["inline_keyboard"]
     assert buttons[0][0]["callback_data"].endswith(":en-2")
     assert not [c for c in stack.stub.calls[before:] if "in the queue" in str(c.params.get("text", ""))]
@@ -107,7 +105,7 @@ async def test_no_raw_telegram_id_in_any_table(
     stack: Stack, running_bot: Any, sessionmaker: Sessions
 ) -> None:
     """After a full conversation every column of every table is free of the user's and chat's raw ids."""
-    await _consent(stack, "both", user=USER)
+    await give_consent(stack.stub, USER, "both")
     async with inprocess_worker(stack):
         await _ask(stack, "Malaria treatment for a pregnant woman?", user=USER)
     await _command(stack, "/privacy", "What is kept")
@@ -137,7 +135,7 @@ async def test_switching_research_off_by_button_erases(
     stack: Stack, running_bot: Any, sessionmaker: Sessions
 ) -> None:
     """Choosing "keep nothing for research" after allowing it records a withdrawal and erases the texts."""
-    await _consent(stack, "both", user=USER)
+    await give_consent(stack.stub, USER, "both")
     async with inprocess_worker(stack):
         await _ask(stack, "Signs of severe dehydration?", user=USER)
     before = len(stack.stub.calls)
@@ -169,13 +167,13 @@ async def test_consent_buttons_are_in_the_users_language(
     wanted = [t(label, language) for label in (texts.BUTTON_BOTH, texts.BUTTON_SERVICE, texts.BUTTON_DECLINE)]
     assert not {texts.BUTTON_BOTH, texts.BUTTON_SERVICE, texts.BUTTON_DECLINE} & set(wanted)
     stub.push_command("/start", user_id=USER, language_code=language)
-    prompt = (await stub.wait_for("sendMessage", _has_buttons))[-1]
+    prompt = (await stub.wait_for("sendMessage", with_buttons))[-1]
     assert _labels(prompt) == wanted
     before = len(stub.calls)
     stub.push_command("/consent", user_id=USER, language_code=language)
-    assert _labels((await stub.wait_for("sendMessage", _has_buttons, since=before))[-1]) == wanted
+    assert _labels((await stub.wait_for("sendMessage", with_buttons, since=before))[-1]) == wanted
     stub.push_callback("consent:both:en-999", user_id=USER, language_code=language)
-    assert _labels((await stub.wait_for("editMessageText", _has_buttons))[-1]) == wanted
+    assert _labels((await stub.wait_for("editMessageText", with_buttons))[-1]) == wanted
 
 
 # -- no user row without a consent choice ----------------------------------------------------------
@@ -209,15 +207,15 @@ async def test_no_user_row_before_a_consent_choice_language_waits_in_redis(
     in any table names the person. The language survives a restart (Redis, not the process) and moves
     to the user row at the consent choice."""
     stub = stack.stub
-    async with bot(stack, user_messages_per_minute=30):
+    async with polling_bot(stack, user_messages_per_minute=30):
         stub.push_message("Is paracetamol safe in pregnancy?", user_id=USER)
-        await stub.wait_for("sendMessage", _has_buttons)
+        await stub.wait_for("sendMessage", with_buttons)
         await _command(stack, "/lang es", t(texts.LANG_SET, "es"))
         before = len(stub.calls)
         stub.push_command("/lang", user_id=USER)
-        menu = (await stub.wait_for("sendMessage", _has_buttons, since=before))[-1]
+        menu = (await stub.wait_for("sendMessage", with_buttons, since=before))[-1]
         stub.push_callback("lang:fr", user_id=USER, message_id=menu.result["message_id"])
-        await stub.wait_for("editMessageText", _text_has(t(texts.LANG_SET, "fr")))
+        await stub.wait_for("editMessageText", says(t(texts.LANG_SET, "fr")))
         await _command(stack, "/privacy", t(texts.CHOICE_NONE, "fr"))
         await _command(stack, "/consent", t(texts.RIGHTS_NOT_CHOSEN, "fr"))
         await _command(stack, "/withdraw", t(texts.WITHDRAW_NOTHING, "fr"))
@@ -229,13 +227,15 @@ async def test_no_user_row_before_a_consent_choice_language_waits_in_redis(
     async with _redis(stack) as redis:
         assert [await redis.get(k) for k in language_keys] == ["fr"]
         assert 0 < await redis.ttl(language_keys[0]) <= 86_400  # it expires on its own within a day
-    async with bot(stack, user_messages_per_minute=30):  # a new process: the language comes from Redis
+    async with polling_bot(
+        stack, user_messages_per_minute=30
+    ):  # a new process: the language comes from Redis
         await _command(stack, "/help", t(texts.HELP, "fr")[:40])
         before = len(stub.calls)
         stub.push_command("/start", user_id=USER)
-        prompt = (await stub.wait_for("sendMessage", _has_buttons, since=before))[-1]
+        prompt = (await stub.wait_for("sendMessage", with_buttons, since=before))[-1]
         stub.push_callback("consent:service:fr-2", user_id=USER, message_id=prompt.result["message_id"])
-        await stub.wait_for("editMessageText", _text_has(t(texts.CONSENT_SERVICE_DONE, "fr")), since=before)
+        await stub.wait_for("editMessageText", says(t(texts.CONSENT_SERVICE_DONE, "fr")), since=before)
     async with sessionmaker() as session:
         user = await get_user(session, _pseudonym())
     assert user is not None and user.language == "fr" and user.service_consent
@@ -258,14 +258,14 @@ async def test_held_group_question_is_erased_by_forget_and_withdraw(
     group = {"chat_id": GROUP, "chat_type": "supergroup", "title": "Team"}
     stub.set_chat_member_status(GROUP, ADMIN, "administrator")
     stub.push_command("/enable", user_id=ADMIN, **group)
-    await stub.wait_for("sendMessage", _text_has(texts.GROUP_ENABLED))
+    await stub.wait_for("sendMessage", says(texts.GROUP_ENABLED))
     marker = "zinc-dose-held-7341"
     stub.push_command("/ask", f"{marker} for a child of 2?", user_id=USER, **group)
-    await stub.wait_for("sendMessage", _text_has("?start=consent"))
+    await stub.wait_for("sendMessage", says("?start=consent"))
     assert [k for k, v in (await _redis_values(stack)).items() if marker in v]  # held, in Redis
     await _command(stack, command, texts.HELD_QUESTION_ERASED)
     assert not [k for k, v in (await _redis_values(stack)).items() if marker in v]
-    await _consent(stack, "both", user=USER)
+    await give_consent(stack.stub, USER, "both")
     await _command(stack, "/help", "/cancel")  # one user's updates run in order: the button is done
     assert not [c for c in stub.calls if texts.GROUP_QUESTION_RELEASED in str(c.params.get("text", ""))]
     assert not [c for c in stub.calls if "in the queue" in str(c.params.get("text", ""))]

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.telegram import texts
-from bot.telegram.app import build_application
 from inference.batch import BatchEngine
 from storage.models import Answer, Question
 from storage.pseudonym import Pseudonymizer
-from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker
-from tests.support.telegram_stub import Call, running_application
+from tests.support.consent import give_consent
+from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker, polling_bot
+from tests.support.telegram_stub import Call, says
+from tests.support.waiting import eventually
 
 Sessions = async_sessionmaker[AsyncSession]
 ADA, BEN = 2001, 2002
@@ -32,53 +29,6 @@ FOLLOW_UP = "And if penicillin allergy?"  # shorter than FIRST: a longer prompt 
 
 def pseudonym(user: int) -> str:
     return Pseudonymizer.from_key(PSEUDONYM_KEY.encode()).user(user)
-
-
-def says(fragment: str, chat_id: int | None = None) -> Callable[[Call], bool]:
-    def match(call: Call) -> bool:
-        in_chat = chat_id is None or int(call.params.get("chat_id", 0)) == chat_id
-        return in_chat and fragment in str(call.params.get("text", ""))
-
-    return match
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    """Poll ``check`` until it holds (a deadline, not a sleep standing in for an event)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def bot(stack: Stack, **settings: Any) -> AsyncIterator[Any]:
-    """The real Application (settings changed as given), polling the stand-in."""
-    changed = stack.bot.model_copy(update=settings)
-    app = build_application(changed, stack.storage, redis_url=stack.redis_url, database_url=stack.db_url)
-    async with running_application(app):
-        await stack.stub.wait_until_polling()
-        yield app
-
-
-async def consent(stack: Stack, user: int) -> None:
-    """/start in private, then agree to the service and research review."""
-    stub = stack.stub
-    before = len(stub.calls)
-    stub.push_command("/start", user_id=user)
-    prompt = (
-        await stub.wait_for(
-            "sendMessage",
-            lambda c: bool(c.params.get("reply_markup")) and c.params["chat_id"] == user,
-            since=before,
-        )
-    )[-1]
-    data = next(
-        row[0]["callback_data"]
-        for row in prompt.params["reply_markup"]["inline_keyboard"]
-        if row[0]["callback_data"].split(":")[1] == "both"
-    )
-    stub.push_callback(data, user_id=user, message_id=prompt.result["message_id"])
-    await stub.wait_for("editMessageText", lambda c: c.params["chat_id"] == user, since=before)
 
 
 async def answers(sessionmaker: Sessions) -> list[Answer]:
@@ -100,7 +50,7 @@ async def ask(stack: Stack, sessionmaker: Sessions, text: str, user: int, **chat
     async def recorded() -> bool:  # recorded after the memory is updated and the user may ask again
         return len(await answers(sessionmaker)) > count
 
-    await until(recorded)
+    await eventually(recorded)
     return (await answers(sessionmaker))[-1], message
 
 
@@ -149,8 +99,8 @@ async def test_a_follow_up_holds_the_earlier_turn_and_new_starts_afresh(
 ) -> None:
     """Private chat: the second question's prompt holds the first turn (more prompt tokens, same
     conversation, turn 2); /new says so and the same first question is again turn 1 of a new one."""
-    async with bot(stack):
-        await consent(stack, ADA)
+    async with polling_bot(stack):
+        await give_consent(stack.stub, ADA)
         async with inprocess_worker(stack):
             first, _ = await ask(stack, sessionmaker, FIRST, ADA)
             follow_up, _ = await ask(stack, sessionmaker, FOLLOW_UP, ADA)
@@ -167,8 +117,8 @@ async def test_a_follow_up_holds_the_earlier_turn_and_new_starts_afresh(
 async def test_memory_expires_after_the_idle_time(stack: Stack, sessionmaker: Sessions) -> None:
     """Every memory key carries the CONVERSATION_IDLE_MIN TTL; once it passed, a question starts anew."""
     idle_min = 0.1  # 6 s: long enough to look at the keys, short enough to wait for
-    async with bot(stack, conversation_idle_min=idle_min):
-        await consent(stack, ADA)
+    async with polling_bot(stack, conversation_idle_min=idle_min):
+        await give_consent(stack.stub, ADA)
         async with inprocess_worker(stack):
             first, _ = await ask(stack, sessionmaker, FIRST, ADA)
             keys = await memory_keys(stack, ADA)
@@ -182,22 +132,22 @@ async def test_memory_expires_after_the_idle_time(stack: Stack, sessionmaker: Se
             async def expired() -> bool:
                 return not await memory_keys(stack, ADA)
 
-            await until(expired, timeout=30)
+            await eventually(expired, timeout=30)
             later, _ = await ask(stack, sessionmaker, FOLLOW_UP, ADA)
     assert later.turn == 1 and later.conversation_id != first.conversation_id
 
 
 async def test_forget_leaves_no_conversation_text_in_redis(stack: Stack, sessionmaker: Sessions) -> None:
     """The turns are in Redis during the conversation; after /forget no question or answer text is."""
-    async with bot(stack):
-        await consent(stack, ADA)
+    async with polling_bot(stack):
+        await give_consent(stack.stub, ADA)
         async with inprocess_worker(stack):
             first, _ = await ask(stack, sessionmaker, FIRST, ADA)
             follow_up, _ = await ask(stack, sessionmaker, FOLLOW_UP, ADA)
         before = await redis_dump(stack)
         assert FIRST in before and FOLLOW_UP in before  # remembered while the conversation goes on
         await command(stack, "/forget", ADA, "")
-        await until(lambda: _no_memory(stack))
+        await eventually(lambda: _no_memory(stack))
         after = await redis_dump(stack)
     for text in (FIRST, FOLLOW_UP, first.text or "-", follow_up.text or "-"):
         assert text not in after
@@ -209,22 +159,22 @@ async def _no_memory(stack: Stack) -> bool:
 
 
 async def test_withdraw_clears_the_memory(stack: Stack, sessionmaker: Sessions) -> None:
-    async with bot(stack):
-        await consent(stack, ADA)
+    async with polling_bot(stack):
+        await give_consent(stack.stub, ADA)
         async with inprocess_worker(stack):
             await ask(stack, sessionmaker, FIRST, ADA)
         assert await memory_keys(stack, ADA)
         await command(stack, "/withdraw", ADA, "")
-        await until(lambda: _no_memory(stack))
+        await eventually(lambda: _no_memory(stack))
 
 
 async def test_group_reply_threads_are_kept_apart_per_person(stack: Stack, sessionmaker: Sessions) -> None:
     """Ben replying to the answer Ada got starts his own conversation; Ada replying continues hers."""
     stub = stack.stub
     stub.set_chat_member_status(GROUP, ADA, "administrator")
-    async with bot(stack):
-        await consent(stack, ADA)
-        await consent(stack, BEN)
+    async with polling_bot(stack):
+        await give_consent(stack.stub, ADA)
+        await give_consent(stack.stub, BEN)
         before = len(stub.calls)
         stub.push_command("/enable", mention_bot=True, user_id=ADA, **GROUP_CHAT)
         await stub.wait_for("sendMessage", says(texts.GROUP_ENABLED, GROUP), since=before)
@@ -252,8 +202,8 @@ async def test_a_follow_up_on_a_second_worker_without_the_state_is_answered_the_
     never saw the conversation (recomputed) gives the same greedy answer, on a model whose answers
     depend on the prompt."""
     stack = dataclasses.replace(stack, model_path=chatty_model_path)
-    async with bot(stack):
-        await consent(stack, ADA)
+    async with polling_bot(stack):
+        await give_consent(stack.stub, ADA)
         async with inprocess_worker(stack, name="w-one") as one:
             first, _ = await ask(stack, sessionmaker, FIRST, ADA)
             here, _ = await ask(stack, sessionmaker, FOLLOW_UP, ADA)

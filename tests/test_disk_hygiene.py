@@ -38,9 +38,9 @@ from storage.models import Answer
 from storage.queue import QuestionMessage, QueueNames
 from storage.settings import StorageSettings
 from storage.transient.held import HeldQuestions
+from tests.support.consent import give_consent
 from tests.support.stack import PSEUDONYM_KEY, LoggedProcess, Stack, inprocess_worker
-from tests.support.telegram_stub import TelegramStub, running_application
-from tests.test_e2e import _text_has
+from tests.support.telegram_stub import TelegramStub, running_application, says
 from tests.test_run import _env
 
 USER = 6_183_209_457  # distinctive: its decimal form must not stay in any file or key
@@ -126,19 +126,6 @@ async def holders_expired(redis_url: str, namespace: str, timeout: float = 15.0)
         await redis.aclose()
 
 
-async def consent(stub: TelegramStub, choice: str) -> None:
-    """/start, then the consent button ``choice`` (both, service)."""
-    before = len(stub.calls)
-    stub.push_command("/start", user_id=USER)
-    prompt = (await stub.wait_for("sendMessage", lambda c: bool(c.params.get("reply_markup")), since=before))[
-        0
-    ]
-    buttons = [row[0]["callback_data"] for row in prompt.params["reply_markup"]["inline_keyboard"]]
-    data = next(b for b in buttons if b.split(":")[1] == choice)
-    stub.push_callback(data, user_id=USER, chat_id=USER, message_id=prompt.result["message_id"])
-    await stub.wait_for("editMessageText", since=before)
-
-
 async def send(stub: TelegramStub, text: str, expect: str, timeout: float = 60.0) -> None:
     """Send a message or command; wait for a reply containing ``expect``."""
     before = len(stub.calls)
@@ -146,7 +133,7 @@ async def send(stub: TelegramStub, text: str, expect: str, timeout: float = 60.0
         stub.push_command(text, user_id=USER)
     else:
         stub.push_message(text, user_id=USER)
-    await stub.wait_for("sendMessage", _text_has(expect), since=before, timeout=timeout)
+    await stub.wait_for("sendMessage", says(expect), since=before, timeout=timeout)
 
 
 # -- fixtures: the stack with its Redis and database in DATA_DIR ------------------------------------
@@ -206,7 +193,7 @@ async def test_forget_leaves_no_text_and_no_raw_id_in_files_or_redis(
 ) -> None:
     """A kept question and answer, then /forget: afterwards no file or key holds them or the raw id."""
     stack, marker = disk_stack, _marker()
-    await consent(stack.stub, "both")  # research: the texts are kept in SQLite until /forget
+    await give_consent(stack.stub, USER, "both")  # research: the texts are kept in SQLite until /forget
     await send(stack.stub, f"What dose of zinc for a child with diarrhoea? {marker}", "in the queue")
     await two_more_runs(disk_bot)  # the question waits in the stream: rewritten files still hold it
     waiting = await everywhere(stack, [marker.encode(), str(USER).encode()])
@@ -214,7 +201,7 @@ async def test_forget_leaves_no_text_and_no_raw_id_in_files_or_redis(
     assert f"redis:{NAMESPACE}:questions" in waiting[marker.encode()]
     assert str(USER).encode() in waiting  # the scan sees the raw id where it is (in flight)
     async with inprocess_worker(stack):
-        await stack.stub.wait_for("sendMessage", _text_has(texts.REMINDER), timeout=60)
+        await stack.stub.wait_for("sendMessage", says(texts.REMINDER), timeout=60)
     await streams_empty(stack.redis_url, NAMESPACE)
     await holders_expired(stack.redis_url, NAMESPACE)
     answer = await _answer_text(stack)
@@ -247,7 +234,7 @@ async def test_delivered_answer_leaves_nothing_without_research_consent(
 ) -> None:
     """Service only: once the answer is delivered, no file or key holds the question or the raw id."""
     stack, marker = disk_stack, _marker()
-    await consent(stack.stub, "service")
+    await give_consent(stack.stub, USER, "service")
     async with inprocess_worker(stack):
         await send(stack.stub, f"How much ORS for a two-year-old? {marker}", texts.REMINDER)
     await streams_empty(stack.redis_url, NAMESPACE)
@@ -437,7 +424,7 @@ async def test_run_in_an_open_data_dir_writes_owner_only_files_and_withdraw_leav
     run = await LoggedProcess.start(sys.executable, "-m", "bot.cli", "--log-level", "DEBUG", "run", env=env)
     try:
         await run.wait_for_line("bot.ready", timeout=90)
-        await consent(stub, "both")
+        await give_consent(stub, USER, "both")
         await send(stub, f"Signs of severe dehydration? {marker}", texts.REMINDER)
         await streams_empty(f"unix://{data_dir / 'redis' / 'redis.sock'}", "meditron")
         assert files_containing(data_dir, [marker.encode()])  # kept for research: the scan sees it

@@ -10,34 +10,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.telegram import texts
 from storage.models import Answer, AuditEvent, ConsentEvent, Question
+from tests.support.consent import buttons, consent_prompt, give_consent
 from tests.support.stack import Stack, inprocess_worker
-from tests.support.telegram_stub import Call
+from tests.support.telegram_stub import Call, says
 
 USER = 424242
 
 
-def _text_has(fragment: str) -> Any:
-    return lambda call: fragment in str(call.params.get("text", ""))
-
-
-def _has_buttons(call: Call) -> bool:
-    return bool(call.params.get("reply_markup"))
-
-
 async def _consent(stack: Stack, choice: str, user: int = USER) -> None:
-    """/start, then press one of the consent buttons."""
-    stub = stack.stub
-    stub.push_command("/start", user_id=user)
-    prompt = (await stub.wait_for("sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == user))[
-        -1
-    ]
-    buttons = [row[0]["callback_data"] for row in prompt.params["reply_markup"]["inline_keyboard"]]
-    assert [b.split(":")[1] for b in buttons] == ["both", "service", "decline"]
-    data = next(b for b in buttons if b.split(":")[1] == choice)
-    before = len(stub.calls)
-    stub.push_callback(data, user_id=user, chat_id=user, message_id=prompt.result["message_id"])
-    await stub.wait_for("editMessageText", since=before)
-    await stub.wait_for("answerCallbackQuery", since=before)
+    """/start, then press one of the consent buttons (offered in this order); the tap is answered."""
+    before = len(stack.stub.calls)
+    prompt = await give_consent(stack.stub, user, choice)
+    assert [data.split(":")[1] for data in buttons(prompt)] == ["both", "service", "decline"]
+    await stack.stub.wait_for("answerCallbackQuery", since=before)
 
 
 async def _ask(stack: Stack, question: str, user: int = USER) -> tuple[dict[str, Any], Call]:
@@ -45,8 +30,8 @@ async def _ask(stack: Stack, question: str, user: int = USER) -> tuple[dict[str,
     stub = stack.stub
     before = len(stub.calls)
     update = stub.push_message(question, user_id=user)
-    await stub.wait_for("sendMessage", _text_has("in the queue"), since=before)
-    answer = await stub.wait_for("sendMessage", _text_has(texts.REMINDER), since=before, timeout=60)
+    await stub.wait_for("sendMessage", says("in the queue"), since=before)
+    answer = await stub.wait_for("sendMessage", says(texts.REMINDER), since=before, timeout=60)
     return update, answer[0]
 
 
@@ -104,15 +89,11 @@ async def test_unconsented_and_declined_users_get_the_prompt_not_an_answer(
     async with inprocess_worker(stack):
         before = len(stub.calls)
         stub.push_message("Is this answered?", user_id=77)
-        await stub.wait_for(
-            "sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == 77, since=before
-        )
+        await stub.wait_for("sendMessage", consent_prompt(77), since=before)
         await _consent(stack, "decline", user=77)
         before = len(stub.calls)
         stub.push_message("And now?", user_id=77)
-        await stub.wait_for(
-            "sendMessage", lambda c: _has_buttons(c) and c.params["chat_id"] == 77, since=before
-        )
+        await stub.wait_for("sendMessage", consent_prompt(77), since=before)
     assert not [c for c in stub.calls_of("sendMessage") if "in the queue" in c.params["text"]]
     assert await stack_streams_empty(stack)
 
@@ -125,9 +106,9 @@ async def test_cancel_withdraws_the_pending_question(
     await _consent(stack, "both")
     before = len(stub.calls)
     stub.push_message("first question, withdrawn", user_id=USER)
-    await stub.wait_for("sendMessage", _text_has("in the queue"), since=before)
+    await stub.wait_for("sendMessage", says("in the queue"), since=before)
     stub.push_command("/cancel", user_id=USER)
-    await stub.wait_for("sendMessage", _text_has(texts.CANCELLED), since=before)
+    await stub.wait_for("sendMessage", says(texts.CANCELLED), since=before)
     async with inprocess_worker(stack) as worker:
         await _ask(stack, "second question")
     assert worker.answered == 1
@@ -149,7 +130,7 @@ async def test_killed_worker_question_is_reclaimed_and_answered_once(
     await doomed.wait_for_line("question.taken")
     await doomed.stop(signal.SIGKILL)
     rescuer = await worker_process(WORKER_NAME="rescuer")
-    await stub.wait_for("sendMessage", _text_has(texts.REMINDER), since=before, timeout=60)
+    await stub.wait_for("sendMessage", says(texts.REMINDER), since=before, timeout=60)
     await rescuer.wait_for_line("answer.published")
     assert await stack_streams_empty(stack)
     answers = [c for c in stub.calls_of("sendMessage") if texts.REMINDER in c.params["text"]]

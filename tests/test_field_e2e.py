@@ -8,69 +8,26 @@ contract (read_questions / finish), as a worker does.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.telegram import texts
-from bot.telegram.app import build_application
 from bot.telegram.i18n import t
 from storage.models import Feedback, Question
 from storage.queue import AnswerMessage, QuestionMessage, queue_from_settings
 from storage.queue.connection import connect
 from storage.repositories.feedback import feedback_counts
-from tests.support.stack import Stack, inprocess_worker
-from tests.support.telegram_stub import BOT_USERNAME, Call, running_application
+from tests.support.consent import give_consent
+from tests.support.stack import Stack, inprocess_worker, polling_bot
+from tests.support.telegram_stub import BOT_USERNAME, Call, says
 from tests.test_e2e import stack_streams_empty
 
 ONCALL = -100555
 GROUP = -100777
 ADA, BEN, CHI = 1001, 1002, 1003
-
-
-def says(fragment: str, chat_id: int | None = None) -> Callable[[Call], bool]:
-    """A sendMessage call whose text contains ``fragment`` (in ``chat_id``, when given)."""
-
-    def match(call: Call) -> bool:
-        in_chat = chat_id is None or int(call.params.get("chat_id", 0)) == chat_id
-        return in_chat and fragment in str(call.params.get("text", ""))
-
-    return match
-
-
-@contextlib.asynccontextmanager
-async def bot(stack: Stack, **settings: Any) -> AsyncIterator[Any]:
-    """The real Application with some settings changed, polling the stand-in."""
-    changed = stack.bot.model_copy(update=settings)
-    app = build_application(changed, stack.storage, redis_url=stack.redis_url, database_url=stack.db_url)
-    async with running_application(app):
-        await stack.stub.wait_until_polling()
-        yield app
-
-
-async def consent(stack: Stack, user: int, choice: str = "both", language: str = "en") -> None:
-    """/start in private, then a consent button."""
-    stub = stack.stub
-    before = len(stub.calls)
-    stub.push_command("/start", user_id=user, language_code=language)
-    prompt = (
-        await stub.wait_for(
-            "sendMessage",
-            lambda c: bool(c.params.get("reply_markup")) and c.params["chat_id"] == user,
-            since=before,
-        )
-    )[-1]
-    data = next(
-        row[0]["callback_data"]
-        for row in prompt.params["reply_markup"]["inline_keyboard"]
-        if row[0]["callback_data"].split(":")[1] == choice
-    )
-    stub.push_callback(data, user_id=user, message_id=prompt.result["message_id"], language_code=language)
-    await stub.wait_for("editMessageText", lambda c: c.params["chat_id"] == user, since=before)
 
 
 async def answer_next(stack: Stack, text: str, *, took_s: float = 1.0) -> AnswerMessage:
@@ -107,8 +64,8 @@ async def test_danger_sign_gets_referral_at_once_alert_without_text_and_is_still
 ) -> None:
     stub = stack.stub
     stub.add_chat(ONCALL, chat_type="supergroup", title="On call")
-    async with bot(stack, oncall_chat_id=ONCALL, emergency_number="112"):
-        await consent(stack, ADA)
+    async with polling_bot(stack, oncall_chat_id=ONCALL, emergency_number="112"):
+        await give_consent(stack.stub, ADA)
         before = len(stub.calls)
         text = "Baby 3 weeks old is not breathing well and turning blue"
         stub.push_message(text, user_id=ADA)
@@ -126,7 +83,7 @@ async def test_danger_sign_gets_referral_at_once_alert_without_text_and_is_still
         pseudonym = (await session.execute(select(Question.user_id))).scalar_one()
     assert question.status == "answered" and pseudonym
     # A harmless question in French gets no referral.
-    async with bot(stack, oncall_chat_id=ONCALL):
+    async with polling_bot(stack, oncall_chat_id=ONCALL):
         before = len(stub.calls)
         stub.push_message("Quelle dose de paracétamol pour 12 kg ?", user_id=ADA, language_code="fr")
         await stub.wait_for("sendMessage", says("dans la file", ADA), since=before)
@@ -140,7 +97,7 @@ async def test_long_answer_with_markup_characters_is_split_and_never_refused(
     stack: Stack, running_bot: Any
 ) -> None:
     stub = stack.stub
-    await consent(stack, ADA)
+    await give_consent(stack.stub, ADA)
     update = stub.push_message("Explain malaria treatment in detail", user_id=ADA)
     await stub.wait_for("sendMessage", says("in the queue", ADA))
     before = len(stub.calls)
@@ -168,9 +125,9 @@ async def test_long_answer_with_markup_characters_is_split_and_never_refused(
 
 async def test_one_pending_question_per_user_busy_queue_and_estimated_wait(stack: Stack) -> None:
     stub = stack.stub
-    async with bot(stack, busy_queue_size=1):
-        await consent(stack, ADA)
-        await consent(stack, BEN)
+    async with polling_bot(stack, busy_queue_size=1):
+        await give_consent(stack.stub, ADA)
+        await give_consent(stack.stub, BEN)
         stub.push_message("first question", user_id=ADA)
         first_ack = (await stub.wait_for("sendMessage", says("in the queue", ADA)))[0]
         assert "number 1" in first_ack.params["text"] and "estimated" not in first_ack.params["text"]
@@ -193,9 +150,9 @@ async def test_wait_estimate_counts_every_workers_slots_and_says_under_a_minute(
     redis = await connect(stack.redis_url)
     queue = queue_from_settings(redis, stack.storage)
     try:
-        async with bot(stack):
-            await consent(stack, ADA)
-            await consent(stack, BEN)
+        async with polling_bot(stack):
+            await give_consent(stack.stub, ADA)
+            await give_consent(stack.stub, BEN)
             stub.push_message("first question", user_id=ADA)
             await stub.wait_for("sendMessage", says("in the queue", ADA))
             await answer_next(stack, "An answer.", took_s=40.0)
@@ -232,9 +189,9 @@ async def test_group_of_three_members(stack: Stack, sessionmaker: async_sessionm
     stub = stack.stub
     group = {"chat_id": GROUP, "chat_type": "supergroup", "title": "Team Kasai"}
     stub.set_chat_member_status(GROUP, ADA, "administrator")
-    async with bot(stack):
-        await consent(stack, ADA)
-        await consent(stack, BEN)
+    async with polling_bot(stack):
+        await give_consent(stack.stub, ADA)
+        await give_consent(stack.stub, BEN)
         stub.push_my_chat_member("member", old_status="left", user_id=ADA, **group)
         await stub.wait_for("sendMessage", says("/enable", GROUP))
         before = len(stub.calls)
@@ -278,7 +235,7 @@ async def test_group_of_three_members(stack: Stack, sessionmaker: async_sessionm
         )[0]
         assert len(acks(stack, GROUP)) == 2  # nothing queued for Chi yet
         stub.push_command("/start", "consent", user_id=CHI)
-        await consent(stack, CHI)
+        await give_consent(stack.stub, CHI)
         await stub.wait_for("sendMessage", says(texts.GROUP_QUESTION_RELEASED, CHI), since=before)
         chi_ack = (await stub.wait_for("sendMessage", says("in the queue", GROUP), since=before))[0]
         assert chi_ack.params["reply_parameters"]["message_id"] == held["message"]["message_id"]
@@ -298,13 +255,13 @@ async def test_group_question_is_dropped_when_consent_does_not_come(stack: Stack
     stub = stack.stub
     group = {"chat_id": GROUP, "chat_type": "group", "title": "Team"}
     stub.set_chat_member_status(GROUP, ADA, "creator")
-    async with bot(stack, consent_hold_s=0.5):
+    async with polling_bot(stack, consent_hold_s=0.5):
         stub.push_command("/enable", user_id=ADA, **group)
         await stub.wait_for("sendMessage", says(texts.GROUP_ENABLED, GROUP))
         stub.push_command("/ask", "dose of zinc?", user_id=CHI, **group)
         await stub.wait_for("sendMessage", says("?start=consent", GROUP))
         await stub.wait_for("sendMessage", says(texts.GROUP_QUESTION_DROPPED, GROUP), timeout=10)
-        await consent(stack, CHI)
+        await give_consent(stack.stub, CHI)
     assert not acks(stack)
 
 
@@ -312,7 +269,7 @@ async def test_group_question_is_dropped_when_consent_does_not_come(stack: Stack
 
 
 async def _answered(stack: Stack, user: int, choice: str) -> tuple[str, Call]:
-    await consent(stack, user, choice)
+    await give_consent(stack.stub, user, choice)
     before = len(stack.stub.calls)
     stack.stub.push_message("How to treat scabies?", user_id=user)
     await stack.stub.wait_for("sendMessage", says("in the queue", user), since=before)
@@ -362,11 +319,11 @@ async def test_feedback_buttons_and_reason_kept_only_with_research_consent(
 
 async def test_channels_other_bots_and_very_fast_repeats(stack: Stack) -> None:
     stub = stack.stub
-    async with bot(stack, user_messages_per_minute=3):
+    async with polling_bot(stack, user_messages_per_minute=3):
         stub.push_channel_post("Announcement: clinic closed Friday")
         await stub.wait_for("sendMessage", says(texts.CHANNEL_UNSUPPORTED))
         stub.push_message("/start", user_id=4040, from_bot=True)
-        await consent(stack, ADA)  # 2 messages so far: /start and the button
+        await give_consent(stack.stub, ADA)  # 2 messages so far: /start and the button
         for i in range(4):
             stub.push_message(f"question {i}", user_id=ADA)
         await stub.wait_for("sendMessage", says(texts.SLOW_DOWN, ADA))
@@ -393,7 +350,7 @@ async def test_allowlist_and_invite_codes(stack: Stack, monkeypatch: Any, capsys
     assert await asyncio.to_thread(create, argparse.Namespace(uses=1, expires=duration("7d"))) == 0
     code = capsys.readouterr().out.split("invite code: ")[1].split()[0]
     stub = stack.stub
-    async with bot(stack, allowed_users=str(ADA), allowed_chats=str(GROUP)):
+    async with polling_bot(stack, allowed_users=str(ADA), allowed_chats=str(GROUP)):
         stub.push_command("/start", user_id=ADA)
         await stub.wait_for(
             "sendMessage", lambda c: c.params["chat_id"] == ADA and bool(c.params.get("reply_markup"))
@@ -402,7 +359,7 @@ async def test_allowlist_and_invite_codes(stack: Stack, monkeypatch: Any, capsys
         await stub.wait_for("sendMessage", says(texts.NOT_INVITED, BEN))
         stub.push_command("/start", code, user_id=BEN)
         await stub.wait_for("sendMessage", says(texts.INVITE_ACCEPTED, BEN))
-        await consent(stack, BEN)
+        await give_consent(stack.stub, BEN)
         stub.push_command("/start", code, user_id=CHI)
         await stub.wait_for("sendMessage", says(texts.INVITE_REJECTED, CHI))
         stub.push_command("/ask", "a question", user_id=CHI, chat_id=-100999, chat_type="group")
@@ -423,8 +380,8 @@ async def test_admin_chat_is_alerted_on_dead_letters_and_backlog(stack: Stack) -
     try:
         queue = queue_from_settings(redis, stack.storage)
         await queue.ensure_groups()
-        async with bot(stack, admin_chat_id=admin, monitor_interval_s=0.2, busy_queue_size=1):
-            await consent(stack, ADA)
+        async with polling_bot(stack, admin_chat_id=admin, monitor_interval_s=0.2, busy_queue_size=1):
+            await give_consent(stack.stub, ADA)
             stub.push_message("question", user_id=ADA)
             await stub.wait_for("sendMessage", says("backing up", admin))
             await redis.xadd(queue.names.dead, {"entry_id": "0-1", "reason": "test", "at": "0"})
@@ -442,7 +399,7 @@ async def test_admin_chat_is_alerted_on_dead_letters_and_backlog(stack: Stack) -
 
 async def test_language_from_telegram_and_lang_command(stack: Stack, running_bot: Any) -> None:
     stub = stack.stub
-    await consent(stack, ADA, language="fr")
+    await give_consent(stack.stub, ADA, language="fr")
     stub.push_message("Quelle dose de zinc ?", user_id=ADA, language_code="fr")
     await stub.wait_for("sendMessage", says(t(texts.ACK, "fr").split("{")[0], ADA))
     stub.push_command("/lang", user_id=ADA, language_code="fr")

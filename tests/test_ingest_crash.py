@@ -11,8 +11,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from tests.support.stack import LoggedProcess, Stack
-from tests.test_ingest_faults import MARKER, answers_per_message, consent, error_replies, eventually
+from tests.support.consent import give_consent
+from tests.support.stack import LoggedProcess, Stack, answers_per_message
+from tests.support.waiting import eventually
+from tests.test_ingest_faults import MARKER, error_replies
 
 USERS = tuple(740_000 + n for n in range(12))
 
@@ -39,7 +41,7 @@ async def test_bot_killed_with_updates_in_hand_loses_none(
     try:
         await stub.wait_until_polling()
         for user in USERS:
-            await consent(stub, user)
+            await give_consent(stub, user, "service")
         before = len(stub.calls)
         keys = set()
         for n, user in enumerate(USERS):

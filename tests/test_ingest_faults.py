@@ -7,11 +7,9 @@ killed and restarted, the database cut off and back (a TCP relay in front of the
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,52 +25,19 @@ from bot.telegram.ingest import UpdateIngest
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Answer, Question
-from tests.support.stack import Stack, inprocess_worker
+from tests.support.consent import give_consent
+from tests.support.stack import Stack, answers_per_message, inprocess_worker
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.telegram_stub import TelegramStub, running_application
+from tests.support.waiting import eventually
 
 USERS = (730001, 730002, 730003)
 MARKER = "zqxmarker"
 
 
-async def eventually(predicate: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
-    """Wait until ``predicate()`` holds (checked every 50 ms), or fail."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():  # noqa: ASYNC110 - a condition in another process's state
-            await asyncio.sleep(0.05)
-
-
-def answers_per_message(stub: TelegramStub) -> Counter[tuple[int, int]]:
-    """How many answers (messages ending with the reminder) replied to each (chat, message)."""
-    return Counter(
-        (int(call.params["chat_id"]), call.params["reply_parameters"]["message_id"])
-        for call in stub.calls_of("sendMessage")
-        if call.ok
-        and texts.REMINDER in str(call.params.get("text", ""))
-        and call.params.get("reply_parameters")
-    )
-
-
 def error_replies(stub: TelegramStub) -> int:
     """How often the bot said "something went wrong"."""
     return sum(1 for c in stub.calls_of("sendMessage") if c.params.get("text") == texts.TEMPORARY_ERROR)
-
-
-async def consent(stub: TelegramStub, user: int) -> None:
-    """/start, then "use it, keep nothing for research"."""
-    before = len(stub.calls)
-    stub.push_command("/start", user_id=user)
-    prompt = (
-        await stub.wait_for(
-            "sendMessage",
-            lambda c: bool(c.params.get("reply_markup")) and c.params["chat_id"] == user,
-            since=before,
-        )
-    )[-1]
-    buttons = [row[0]["callback_data"] for row in prompt.params["reply_markup"]["inline_keyboard"]]
-    data = next(b for b in buttons if b.split(":")[1] == "service")
-    stub.push_callback(data, user_id=user, chat_id=user, message_id=prompt.result["message_id"])
-    await stub.wait_for("editMessageText", lambda c: c.params.get("chat_id") == user, since=before)
 
 
 @contextlib.asynccontextmanager
@@ -104,7 +69,7 @@ async def test_unparseable_update_is_skipped_alone(
     stack, stub = patient(stack), stack.stub
     async with bot_on(stack) as ingest, inprocess_worker(stack):
         for user in USERS[:2]:
-            await consent(stub, user)
+            await give_consent(stub, user, "service")
         before = len(stub.calls)
         first = stub.push_message(f"{MARKER} fever in a child, what to do?", user_id=USERS[0])
         stub.push_update(
@@ -114,8 +79,8 @@ async def test_unparseable_update_is_skipped_alone(
         batches = await stub.wait_for("getUpdates", lambda c: c.ok and len(c.result) == 3, since=before)
         assert batches
         ids = {_key(first), _key(second)}
-        await eventually(lambda: _answered(stub, ids))
-        await eventually(lambda: _backlog_empty(ingest))
+        await eventually(lambda: _answered(stub, ids), timeout=60)
+        await eventually(lambda: _backlog_empty(ingest), timeout=60)
     assert set(answers_per_message(stub).values()) == {1}
     assert error_replies(stub) == 0
     output = capsys.readouterr()
@@ -128,12 +93,12 @@ async def test_flood_control_on_the_acknowledgement_loses_nothing(stack: Stack) 
     """Telegram refuses the acknowledgement (429, more often than PTB retries): the answer still comes."""
     stack, stub = patient(stack), stack.stub
     async with bot_on(stack), inprocess_worker(stack):
-        await consent(stub, USERS[0])
+        await give_consent(stub, USERS[0], "service")
         before = len(stub.calls)
         stub.fail_next("sendMessage", error_code=429, retry_after=1, times=5)
         update = stub.push_message("Dose of zinc for diarrhoea?", user_id=USERS[0])
         message_id = _key(update)
-        await eventually(lambda: _answered(stub, {message_id}))
+        await eventually(lambda: _answered(stub, {message_id}), timeout=60)
         refused = [c for c in stub.calls[before:] if c.method == "sendMessage" and not c.ok]
     assert len(refused) == 5
     assert answers_per_message(stub)[message_id] == 1
@@ -163,16 +128,16 @@ async def test_redis_killed_and_back_loses_no_question(
     stack.storage = stack.storage.model_copy(update={"redis_url": SecretStr(private_redis.url)})
     async with bot_on(stack) as ingest:
         for user in USERS:
-            await consent(stub, user)
+            await give_consent(stub, user, "service")
         _kill(private_redis)
         before = len(stub.calls)
         ids = {_key(stub.push_message(f"{MARKER} question {n}", user_id=u)) for n, u in enumerate(USERS)}
         # Telegram handed the updates over while Redis was down: they are not confirmed yet.
         await stub.wait_for("getUpdates", lambda c: c.ok and len(c.result) == 3, since=before)
-        await eventually(lambda: _store_failed(ingest))
+        await eventually(lambda: _store_failed(ingest), timeout=60)
         private_redis.start()
         async with inprocess_worker(stack):
-            await eventually(lambda: _answered(stub, ids))
+            await eventually(lambda: _answered(stub, ids), timeout=60)
     assert [answers_per_message(stub)[i] for i in sorted(ids)] == [1, 1, 1]
     assert error_replies(stub) == 0
     output = capsys.readouterr()
@@ -216,16 +181,16 @@ async def test_database_away_and_back_loses_nothing(
 
     try:
         async with bot_on(stack) as ingest:
-            await consent(stub, USERS[0])
-            await consent(stub, USERS[1])
+            await give_consent(stub, USERS[0], "service")
+            await give_consent(stub, USERS[1], "service")
             # 1. The database goes away before a question arrives.
             proxy.cut()
             first = _key(stub.push_message(f"{MARKER} first", user_id=USERS[0]))
-            await eventually(lambda: _retried(ingest))
+            await eventually(lambda: _retried(ingest), timeout=60)
             proxy.restore()
             async with inprocess_worker(stack):
-                await eventually(lambda: _answered(stub, {first}))
-                await eventually(lambda: recorded("answered", 1))
+                await eventually(lambda: _answered(stub, {first}), timeout=60)
+                await eventually(lambda: recorded("answered", 1), timeout=60)
             # 2. The answer is sent while the database is away, and recorded when it is back.
             before = len(stub.calls)
             second = _key(stub.push_message(f"{MARKER} second", user_id=USERS[1]))
@@ -234,10 +199,10 @@ async def test_database_away_and_back_loses_nothing(
             )
             proxy.cut()
             async with inprocess_worker(stack):
-                await eventually(lambda: _answered(stub, {second}))
+                await eventually(lambda: _answered(stub, {second}), timeout=60)
             assert await recorded("answered", 1)  # not yet
             proxy.restore()
-            await eventually(lambda: recorded("answered", 2))
+            await eventually(lambda: recorded("answered", 2), timeout=60)
         async with sessions() as session:
             answers = (await session.execute(select(Answer))).scalars().all()
         assert len(answers) == 2 and all(a.sent_at is not None for a in answers)

@@ -23,8 +23,10 @@ from storage.models import AuditEvent, LibraryPassage, Question
 from storage.pseudonym import Pseudonymizer
 from storage.repositories.audit import verify_chain
 from storage.repositories.export import export_rows
+from tests.support.consent import give_consent
 from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker
-from tests.test_e2e import _ask, _consent, _text_has
+from tests.support.telegram_stub import says
+from tests.test_e2e import _ask
 
 Sessions = async_sessionmaker[AsyncSession]
 USER = 5_550_131
@@ -39,7 +41,7 @@ async def _command(stack: Stack, command: str, expect: str) -> str:
     """Send a command; the text of the reply containing ``expect``."""
     before = len(stack.stub.calls)
     stack.stub.push_command(command, user_id=USER)
-    calls = await stack.stub.wait_for("sendMessage", _text_has(expect), since=before)
+    calls = await stack.stub.wait_for("sendMessage", says(expect), since=before)
     return str(calls[-1].params["text"])
 
 
@@ -65,7 +67,7 @@ async def test_grounded_answer_sources_audit_export_and_erasure(
             )
         ).scalar_one()
         library = await _library_rows(session)
-    await _consent(stack, "both", user=USER)
+    await give_consent(stack.stub, USER, "both")
     async with inprocess_worker(stack):
         _, grounded = await _ask(stack, GROUNDED, user=USER)
         shown = await _command(stack, "/sources", texts.SOURCES_INTRO)
@@ -115,7 +117,7 @@ async def test_a_follow_up_whose_own_words_match_nothing_gets_the_conversations_
 ) -> None:
     async with sessionmaker.begin() as session:
         await import_file(session, GUIDELINES)
-    await _consent(stack, "both", user=USER)
+    await give_consent(stack.stub, USER, "both")
     pneumonia = f"{texts.SOURCES_HEADING}\n[1] Field Guideline Sample — Pneumonia"
     async with inprocess_worker(stack):
         _, first = await _ask(stack, PNEUMONIA, user=USER)
@@ -136,7 +138,7 @@ async def test_help_and_command_menu_list_sources_in_every_language(stack: Stack
     for language in LANGUAGES:
         before = len(stack.stub.calls)
         stack.stub.push_command("/help", user_id=USER, language_code=language)
-        opening = _text_has(t(texts.HELP, language)[:30])
+        opening = says(t(texts.HELP, language)[:30])
         replies = await stack.stub.wait_for("sendMessage", opening, since=before)
         shown = str(replies[-1].params["text"])
         assert t(texts.SOURCES_HELP, language) in shown and "/sources – " in shown

@@ -20,10 +20,11 @@ from inference.synthetic import TINY, build_vocab, write_gemma2_gguf
 from storage.models import Answer
 from storage.queue import queue_from_settings
 from storage.queue.connection import connect
+from tests.support.consent import give_consent
 from tests.support.llama_server import running_llama_server
 from tests.support.stack import Stack
-from tests.support.telegram_stub import running_application
-from tests.test_e2e import _consent, _text_has, stack_streams_empty
+from tests.support.telegram_stub import running_application, says
+from tests.test_e2e import USER, stack_streams_empty
 
 PARAGRAPHS = ["Wash hands first.", "Give ORS after each stool.", "Watch for danger signs.", "Refer if worse."]
 # llama-server samples only this text (a grammar), so the tiny random model writes real paragraphs.
@@ -82,11 +83,11 @@ async def test_paragraphs_arrive_in_order_the_last_with_reminder_and_buttons(
 ) -> None:
     """Three messages: two finished paragraphs, then the rest with the reminder and 👍/👎; no edits."""
     stub = stack.stub
-    await _consent(stack, "both")
+    await give_consent(stack.stub, USER, "both")
     worker = await worker_process(INFERENCE_URL=paragraph_server, MAX_ANSWER_TOKENS="200")
     before = len(stub.calls)
     update = stub.push_message("Child with diarrhoea?", user_id=424242)
-    await stub.wait_for("sendMessage", _text_has(texts.REMINDER), since=before, timeout=60)
+    await stub.wait_for("sendMessage", says(texts.REMINDER), since=before, timeout=60)
     assert await stack_streams_empty(stack)
     await worker.wait_for_line("answer.published")
     answers = [
@@ -122,10 +123,10 @@ async def test_a_paragraph_sent_before_a_bot_restart_is_not_sent_again(
 
     async with running_application(bot()):
         await stub.wait_until_polling()
-        await _consent(stack, "both")
+        await give_consent(stack.stub, USER, "both")
         before = len(stub.calls)
         stub.push_message("Child with diarrhoea?", user_id=424242)
-        await stub.wait_for("sendMessage", _text_has("in the queue"), since=before)
+        await stub.wait_for("sendMessage", says("in the queue"), since=before)
     worker = await worker_process(INFERENCE_URL=paragraph_server, MAX_ANSWER_TOKENS="200")
     await worker.wait_for_line("answer.published")  # both paragraphs and the answer wait in Redis
     redis = await connect(stack.redis_url)
@@ -138,7 +139,7 @@ async def test_a_paragraph_sent_before_a_bot_restart_is_not_sent_again(
         await redis.aclose()
     sent = len(stub.calls)
     async with running_application(bot()):
-        await stub.wait_for("sendMessage", _text_has(texts.REMINDER), since=sent, timeout=60)
+        await stub.wait_for("sendMessage", says(texts.REMINDER), since=sent, timeout=60)
         assert await stack_streams_empty(stack)
     answers = [call.params["text"] for call in stub.calls[sent:] if call.method == "sendMessage"]
     assert answers == [PARAGRAPHS[1], f"{PARAGRAPHS[2]}\n\n{PARAGRAPHS[3]}\n\n{texts.REMINDER}"]

@@ -22,10 +22,11 @@ from inference.errors import PromptTooLongError
 from inference.prompt import build_prompt
 from inference.remote import RemoteEngine
 from storage.models import Answer, Question
+from tests.support.consent import give_consent
 from tests.support.http_faults import Fault, FaultyRelay
 from tests.support.llama_server import MODEL_ALIAS, free_port, running_llama_server
 from tests.support.stack import Stack
-from tests.test_e2e import _ask, _consent, stack_streams_empty
+from tests.test_e2e import USER, _ask, stack_streams_empty
 
 QUESTION = "How much ORS for a 2-year-old with diarrhoea?"
 
@@ -40,7 +41,7 @@ async def test_worker_answers_through_llama_server(
 ) -> None:
     """The bot, Redis, the database and a worker on INFERENCE_URL: the user gets one answer, recorded
     with the server's model name, its prompt exactly the embedded worker's (same token count)."""
-    await _consent(stack, "both")
+    await give_consent(stack.stub, USER, "both")
     worker = await worker_process(INFERENCE_URL=f"{llama_server_url}/v1", MODEL_PATH="/nonexistent.gguf")
     update, answer = await _ask(stack, QUESTION)
     await worker.wait_for_line("answer.published")
@@ -242,7 +243,7 @@ async def test_a_rate_limited_server_answers_every_question_exactly_once(
             for index, port in enumerate(ports)
         ]
         for user in users:
-            await _consent(stack, "both", user)
+            await give_consent(stack.stub, user, "both")
         before = len(stack.stub.calls)
         for user in users:
             stack.stub.push_message(questions[user], user_id=user)

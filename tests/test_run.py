@@ -17,7 +17,6 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,10 @@ from redis.asyncio import Redis
 
 from bot.process.runlock import start_time
 from bot.telegram import texts
-from tests.support.stack import LoggedProcess
+from tests.support.consent import give_consent, give_consent_all
+from tests.support.stack import LoggedProcess, answers_per_message
 from tests.support.telegram_stub import TelegramStub
+from tests.support.waiting import eventually
 
 USER = 9876543
 ADMIN = 4455667
@@ -96,13 +97,6 @@ def _line_of(run: LoggedProcess, event: str, **fields: Any) -> int:
     raise AssertionError(f"no {event} {fields} in:\n{run.output}")
 
 
-async def _eventually(predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    """Wait until ``predicate()`` holds (checked every 50 ms), or fail."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():  # noqa: ASYNC110 - a condition in another process's state
-            await asyncio.sleep(0.05)
-
-
 async def _no_pending(client: Redis) -> bool:
     """No user has a pending question any more."""
     return not [key async for key in client.scan_iter(match="meditron:pending:*")]
@@ -111,57 +105,6 @@ async def _no_pending(client: Redis) -> bool:
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not)."""
     return start_time(pid) is not None
-
-
-async def _consent(stub: TelegramStub, user: int) -> None:
-    """/start, then "use it, keep nothing for research"."""
-    before = len(stub.calls)
-    stub.push_command("/start", user_id=user)
-    prompt = (
-        await stub.wait_for(
-            "sendMessage",
-            lambda c: bool(c.params.get("reply_markup")) and c.params["chat_id"] == user,
-            since=before,
-            timeout=30,
-        )
-    )[-1]
-    stub.push_callback(
-        "consent:service:en-2", user_id=user, chat_id=user, message_id=prompt.result["message_id"]
-    )
-    await stub.wait_for(
-        "editMessageText", lambda c: c.params.get("chat_id") == user, since=before, timeout=30
-    )
-
-
-async def _consent_all(stub: TelegramStub, users: list[int]) -> None:
-    """Every user: /start, then the service-only consent button."""
-    before = len(stub.calls)
-    for user in users:
-        stub.push_command("/start", user_id=user)
-    prompts = await stub.wait_for(
-        "sendMessage",
-        lambda c: bool(c.params.get("reply_markup")),
-        count=len(users),
-        since=before,
-        timeout=120,
-    )
-    for prompt in prompts:
-        user = int(prompt.params["chat_id"])
-        stub.push_callback(
-            "consent:service:en-2", user_id=user, chat_id=user, message_id=prompt.result["message_id"]
-        )
-    await stub.wait_for("editMessageText", count=len(users), since=before, timeout=120)
-
-
-def _answers(stub: TelegramStub) -> Counter[tuple[int, int]]:
-    """How many answers (messages with the reminder) replied to each (chat, message)."""
-    return Counter(
-        (int(call.params["chat_id"]), call.params["reply_parameters"]["message_id"])
-        for call in stub.calls_of("sendMessage")
-        if call.ok
-        and texts.REMINDER in str(call.params.get("text", ""))
-        and call.params.get("reply_parameters")
-    )
 
 
 def _key(update: dict[str, Any]) -> tuple[int, int]:
@@ -173,12 +116,12 @@ async def _all_answered(stub: TelegramStub, keys: set[tuple[int, int]], timeout:
     """Wait until every question in ``keys`` has at least one answer."""
 
     async def done() -> bool:
-        return keys <= set(_answers(stub))
+        return keys <= set(answers_per_message(stub))
 
     try:
-        await _eventually(done, timeout)
+        await eventually(done, timeout)
     except TimeoutError:
-        missing = len(keys - set(_answers(stub)))
+        missing = len(keys - set(answers_per_message(stub)))
         raise AssertionError(f"{missing} of {len(keys)} questions unanswered:\n{stub.summary()}") from None
 
 
@@ -226,7 +169,7 @@ async def test_sigterm_to_the_group_stops_bot_worker_redis_in_order_and_loses_no
     users = [9_200_000 + n for n in range(10)]
     run = await _start(stub, data_dir, tiny_model_path, max_tokens=1600, MAX_SEQUENCES="1")
     try:
-        await _consent_all(stub, users)
+        await give_consent_all(stub, users)
         seen = len(run.lines)
         keys = {_key(stub.push_message(f"{MARKER}: fever, {n}?", user_id=u)) for n, u in enumerate(users)}
         await run.wait_for_line("question.taken", since=seen)
@@ -254,7 +197,7 @@ async def test_sigterm_to_the_group_stops_bot_worker_redis_in_order_and_loses_no
     finally:
         assert await run.stop(signal.SIGTERM) == 0, run.output
     print(f"SIGTERM to the group: {enqueued} of 10 questions enqueued before the stop; all answered after")
-    assert [_answers(stub)[k] for k in sorted(keys)] == [1] * 10
+    assert [answers_per_message(stub)[k] for k in sorted(keys)] == [1] * 10
     _assert_no_leak(first + run.output, stub, tuple(users))
     assert (data_dir / "meditron.db").exists() and (data_dir / "redis" / "appendonly.aof").exists()
     assert oct((data_dir / "pseudonym.key").stat().st_mode & 0o777) == "0o600"
@@ -268,7 +211,7 @@ async def test_a_killed_worker_is_restarted_and_its_question_answered_once(
     stub, data_dir = telegram_stub, tmp_path_factory.mktemp("run", numbered=True)
     run = await _start(stub, data_dir, tiny_model_path, max_tokens=400, ADMIN_CHAT_ID=str(ADMIN))
     try:
-        await _consent(stub, USER)
+        await give_consent(stub, USER, "service")
         worker = await _child_pid(run, "worker")
         seen = len(run.lines)
         first = _key(stub.push_message(f"{MARKER}: what to do?", user_id=USER))
@@ -283,7 +226,7 @@ async def test_a_killed_worker_is_restarted_and_its_question_answered_once(
         answered_s = time.monotonic() - killed_at
         alert = await stub.wait_for("sendMessage", lambda c: c.params.get("chat_id") == ADMIN, timeout=30)
         async with Redis(unix_socket_path=str(data_dir / "redis" / "redis.sock")) as client:
-            await _eventually(lambda: _no_pending(client))  # the answer's delivery is complete
+            await eventually(lambda: _no_pending(client))  # the answer's delivery is complete
         second = _key(stub.push_message(f"{MARKER}: and now?", user_id=USER))
         await _all_answered(stub, {second})
     finally:
@@ -293,7 +236,7 @@ async def test_a_killed_worker_is_restarted_and_its_question_answered_once(
     assert [(e["child"], e["code"], e["restart_in_s"]) for e in exited] == [("worker", -9, 0.5)]
     assert restarted != worker and not _alive(worker)
     assert "worker process exited (code -9)" in alert[0].params["text"]
-    assert _answers(stub)[first] == 1 and _answers(stub)[second] == 1
+    assert answers_per_message(stub)[first] == 1 and answers_per_message(stub)[second] == 1
     _assert_no_leak(run.output, stub)
 
 
@@ -306,11 +249,11 @@ async def test_a_killed_redis_is_restarted_on_the_same_aof_and_the_service_answe
     run = await _start(stub, data_dir, tiny_model_path, max_tokens=16)
     socket = str(data_dir / "redis" / "redis.sock")
     try:
-        await _consent(stub, USER)
+        await give_consent(stub, USER, "service")
         first = _key(stub.push_message(f"{MARKER}: first", user_id=USER))
         await _all_answered(stub, {first})
         async with Redis(unix_socket_path=socket) as client:
-            await _eventually(lambda: _no_pending(client))  # the answer's delivery is complete
+            await eventually(lambda: _no_pending(client))  # the answer's delivery is complete
             await client.set("test:before-kill", "kept")  # in the AOF before the reply
         redis_pid = await _child_pid(run, "redis")
         seen = len(run.lines)
@@ -328,7 +271,7 @@ async def test_a_killed_redis_is_restarted_on_the_same_aof_and_the_service_answe
     exited = [(e["child"], e["code"]) for e in _events(run, "child.exited")]
     print(f"redis kill -9 -> serving again {back_s:.2f} s, next answer {answered_s:.2f} s; exits {exited}")
     assert ("redis", -9) in exited
-    assert _answers(stub)[first] == 1 and _answers(stub)[second] == 1
+    assert answers_per_message(stub)[first] == 1 and answers_per_message(stub)[second] == 1
     _assert_no_leak(run.output, stub)
 
 
@@ -341,7 +284,7 @@ async def test_sigkill_of_the_main_process_alone_leaves_no_orphan_and_a_restart_
     stub, data_dir = telegram_stub, tmp_path_factory.mktemp("run", numbered=True)
     run = await _start(stub, data_dir, tiny_model_path, max_tokens=1600)
     try:
-        await _consent(stub, USER)
+        await give_consent(stub, USER, "service")
         pids = [await _child_pid(run, "redis"), await _child_pid(run, "worker")]
         seen = len(run.lines)
         key = _key(stub.push_message(f"{MARKER}: what now?", user_id=USER))
@@ -359,7 +302,7 @@ async def test_sigkill_of_the_main_process_alone_leaves_no_orphan_and_a_restart_
     finally:
         assert await run.stop(signal.SIGTERM) == 0, run.output
     print(f"main kill -9 -> children gone within {gone_s:.2f} s")
-    assert _answers(stub)[key] == 1
+    assert answers_per_message(stub)[key] == 1
     assert "another `meditron-bot run`" not in run.output
     _assert_no_leak(first + run.output, stub)
 
@@ -373,7 +316,7 @@ async def test_sigkill_of_everything_leaves_a_stale_socket_and_lock_that_a_resta
     stub, data_dir = telegram_stub, tmp_path_factory.mktemp("run", numbered=True)
     run = await _start(stub, data_dir, tiny_model_path, max_tokens=1600)
     try:
-        await _consent(stub, USER)
+        await give_consent(stub, USER, "service")
         pids = [await _child_pid(run, "redis"), await _child_pid(run, "worker")]
         seen = len(run.lines)
         key = _key(stub.push_message(f"{MARKER}: and then?", user_id=USER))
@@ -392,7 +335,7 @@ async def test_sigkill_of_everything_leaves_a_stale_socket_and_lock_that_a_resta
     finally:
         assert await run.stop(signal.SIGTERM) == 0, run.output
     assert "redis.stale_socket_removed" in run.output
-    assert _answers(stub)[key] == 1
+    assert answers_per_message(stub)[key] == 1
     _assert_no_leak(first + run.output, stub)
 
 
@@ -425,7 +368,7 @@ async def test_forty_questions_and_run_killed_midway_each_answered_exactly_once(
     users = [9_100_000 + n for n in range(40)]
     run = await _start(stub, data_dir, tiny_model_path, max_tokens=48)
     try:
-        await _consent_all(stub, users)
+        await give_consent_all(stub, users)
         pids = [await _child_pid(run, "redis"), await _child_pid(run, "worker")]
         keys = {_key(stub.push_message(f"{MARKER} question {n}", user_id=u)) for n, u in enumerate(users)}
         tenth = await stub.wait_for(
@@ -434,7 +377,7 @@ async def test_forty_questions_and_run_killed_midway_each_answered_exactly_once(
     finally:
         os.killpg(run.process.pid, signal.SIGKILL)
         await _wait_gone(run, pids)
-    first, before_kill = run.output, sum(_answers(stub)[k] for k in keys)
+    first, before_kill = run.output, sum(answers_per_message(stub)[k] for k in keys)
     # Sent to Telegram but maybe not yet marked sent when the kill landed: the only ones that may repeat.
     since = stub.calls.index(tenth[9])
     in_flight = {_answer_key(c.params) for c in stub.calls[since:] if c.method == "sendMessage"}
@@ -444,7 +387,7 @@ async def test_forty_questions_and_run_killed_midway_each_answered_exactly_once(
         await _all_answered(stub, keys, timeout=240)
     finally:
         assert await run.stop(signal.SIGTERM) == 0, run.output
-    answers = _answers(stub)
+    answers = answers_per_message(stub)
     counts = Counter(answers[k] for k in keys)
     repeated = {k for k in keys if answers[k] > 1}
     print(

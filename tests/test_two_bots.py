@@ -17,7 +17,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,10 +29,11 @@ from storage.db import make_engine, make_sessionmaker
 from storage.queue import QueueNames
 from storage.queue.connection import connect
 from storage.repositories.invites import create_invite
-from tests.support.stack import PSEUDONYM_KEY, LoggedProcess, Stack
-from tests.support.telegram_stub import Call, TelegramStub
+from tests.support.consent import give_consent
+from tests.support.stack import PSEUDONYM_KEY, LoggedProcess, Stack, polling_bot
+from tests.support.telegram_stub import TelegramStub, says
 from tests.test_field_e2e import ADA as ADMIN_ADA
-from tests.test_field_e2e import CHI, GROUP, bot, says
+from tests.test_field_e2e import CHI, GROUP
 
 ADA = 2024001
 
@@ -100,11 +101,6 @@ async def _not_reading(redis: Redis, bot: Bot) -> None:
             await asyncio.sleep(0.05)
 
 
-def reply_to(user: int, fragment: str) -> Callable[[Call], bool]:
-    """A sendMessage to ``user`` containing ``fragment``."""
-    return lambda c: int(c.params.get("chat_id", 0)) == user and fragment in str(c.params.get("text", ""))
-
-
 async def test_lang_forget_and_grant_made_through_one_process_are_seen_by_the_other(
     bots: tuple[Bot, Bot], telegram_stub: TelegramStub, redis_url: str, migrated_db_url: str
 ) -> None:
@@ -125,26 +121,14 @@ async def test_lang_forget_and_grant_made_through_one_process_are_seen_by_the_ot
         # Through B: the invite is redeemed (the grant) and Ada consents; B has seen her allowed.
         await only(b, a)
         before = len(stub.calls)
-        stub.push_command("/start", code, user_id=ADA)
-        await stub.wait_for("sendMessage", reply_to(ADA, texts.INVITE_ACCEPTED), since=before)
-        prompt = (
-            await stub.wait_for(
-                "sendMessage", lambda c: bool(c.params.get("reply_markup")) and c.params["chat_id"] == ADA
-            )
-        )[-1]
-        data = next(
-            row[0]["callback_data"]
-            for row in prompt.params["reply_markup"]["inline_keyboard"]
-            if row[0]["callback_data"].split(":")[1] == "both"
-        )
-        stub.push_callback(data, user_id=ADA, message_id=prompt.result["message_id"])
-        await stub.wait_for("editMessageText", lambda c: c.params["chat_id"] == ADA, since=before)
+        await give_consent(stub, ADA, "both", start=code)
+        await stub.wait_for("sendMessage", says(texts.INVITE_ACCEPTED, ADA), since=before)
 
         # Through A: the grant made by B lets Ada in, and she chooses French.
         await only(a, b)
         before = len(stub.calls)
         stub.push_command("/lang", "fr", user_id=ADA)
-        await stub.wait_for("sendMessage", reply_to(ADA, t(texts.LANG_SET, "fr")), since=before)
+        await stub.wait_for("sendMessage", says(t(texts.LANG_SET, "fr"), ADA), since=before)
         assert t(texts.LANG_SET, "fr") != texts.LANG_SET
 
         # Through B: the choice made through A (her Telegram language stays English).
@@ -153,14 +137,14 @@ async def test_lang_forget_and_grant_made_through_one_process_are_seen_by_the_ot
         stub.push_command("/help", user_id=ADA, language_code="en")
         help_fr = t(texts.HELP, "fr")
         assert help_fr != texts.HELP
-        await stub.wait_for("sendMessage", reply_to(ADA, help_fr), since=before)
+        await stub.wait_for("sendMessage", says(help_fr, ADA), since=before)
 
         # Through A: /forget erases her, her language choice and her grant.
         await only(a, b)
         before = len(stub.calls)
         stub.push_command("/forget", user_id=ADA)
         forgotten = t(texts.FORGET_DONE, "fr").split("{count}")[0]
-        await stub.wait_for("sendMessage", reply_to(ADA, forgotten), since=before)
+        await stub.wait_for("sendMessage", says(forgotten, ADA), since=before)
 
         # Through B, which let her in before: no access now, and English again.
         await only(b, a)
@@ -179,13 +163,13 @@ async def test_a_held_group_question_is_dropped_after_the_bot_restarted(stack: S
     stub = stack.stub
     group = {"chat_id": GROUP, "chat_type": "group", "title": "Team"}
     stub.set_chat_member_status(GROUP, ADMIN_ADA, "creator")
-    async with bot(stack, consent_hold_s=4.0):
+    async with polling_bot(stack, consent_hold_s=4.0):
         stub.push_command("/enable", user_id=ADMIN_ADA, **group)
         await stub.wait_for("sendMessage", says(texts.GROUP_ENABLED, GROUP))
         stub.push_command("/ask", "dose of zinc?", user_id=CHI, **group)
         await stub.wait_for("sendMessage", says("?start=consent", GROUP))
     assert not [c for c in stub.calls_of("sendMessage") if says(texts.GROUP_QUESTION_DROPPED)(c)]
-    async with bot(stack, consent_hold_s=4.0):  # the restarted bot
+    async with polling_bot(stack, consent_hold_s=4.0):  # the restarted bot
         await stub.wait_for("sendMessage", says(texts.GROUP_QUESTION_DROPPED, GROUP), timeout=15)
     dropped = [c for c in stub.calls_of("sendMessage") if says(texts.GROUP_QUESTION_DROPPED)(c)]
     assert len(dropped) == 1

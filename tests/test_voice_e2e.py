@@ -13,11 +13,11 @@ from bot.telegram import texts
 from inference.transcribe import Transcriber
 from storage.models import Question
 from storage.queue.connection import connect
+from tests.support.consent import give_consent
 from tests.support.stack import Stack, inprocess_worker
-from tests.support.telegram_stub import FILE_DOWNLOAD
+from tests.support.telegram_stub import FILE_DOWNLOAD, says
 from tests.support.voice import inprocess_transcriber, silence, speech
 from tests.test_consent_e2e import _every_value
-from tests.test_e2e import _consent, _text_has
 
 Sessions = async_sessionmaker[AsyncSession]
 USER = 5_551_234
@@ -29,8 +29,8 @@ async def _speak(stack: Stack, audio: bytes, duration: int, **kw: Any) -> tuple[
     """Send a voice note, wait for what the bot heard and its answer; returns both texts."""
     before = len(stack.stub.calls)
     note = stack.stub.push_voice(audio, duration=duration, user_id=USER, **kw)
-    heard = await stack.stub.wait_for("sendMessage", _text_has("I heard"), since=before, timeout=60)
-    answer = await stack.stub.wait_for("sendMessage", _text_has(texts.REMINDER), since=before, timeout=90)
+    heard = await stack.stub.wait_for("sendMessage", says("I heard"), since=before, timeout=60)
+    answer = await stack.stub.wait_for("sendMessage", says(texts.REMINDER), since=before, timeout=90)
     assert heard[0].params["reply_parameters"]["message_id"] == note["message"]["message_id"]
     assert heard[0].at <= answer[0].at
     took = heard[0].at - stack.stub.pushed_at[note["update_id"]]
@@ -87,7 +87,7 @@ async def test_spoken_question_is_heard_then_answered(
     stack: Stack, running_bot: Any, transcriber: Transcriber, sessionmaker: Sessions
 ) -> None:
     """The bot says what it heard (key words in it), then answers; with research consent it is kept."""
-    await _consent(stack, "both", user=USER)
+    await give_consent(stack.stub, USER, "both")
     async with inprocess_transcriber(stack, transcriber), inprocess_worker(stack):
         heard, _ = await _speak(stack, speech(SPOKEN), duration=5)
     assert all(word in heard.lower() for word in KEY_WORDS), heard
@@ -103,7 +103,7 @@ async def test_too_long_silent_and_non_audio_notes_get_kind_replies(
     stack: Stack, running_bot: Any, transcriber: Transcriber
 ) -> None:
     """Each refusal has its own reply; the declared-too-long note is not even downloaded."""
-    await _consent(stack, "service", user=USER)
+    await give_consent(stack.stub, USER, "service")
     stub = stack.stub
     limit = stack.bot.voice_max_seconds
     counted = {s: _transcriptions(s) for s in ("too_long", "silent", "not_audio")}
@@ -118,7 +118,7 @@ async def test_too_long_silent_and_non_audio_notes_get_kind_replies(
         for audio, duration, kw, expected in cases:
             before = len(stub.calls)
             stub.push_voice(audio, duration=duration, user_id=USER, **kw)
-            await stub.wait_for("sendMessage", _text_has(expected), since=before, timeout=60)
+            await stub.wait_for("sendMessage", says(expected), since=before, timeout=60)
     assert {s: _transcriptions(s) - n for s, n in counted.items()} == {
         "too_long": 1,
         "silent": 1,
@@ -134,7 +134,7 @@ async def test_service_only_consent_keeps_no_transcript(
     stack: Stack, running_bot: Any, transcriber: Transcriber, sessionmaker: Sessions
 ) -> None:
     """Without research consent the transcript is nowhere after delivery: no table, no Redis key."""
-    await _consent(stack, "service", user=USER)
+    await give_consent(stack.stub, USER, "service")
     async with inprocess_transcriber(stack, transcriber), inprocess_worker(stack):
         heard, _ = await _speak(stack, speech(SPOKEN), duration=5)
     assert "fever" in heard.lower()
@@ -151,7 +151,7 @@ async def test_forget_erases_transcripts_kept_for_research(
     stack: Stack, running_bot: Any, transcriber: Transcriber, sessionmaker: Sessions
 ) -> None:
     """/forget erases a transcript kept for research like any question text."""
-    await _consent(stack, "both", user=USER)
+    await give_consent(stack.stub, USER, "both")
     async with inprocess_transcriber(stack, transcriber), inprocess_worker(stack):
         await _speak(stack, speech(SPOKEN), duration=5)
     async with sessionmaker() as session:
@@ -159,7 +159,7 @@ async def test_forget_erases_transcripts_kept_for_research(
     assert "fever" in dump.lower()
     before = len(stack.stub.calls)
     stack.stub.push_command("/forget", user_id=USER)
-    await stack.stub.wait_for("sendMessage", _text_has("I erased everything about you"), since=before)
+    await stack.stub.wait_for("sendMessage", says("I erased everything about you"), since=before)
     async with sessionmaker() as session:
         dump, _ = await _every_value(session)
     assert "fever" not in dump.lower() and "cough" not in dump.lower()
@@ -167,10 +167,10 @@ async def test_forget_erases_transcripts_kept_for_research(
 
 async def test_voice_note_without_a_transcriber_asks_for_text(stack: Stack, running_bot: Any) -> None:
     """No transcriber running: a kind reply at once, and the note is not downloaded."""
-    await _consent(stack, "service", user=USER)
+    await give_consent(stack.stub, USER, "service")
     before = len(stack.stub.calls)
     stack.stub.push_voice(silence(1), duration=1, user_id=USER)
-    await stack.stub.wait_for("sendMessage", _text_has(texts.VOICE_UNAVAILABLE), since=before)
+    await stack.stub.wait_for("sendMessage", says(texts.VOICE_UNAVAILABLE), since=before)
     assert not stack.stub.calls_of("getFile")
 
 
@@ -187,19 +187,19 @@ async def test_group_voice_note_replying_to_the_bot_is_heard_and_answered_there(
     group = {"chat_id": GROUP, "chat_type": "supergroup", "title": "Ward 3"}
     stub.set_chat_member_status(GROUP, ADMIN, "creator")
     stub.push_command("/enable", user_id=ADMIN, **group)
-    enabled = await stub.wait_for("sendMessage", _text_has(texts.GROUP_ENABLED))
+    enabled = await stub.wait_for("sendMessage", says(texts.GROUP_ENABLED))
     bot_message = enabled[0].result["message_id"]
-    await _consent(stack, "service", user=USER)
+    await give_consent(stack.stub, USER, "service")
     async with inprocess_transcriber(stack, transcriber), inprocess_worker(stack):
         before = len(stub.calls)
         stub.push_voice(speech(SPOKEN), duration=5, user_id=ADMIN, reply_to_message_id=bot_message, **group)
-        await stub.wait_for("sendMessage", _text_has("?start=consent"), since=before)
+        await stub.wait_for("sendMessage", says("?start=consent"), since=before)
         assert not stub.calls_of(FILE_DOWNLOAD)
         note = stub.push_voice(
             speech(SPOKEN), duration=5, user_id=USER, reply_to_message_id=bot_message, **group
         )
-        heard = await stub.wait_for("sendMessage", _text_has("I heard"), since=before, timeout=60)
-        answer = await stub.wait_for("sendMessage", _text_has(texts.REMINDER), since=before, timeout=90)
+        heard = await stub.wait_for("sendMessage", says("I heard"), since=before, timeout=60)
+        answer = await stub.wait_for("sendMessage", says(texts.REMINDER), since=before, timeout=90)
     assert {heard[0].params["chat_id"], answer[0].params["chat_id"]} == {GROUP}
     assert answer[0].params["reply_parameters"]["message_id"] == note["message"]["message_id"]
     assert "fever" in str(heard[0].params["text"]).lower()

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from bot.telegram import texts
+from tests.support.consent import give_consent
 from tests.support.telegram_stub import TelegramStub
 from tests.support.voice import speech
-from tests.test_run import _child_pid, _consent, _events, _line_of, _start
+from tests.test_run import _child_pid, _events, _line_of, _start
 
 USER = 9_345_678
 
@@ -43,7 +44,7 @@ async def test_run_transcribes_restarts_the_transcriber_and_stops_it_first(
     run = await _start(stub, data_dir, tiny_model_path, max_tokens=8, **extra)
     try:
         await run.wait_for_line("transcriber.ready")
-        await _consent(stub, USER)
+        await give_consent(stub, USER, "service")
         seen = len(run.lines)
         note = speech("My child has a high fever and a cough.")
         assert "fever" in await _heard(stub, note)

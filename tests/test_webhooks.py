@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from bot.process.private_redis import PrivateRedis
 from bot.telegram import texts
+from tests.support.consent import button, consent_prompt
 from tests.support.stack import PSEUDONYM_KEY, LoggedProcess
 from tests.support.telegram_stub import Call, TelegramStub
 
@@ -163,13 +164,8 @@ async def _consent(stub: TelegramStub, user: int, first: Replica, second: Replic
     """/start through one replica, the consent button through the other."""
     before = len(stub.calls)
     assert await stub.deliver(stub.push_command("/start", user_id=user), to=first.webhook) == 200
-    with_buttons = lambda c: bool(c.params.get("reply_markup")) and c.params["chat_id"] == user  # noqa: E731
-    prompt = (await stub.wait_for("sendMessage", with_buttons, since=before, timeout=30))[-1]
-    data = next(
-        row[0]["callback_data"]
-        for row in prompt.params["reply_markup"]["inline_keyboard"]
-        if row[0]["callback_data"].split(":")[1] == "service"
-    )
+    prompt = (await stub.wait_for("sendMessage", consent_prompt(user), since=before, timeout=30))[-1]
+    data = button(prompt, "service")
     pressed = stub.push_callback(data, user_id=user, message_id=prompt.result["message_id"])
     assert await stub.deliver(pressed, to=second.webhook) == 200
     await stub.wait_for("editMessageText", lambda c: c.params["chat_id"] == user, since=before, timeout=30)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from asyncio.subprocess import DEVNULL, PIPE
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,9 +16,9 @@ from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.pseudonym import Pseudonymizer
 from storage.repositories.accounts import add_account
+from tests.console.browser import add_user, admin_console, cli_env
 from tests.console.helpers import ADMIN, CLINICIAN, REVIEWER, SECRET, Seeded, client_for, login
 from tests.console.seeding import Template, clone, postgres_template, sqlite_template
-from tests.console.test_browser import _cli_env, _free_port, _run_cli, _wait_until_listening
 from tests.support.stack import PSEUDONYM_KEY, Stack
 
 __all__ = ["postgres_template", "sqlite_template"]  # session fixtures: the data set, made once per kind
@@ -109,19 +106,8 @@ async def admin(client: httpx.AsyncClient) -> httpx.AsyncClient:
 @pytest.fixture
 async def clinician_console(stack: Stack, tmp_path: Path) -> AsyncIterator[str]:
     """`meditron-bot admin` on a free port, on the bot's data, with a clinician made by `admin add-user`."""
-    env = _cli_env(tmp_path, stack.db_url)
+    env = cli_env(tmp_path, stack.db_url)
     env.update(REDIS_URL=stack.redis_url, QUEUE_NAMESPACE=stack.storage.queue_namespace)
-    status, stderr = await _run_cli(
-        ["admin", "add-user", CLINICIAN[0], "--role", "clinician"], env, CLINICIAN[1]
-    )
-    assert status == 0, stderr
-    port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "admin", "--port", str(port), env=env, stdout=DEVNULL, stderr=PIPE
-    )
-    try:
-        await _wait_until_listening(process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        await process.communicate()
+    await add_user(env, CLINICIAN, "clinician")
+    async with admin_console(env) as url:
+        yield url

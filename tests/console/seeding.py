@@ -33,10 +33,10 @@ from storage.migrate import upgrade_async
 from storage.models import Answer, Question, User
 from storage.settings import StorageSettings
 from tests.console.helpers import Seeded
+from tests.support.consent import give_consent
 from tests.support.databases import _admin_engine
-from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker
-from tests.support.telegram_stub import TelegramStub
-from tests.test_field_e2e import bot, consent, says
+from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker, polling_bot
+from tests.support.telegram_stub import TelegramStub, says
 
 RESEARCHER, PRIVATE, GROUP_ADMIN = 3101, 3102, 3103
 GROUP = -100321
@@ -96,7 +96,7 @@ async def _group_question(stack: Stack, index: int) -> None:
 
 async def _researcher(stack: Stack, user: int, indices: range) -> list[dict[str, object]]:
     """``user`` agrees to research and asks questions ``indices`` in private, one after another."""
-    await consent(stack, user, "both", "en")
+    await give_consent(stack.stub, user, "both", language="en")
     return [await _conversation(stack, user, question_text(index)) for index in indices]
 
 
@@ -105,8 +105,8 @@ async def produce(stack: Stack, research_count: int = 3, askers: int = 1) -> See
     French group; the private ones shared by ``askers`` researchers asking side by side), one kept
     without research consent, and feedback by the first researcher on their first two answers."""
     private = research_count - 1
-    async with bot(stack, user_messages_per_minute=1_000), inprocess_worker(stack):
-        await consent(stack, PRIVATE, "service", "fr")
+    async with polling_bot(stack, user_messages_per_minute=1_000), inprocess_worker(stack):
+        await give_consent(stack.stub, PRIVATE, "service", language="fr")
         users = [RESEARCHER] + [RESEARCHER + 100 + rank for rank in range(1, askers)]
         answers, *_ = await asyncio.gather(
             *(_researcher(stack, user, range(rank, private, askers)) for rank, user in enumerate(users))

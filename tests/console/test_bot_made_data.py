@@ -18,9 +18,9 @@ from bot.telegram import texts
 from storage.models import Question
 from storage.repositories.audit import verify_chain
 from tests.console.helpers import REVIEWER, SECRET, audit_rows, client_for, login
+from tests.support.consent import give_consent
 from tests.support.stack import Stack, inprocess_worker
-from tests.support.telegram_stub import BOT_USERNAME
-from tests.test_field_e2e import consent, says
+from tests.support.telegram_stub import BOT_USERNAME, says
 
 ADA, BEN, CHI = 2001, 2002, 2003
 GROUP = -100888
@@ -56,8 +56,8 @@ async def test_the_console_shows_the_danger_sign_the_bot_recorded(
     # Accounts first (plain rows, as before keying), then the bot's keyed rows; the console and the
     # check below use the bot's audit key, as deployed (a key-less writer after keyed rows is flagged).
     stack.audit_anchor().attach(sessionmaker)
-    await consent(stack, ADA)
-    await consent(stack, BEN)
+    await give_consent(stack.stub, ADA)
+    await give_consent(stack.stub, BEN)
     before = len(stack.stub.calls)
     await _ask(stack, ADA, DANGER)
     await _ask(stack, BEN, HARMLESS)
@@ -89,7 +89,7 @@ async def test_the_console_shows_the_danger_sign_the_bot_recorded(
 async def test_a_question_without_a_danger_sign_leaves_the_red_flag_views_empty(
     stack: Stack, running_bot: Any, sessionmaker: async_sessionmaker[AsyncSession], accounts: None
 ) -> None:
-    await consent(stack, BEN)
+    await give_consent(stack.stub, BEN)
     await _ask(stack, BEN, HARMLESS)
     (question,) = (await _questions(sessionmaker)).values()
     flagged, stats = await _pages(sessionmaker, "/conversations?flag=yes", "/stats")
@@ -104,7 +104,7 @@ async def test_a_group_question_held_for_consent_keeps_its_danger_sign(
     stub = stack.stub
     group = {"chat_id": GROUP, "chat_type": "supergroup", "title": "Team"}
     stub.set_chat_member_status(GROUP, ADA, "administrator")
-    await consent(stack, ADA)
+    await give_consent(stack.stub, ADA)
     before = len(stub.calls)
     stub.push_command("/enable", mention_bot=True, user_id=ADA, **group)
     await stub.wait_for("sendMessage", says(texts.GROUP_ENABLED, GROUP), since=before)
@@ -112,7 +112,7 @@ async def test_a_group_question_held_for_consent_keeps_its_danger_sign(
     await stub.wait_for("sendMessage", says(f"t.me/{BOT_USERNAME}?start=consent", GROUP), since=before)
     assert await _questions(sessionmaker) == {}
     stub.push_command("/start", "consent", user_id=CHI)
-    await consent(stack, CHI)
+    await give_consent(stack.stub, CHI)
     await stub.wait_for("sendMessage", says(texts.GROUP_QUESTION_RELEASED, CHI), since=before)
     await stub.wait_for("sendMessage", says("in the queue", GROUP), since=before)
     (question,) = (await _questions(sessionmaker)).values()

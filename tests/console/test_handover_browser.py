@@ -13,16 +13,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.flows.handover import reply_text
-from tests.console.test_browser import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    _keep,
-    _require_browser,
-)
+from tests.console.browser import chromium_page, keep, require_browser, sign_in
 from tests.console.test_handover_e2e import ADA, CLINICIAN, _agreement, _choose, _with_button
-from tests.support.stack import Stack, inprocess_worker
+from tests.support.consent import give_consent
+from tests.support.stack import Stack, inprocess_worker, polling_bot
+from tests.support.telegram_stub import says
 from tests.test_conversation_e2e import ask
-from tests.test_field_e2e import bot, consent, says
 
 PHONE = {"width": 390, "height": 844}
 
@@ -30,7 +26,7 @@ PHONE = {"width": 390, "height": 844}
 @pytest.fixture
 def console_url(clinician_console: str) -> str:
     """`meditron-bot admin` with a clinician made by `admin add-user`, on the bot's data (conftest)."""
-    _require_browser()
+    require_browser()
     return clinician_console
 
 
@@ -38,25 +34,19 @@ def console_url(clinician_console: str) -> str:
 async def test_a_clinician_claims_and_replies_from_a_phone(
     stack: Stack, console_url: str, tmp_path: Path, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    from playwright.async_api import async_playwright
-
     stub, shots = stack.stub, []
     first = "My baby is 3 months old and feels hot."
     question = "Is a fever of 39 in a 3-month-old baby urgent?"
-    async with bot(stack), inprocess_worker(stack):
-        await consent(stack, ADA, "both")
+    async with polling_bot(stack), inprocess_worker(stack):
+        await give_consent(stack.stub, ADA, "both")
         await ask(stack, sessionmaker, first, ADA)  # answered: the follow-up's earlier turn
         before = len(stub.calls)
         stub.push_message(question, user_id=ADA)
         await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
         await _choose(stack, await _agreement(stack, "", 0), "yes")
 
-        async with async_playwright() as playwright:
-            context = await playwright.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
-                args=CHROMIUM_FLAGS, viewport=PHONE, is_mobile=True, has_touch=True,
-            )  # fmt: skip
-            page = context.pages[0] if context.pages else await context.new_page()
+        profile = tmp_path / "profile"
+        async with chromium_page(profile, viewport=PHONE, is_mobile=True, has_touch=True) as page:
 
             async def shot(name: str) -> None:
                 path = tmp_path / f"handover-{name}.png"
@@ -67,9 +57,7 @@ async def test_a_clinician_claims_and_replies_from_a_phone(
                 assert await page.evaluate(fits), f"{name} is wider than the phone"
 
             await page.goto(f"{console_url}/")
-            await page.fill("#name", CLINICIAN[0])
-            await page.fill("#password", CLINICIAN[1])
-            await page.click("button[type=submit]")
+            await sign_in(page, CLINICIAN)
             await page.wait_for_url("**/cases")
             assert await page.locator("ul.cases li").count() == 1
             assert await page.locator("nav >> text=Conversations").count() == 0
@@ -104,7 +92,6 @@ async def test_a_clinician_claims_and_replies_from_a_phone(
             await page.wait_for_url("**/cases?sent=*")
             assert await page.locator("#sent").count() == 1
             await shot("sent")
-            await context.close()
         delivered = await stub.wait_for("sendMessage", _with_button("hv:up:"), since=before)
         assert delivered[0].params["text"] == reply_text("en", reply)
-    _keep(shots)
+    keep(shots)

@@ -31,11 +31,12 @@ from bot.telegram import texts
 from storage.models import AuditEvent, Case
 from storage.queue import queue_from_settings
 from storage.queue.cases import CaseQueue
+from tests.console.browser import cli_env, run_cli
 from tests.console.helpers import CLINICIAN, csrf_of
-from tests.console.test_browser import _cli_env, _run_cli
+from tests.support.consent import give_consent
 from tests.support.stack import LoggedProcess, Stack
 from tests.support.telegram_stub import Call, TelegramStub
-from tests.test_ingest_faults import consent, eventually
+from tests.support.waiting import eventually
 
 Sessions = async_sessionmaker[AsyncSession]
 USER = 7_305_118_642  # distinctive: its decimal form must not reach any log line
@@ -139,8 +140,8 @@ async def _after_restart(
         assert (await session.execute(closings)).scalar_one() == 1  # closed once
     assert case is not None and case.outcome == "delivered"
     assert "case.delivered" in second.output  # the restarted bot handled the killed one's entry
-    env = _cli_env(tmp_path, stack.db_url)
-    status, stderr = await _run_cli(["audit", "verify"], env, "")
+    env = cli_env(tmp_path, stack.db_url)
+    status, stderr = await run_cli(["audit", "verify"], env, "")
     assert status == 0, stderr
     logs = killed.output + second.output
     for secret in (QUESTION, REPLY, "crashmark", str(USER)):
@@ -155,7 +156,7 @@ async def test_killed_while_telegram_carries_the_reply_out_the_user_gets_it_agai
     first = await _bot(stack)
     try:
         await stub.wait_until_polling()
-        await consent(stub, USER)
+        await give_consent(stub, USER, "service")
         case, question_message = await _open_case(stub, sessionmaker)
         # Telegram carries the reply out (the user has it) but its answer never reaches the bot.
         held = stub.hold_next("sendMessage", lambda p: p.get("text") == reply_text("en", REPLY))
@@ -179,7 +180,7 @@ async def test_killed_after_the_reply_was_marked_sent_the_user_gets_it_exactly_o
     first = await _bot(stack)
     try:
         await stub.wait_until_polling()
-        await consent(stub, USER)
+        await give_consent(stub, USER, "service")
         case, question_message = await _open_case(stub, sessionmaker)
         sent_key = queue_from_settings(redis, stack.storage).names.sent_key(f"case-{case.id}")
         held = stub.hold_next("sendMessage", lambda p: p.get("text") == reply_text("en", REPLY))

@@ -28,9 +28,9 @@ from storage.queue.connection import connect
 from storage.repositories.accounts import add_account
 from storage.repositories.audit import verify_chain
 from tests.console.helpers import ADMIN, CLINICIAN, REVIEWER, SECRET, audit_rows, client_for, csrf_of
-from tests.support.stack import Stack, inprocess_worker
-from tests.support.telegram_stub import Call
-from tests.test_field_e2e import bot, consent, says
+from tests.support.consent import give_consent
+from tests.support.stack import Stack, inprocess_worker, polling_bot
+from tests.support.telegram_stub import Call, says
 
 ADA = 3001
 ONCALL = -100777
@@ -72,6 +72,15 @@ async def _choose(stack: Stack, prompt: Call, choice: str) -> str:
     return str(edit[-1].params["text"])
 
 
+async def _handed_over(stack: Stack, question: str) -> None:
+    """Ada consents (research too), asks ``question``, sends /human and agrees: a case opens."""
+    await give_consent(stack.stub, ADA, "both")
+    before = len(stack.stub.calls)
+    stack.stub.push_message(question, user_id=ADA)
+    await stack.stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
+    await _choose(stack, await _agreement(stack, "", 0), "yes")
+
+
 def _case_delivery(app: Any) -> CaseDelivery:
     """The running bot's delivery loop of clinicians' replies."""
     return next(loop for loop in app.bot_data["deliveries"] if isinstance(loop, CaseDelivery))
@@ -111,8 +120,8 @@ async def test_a_clinician_answers_a_case_the_user_opened(stack: Stack, sessionm
     stack.audit_anchor().attach(sessionmaker)
     stub = stack.stub
     question = "How much ORS for a 2-year-old with diarrhoea?"
-    async with bot(stack) as app, inprocess_worker(stack):
-        await consent(stack, ADA, "service")  # no research: the case texts go when it closes
+    async with polling_bot(stack) as app, inprocess_worker(stack):
+        await give_consent(stack.stub, ADA, "service")  # no research: the case texts go when it closes
         before = len(stub.calls)
         asked = stub.push_message(question, user_id=ADA)
         answer = (await stub.wait_for("sendMessage", _with_button("hv:ask:"), since=before, timeout=60))[-1]
@@ -196,8 +205,8 @@ async def test_a_clinician_answers_a_case_the_user_opened(stack: Stack, sessionm
 
 async def test_declining_opens_no_case(stack: Stack, sessionmaker: Sessions) -> None:
     stub = stack.stub
-    async with bot(stack):
-        await consent(stack, ADA, "both")
+    async with polling_bot(stack):
+        await give_consent(stack.stub, ADA, "both")
         before = len(stub.calls)
         stub.push_message("Is a rash after amoxicillin an allergy?", user_id=ADA)
         await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
@@ -215,8 +224,8 @@ async def test_an_unclaimed_case_alerts_the_oncall_chat_and_tells_the_user(
     stub = stack.stub
     stub.add_chat(ONCALL, chat_type="supergroup", title="On call")
     settings = {"oncall_chat_id": ONCALL, "handover_alert_min": 0.001, "handover_check_s": 0.1}
-    async with bot(stack, console_url="https://console.example/", **settings):
-        await consent(stack, ADA, "both")
+    async with polling_bot(stack, console_url="https://console.example/", **settings):
+        await give_consent(stack.stub, ADA, "both")
         before = len(stub.calls)
         stub.push_message(DANGER, user_id=ADA)
         referral = (await stub.wait_for("sendMessage", _with_button("hv:ask:"), since=before))[0]
@@ -237,12 +246,8 @@ async def test_an_unclaimed_case_alerts_the_oncall_chat_and_tells_the_user(
 async def test_forget_erases_the_case_texts(stack: Stack, sessionmaker: Sessions) -> None:
     stub = stack.stub
     question = "Can I give ibuprofen to a child with dengue?"
-    async with bot(stack):
-        await consent(stack, ADA, "both")
-        before = len(stub.calls)
-        stub.push_message(question, user_id=ADA)
-        await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
-        await _choose(stack, await _agreement(stack, "", 0), "yes")
+    async with polling_bot(stack):
+        await _handed_over(stack, question)
         [case] = await _cases(sessionmaker)
         assert case.question_text == question
         before = len(stub.calls)

@@ -21,10 +21,10 @@ from storage.repositories.audit import verify_chain
 from storage.repositories.cases import earlier_turns
 from tests.console.helpers import csrf_of
 from tests.console.test_handover_e2e import ADA, CLINICIAN, _agreement, _buttons, _choose, _with_button
-from tests.support.stack import Stack, inprocess_worker
-from tests.support.telegram_stub import Call
+from tests.support.consent import give_consent
+from tests.support.stack import Stack, inprocess_worker, polling_bot
+from tests.support.telegram_stub import Call, says
 from tests.test_conversation_e2e import ask, command
-from tests.test_field_e2e import bot, consent, says
 
 Sessions = async_sessionmaker[AsyncSession]
 FIRST = "What is the amoxicillin dose for a 12 kg child with pneumonia? zq7first"
@@ -98,8 +98,8 @@ async def test_a_follow_ups_case_shows_the_earlier_turns_and_forget_erases_them(
 ) -> None:
     stack.audit_anchor().attach(sessionmaker)
     stub = stack.stub
-    async with bot(stack, user_messages_per_minute=30), inprocess_worker(stack):  # 9 updates here
-        await consent(stack, ADA, "service")  # no research: the earlier turns come from memory alone
+    async with polling_bot(stack, user_messages_per_minute=30), inprocess_worker(stack):  # 9 updates here
+        await give_consent(stub, ADA, "service")  # no research: the earlier turns come from memory alone
         first_answer = await _ask(stack, sessionmaker, FIRST)
         follow_answer = await _ask(stack, sessionmaker, FOLLOW_UP)
         await _open_case(stack, follow_answer)
@@ -149,8 +149,8 @@ async def test_once_memory_is_gone_the_earlier_turns_come_from_the_research_reco
 ) -> None:
     """Research consent: after /new cleared the memory, the follow-up's case still gets turn 1, from
     the kept question and answer texts (the same text the user was sent)."""
-    async with bot(stack, user_messages_per_minute=30), inprocess_worker(stack):
-        await consent(stack, ADA, "both")
+    async with polling_bot(stack, user_messages_per_minute=30), inprocess_worker(stack):
+        await give_consent(stack.stub, ADA, "both")
         first_answer, _ = await ask(stack, sessionmaker, FIRST, ADA)
         _, follow_message = await ask(stack, sessionmaker, FOLLOW_UP, ADA)
         await command(stack, "/new", ADA, texts.NEW_CONVERSATION)

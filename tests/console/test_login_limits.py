@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from storage.db import make_engine, make_sessionmaker
 from storage.models import LoginLimit, utcnow
 from storage.repositories.accounts import MAX_FAILED_LOGINS, get_account
 from storage.repositories.login_limits import client_hash, count_login_attempt
+from tests.console.browser import admin_console, cli_env
 from tests.console.helpers import (
     ADMIN,
     REVIEWER,
@@ -38,8 +38,6 @@ from tests.console.helpers import (
     login,
     served,
 )
-from tests.console.test_browser import _cli_env, _free_port
-from tests.support.stack import LoggedProcess
 
 PARALLEL = 2 * MAX_FAILED_LOGINS
 
@@ -225,30 +223,16 @@ async def test_a_server_error_page_carries_the_security_headers(tmp_path: Path) 
     assert "Traceback" not in failed.text and "review_accounts" not in failed.text
 
 
-async def _admin_console(env: dict[str, str]) -> tuple[LoggedProcess, str]:
-    """`meditron-bot admin` on a free port, once uvicorn says it listens."""
-    port = _free_port()
-    process = await LoggedProcess.start(
-        sys.executable, "-m", "bot.cli", "admin", "--port", str(port), env=env
-    )
-    await process.wait_for_line("Uvicorn running on")
-    return process, f"http://127.0.0.1:{port}"
-
-
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("trusted", "limited"), [("", True), ("127.0.0.1", False)])
 async def test_the_admin_command_believes_forwarded_for_only_from_configured_proxies(
     migrated_db_url: str, tmp_path: Path, trusted: str, limited: bool
 ) -> None:
-    env = {**_cli_env(tmp_path, migrated_db_url), "CONSOLE_TRUSTED_PROXIES": trusted}
+    env = {**cli_env(tmp_path, migrated_db_url), "CONSOLE_TRUSTED_PROXIES": trusted}
     env.pop("FORWARDED_ALLOW_IPS", None)  # uvicorn alone would trust 127.0.0.1
-    process, base = await _admin_console(env)
-    try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            attempts = LoginLimiter().attempts + 1
-            codes = [
-                (await _post_login(http, f"n-{i}", "pw", f"10.0.1.{i}")).status_code for i in range(attempts)
-            ]
-    finally:
-        await process.stop()
+    async with admin_console(env) as base, httpx.AsyncClient(base_url=base) as http:
+        attempts = LoginLimiter().attempts + 1
+        codes = [
+            (await _post_login(http, f"n-{i}", "pw", f"10.0.1.{i}")).status_code for i in range(attempts)
+        ]
     assert (codes[-1] == 429) is limited and codes[:-1] == [401] * (attempts - 1)

@@ -36,8 +36,9 @@ from storage.repositories.questions import record_question
 from storage.repositories.users import get_or_create_user
 from tests.console.helpers import Seeded, audit_rows, sha256
 from tests.console.seeding import FEEDBACK_REASON, RESEARCHER, question_text
-from tests.support.stack import Stack, inprocess_worker
-from tests.test_field_e2e import bot, consent, says
+from tests.support.consent import give_consent
+from tests.support.stack import Stack, inprocess_worker, polling_bot
+from tests.support.telegram_stub import says
 
 
 async def test_accounts_refuse_bad_roles_names_short_passwords_and_duplicates(
@@ -136,7 +137,7 @@ async def test_export_leaves_out_withdrawn_users_and_the_time_outside_the_window
     async with sessionmaker() as session:
         assert len(await export_rows(session, *_window())) == 3
         assert await export_rows(session, *later) == []
-    async with bot(stack):  # the researcher withdraws with /withdraw, as a user would
+    async with polling_bot(stack):  # the researcher withdraws with /withdraw, as a user would
         before = len(stack.stub.calls)
         stack.stub.push_command("/withdraw", user_id=RESEARCHER)
         done = texts.WITHDRAW_DONE.split("{", 1)[0]
@@ -148,8 +149,8 @@ async def test_export_leaves_out_withdrawn_users_and_the_time_outside_the_window
 async def test_export_records_the_consent_version_in_force_when_asked(
     sessionmaker: async_sessionmaker[AsyncSession], seeded: Seeded, stack: Stack
 ) -> None:
-    async with bot(stack), inprocess_worker(stack):  # consent again, to the French text, then ask
-        await consent(stack, RESEARCHER, "both", "fr")
+    async with polling_bot(stack), inprocess_worker(stack):  # consent again, to the French text, then ask
+        await give_consent(stack.stub, RESEARCHER, "both", language="fr")
         before = len(stack.stub.calls)
         stack.stub.push_message("later", user_id=RESEARCHER, language_code="fr")
         reminder = t(texts.REMINDER, "fr")

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.settings import BotSettings
+from bot.telegram import texts
 from bot.telegram.app import build_application
 from inference.engine import Engine
 from inference.worker import Worker, WorkerConfig
@@ -91,12 +93,20 @@ def stack(
     return Stack(telegram_stub, storage, bot, redis_url, migrated_db_url, tiny_model_path)
 
 
+@contextlib.asynccontextmanager
+async def polling_bot(stack: Stack, **settings: Any) -> AsyncIterator[Any]:
+    """The real Application (bot settings changed as given) polling the stand-in, its loops running."""
+    changed = stack.bot.model_copy(update=settings) if settings else stack.bot
+    app = build_application(changed, stack.storage, redis_url=stack.redis_url, database_url=stack.db_url)
+    async with running_application(app):
+        await stack.stub.wait_until_polling()
+        yield app
+
+
 @pytest.fixture
 async def running_bot(stack: Stack) -> AsyncIterator[Any]:
     """The real Application polling the stand-in, with its answer delivery running."""
-    app = build_application(stack.bot, stack.storage, redis_url=stack.redis_url, database_url=stack.db_url)
-    async with running_application(app):
-        await stack.stub.wait_until_polling()
+    async with polling_bot(stack) as app:
         yield app
 
 
@@ -197,3 +207,14 @@ async def worker_process(stack: Stack) -> AsyncIterator[Callable[..., Any]]:
     yield start
     for process in started:
         await process.stop(signal.SIGKILL)
+
+
+def answers_per_message(stub: TelegramStub) -> Counter[tuple[int, int]]:
+    """How many answers (messages ending with the reminder) replied to each (chat, message)."""
+    return Counter(
+        (int(call.params["chat_id"]), call.params["reply_parameters"]["message_id"])
+        for call in stub.calls_of("sendMessage")
+        if call.ok
+        and texts.REMINDER in str(call.params.get("text", ""))
+        and call.params.get("reply_parameters")
+    )

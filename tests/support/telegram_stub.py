@@ -104,6 +104,16 @@ class Call:
         return self.response.get("result")
 
 
+def says(fragment: str, chat_id: int | None = None) -> Callable[[Call], bool]:
+    """A call whose text contains ``fragment`` (in ``chat_id``, when given)."""
+
+    def match(call: Call) -> bool:
+        in_chat = chat_id is None or int(call.params.get("chat_id", 0)) == chat_id
+        return in_chat and fragment in str(call.params.get("text", ""))
+
+    return match
+
+
 @dataclass
 class Hold:
     """A call the stand-in carries out (Telegram has it: the user sees the message) and records, but
