@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
-from telegram.error import NetworkError
 from telegram.ext import ExtBot
 
 from bot.resources import Resources
@@ -21,7 +20,7 @@ from storage.repositories.cases import close_case
 log = structlog.get_logger("bot.case_delivery")
 
 
-class CaseDelivery(StreamLoop):
+class CaseDelivery(StreamLoop[CaseReplyMessage]):
     """Reads the replies stream in the bots' group; sends each reply once, closes its case, acks it."""
 
     name = "case-delivery"
@@ -31,27 +30,13 @@ class CaseDelivery(StreamLoop):
         self.handled = 0  # replies delivered (or found undeliverable) and acked since start
         self._changed = asyncio.Condition()
 
-    async def _run(self) -> None:
-        """Pending replies first (after a restart or a take-over), then new ones, until stopped."""
-        cases, consumer = self.res.cases, self.res.consumer
-        pending = True
-        while not self._stop.is_set():
-            if self._take_recheck():
-                pending = True
-            try:
-                await cases.ensure_group()
-                batch = await cases.read(consumer, pending=pending, block_ms=1_000)
-                pending = False
-                for delivery in batch:
-                    await self.deliver(delivery)
-            except (OSError, ConnectionError, NetworkError, RedisError) as exc:
-                log.warning("case_delivery.retry", error=type(exc).__name__)
-                pending = True
-                await asyncio.sleep(2.0)
-            except Exception as exc:
-                log.error("case_delivery.error", error=type(exc).__name__)
-                pending = True
-                await asyncio.sleep(2.0)
+    async def _read(self, pending: bool) -> Sequence[Delivery[CaseReplyMessage]]:
+        cases = self.res.cases
+        await cases.ensure_group()  # each time: the replies stream may have gone with its last entry
+        return await cases.read(self.res.consumer, pending=pending, block_ms=1_000)
+
+    async def _handle(self, delivery: Delivery[CaseReplyMessage]) -> None:
+        await self.deliver(delivery)
 
     async def deliver(self, delivery: Delivery[CaseReplyMessage]) -> None:
         """Send one reply as a reply to the question (unless sent before), close the case, ack."""

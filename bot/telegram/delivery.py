@@ -112,7 +112,7 @@ async def send_until_accepted(
             await backoff.wait()
 
 
-class AnswerDelivery(StreamLoop):
+class AnswerDelivery(StreamLoop[AnswerMessage]):
     """Reads the answers stream in the bots' group and sends each answer once."""
 
     name = "answer-delivery"
@@ -121,32 +121,27 @@ class AnswerDelivery(StreamLoop):
         super().__init__(bot, res)
         self._model_seen: tuple[str | None, str] | None = None
         self._sent_at: dict[str, float | None] = {}  # sent, not yet recorded (the database was away)
+        self._reclaim_at = 0.0
 
-    async def _run(self) -> None:
-        """Deliver pending answers first (after a restart), then new ones, until stopped; every claim
-        time also those another bot process read and died with."""
+    async def _prepare(self) -> None:
+        await self.res.queue.ensure_groups()
+        self._reclaim_at = time.monotonic() + self.res.queue.claim_idle_ms / 1000
+
+    def _reread_due(self) -> bool:
+        """Every claim time: also the answers another bot process read and died with are taken over."""
+        now = time.monotonic()
+        if now < self._reclaim_at:
+            return False
+        self._reclaim_at = now + self.res.queue.claim_idle_ms / 1000
+        return True
+
+    async def _read(self, pending: bool) -> Sequence[Delivery[AnswerMessage]]:
         queue, consumer = self.res.queue, self.res.consumer
-        await queue.ensure_groups()
-        pending = True
-        reclaim_at = time.monotonic() + queue.claim_idle_ms / 1000
-        while not self._stop.is_set():
-            if self._take_recheck() or time.monotonic() >= reclaim_at:
-                pending = True
-                reclaim_at = time.monotonic() + queue.claim_idle_ms / 1000
-            try:
-                batch = await queue.read_answers(consumer, pending=pending, block_ms=1_000)
-                batch += await queue.reclaim_answers(consumer) if pending else []
-                pending = False
-                for delivery in batch:
-                    await self.deliver(delivery)
-            except (OSError, ConnectionError, NetworkError) as exc:
-                log.warning("delivery.retry", error=type(exc).__name__)
-                pending = True
-                await asyncio.sleep(2.0)
-            except Exception as exc:
-                log.error("delivery.error", error=type(exc).__name__)
-                pending = True
-                await asyncio.sleep(2.0)
+        batch = await queue.read_answers(consumer, pending=pending, block_ms=1_000)
+        return batch + (await queue.reclaim_answers(consumer) if pending else [])
+
+    async def _handle(self, delivery: Delivery[AnswerMessage]) -> None:
+        await self.deliver(delivery)
 
     async def deliver(self, delivery: Delivery[AnswerMessage]) -> None:
         """Send one answer (retrying on flood control and network errors), record it, ack it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -30,7 +30,7 @@ from storage.queue.voice_messages import TranscriptMessage
 log = structlog.get_logger("bot.voice")
 
 
-class TranscriptDelivery(StreamLoop):
+class TranscriptDelivery(StreamLoop[TranscriptMessage]):
     """Reads the transcripts stream in the bots' group and handles each transcript once."""
 
     name = "transcript-delivery"
@@ -47,23 +47,14 @@ class TranscriptDelivery(StreamLoop):
         await super().stop()
         await cancel_task(self._rewrite)
 
-    async def _run(self) -> None:
-        """Pending transcripts first (after a restart or another bot's death), then new ones."""
-        voice, consumer = self.res.voice, self.res.consumer
-        await voice.ensure_groups()
-        pending = True
-        while not self._stop.is_set():
-            if self._take_recheck():
-                pending = True
-            try:
-                batch = await voice.read_transcripts(consumer, pending=pending, block_ms=1_000)
-                pending = False
-                for delivery in batch:
-                    await self.handle(delivery)
-            except Exception as exc:  # Redis, the database or Telegram away: try again from the pending ones
-                log.warning("transcripts.retry", error=type(exc).__name__)
-                pending = True
-                await asyncio.sleep(2.0)
+    async def _prepare(self) -> None:
+        await self.res.voice.ensure_groups()
+
+    async def _read(self, pending: bool) -> Sequence[Delivery[TranscriptMessage]]:
+        return await self.res.voice.read_transcripts(self.res.consumer, pending=pending, block_ms=1_000)
+
+    async def _handle(self, delivery: Delivery[TranscriptMessage]) -> None:
+        await self.handle(delivery)
 
     async def handle(self, delivery: Delivery[TranscriptMessage]) -> None:
         """Say what was heard (or why nothing was), then the question's usual path; ack at the end."""
