@@ -48,6 +48,7 @@ async def test_consented_question_is_answered_and_recorded(
     ack = next(c for c in stub.calls_of("sendMessage") if "in the queue" in c.params["text"])
     assert "number 1" in ack.params["text"]
     assert len([c for c in stub.calls_of("sendMessage") if texts.REMINDER in c.params["text"]]) == 1
+    assert await stack_streams_empty(stack)  # the answer is acked once recorded (it is sent before)
     async with sessionmaker() as session:
         q = (await session.execute(select(Question))).scalar_one()
         a = (await session.execute(select(Answer))).scalar_one()
@@ -72,6 +73,7 @@ async def test_service_only_user_gets_answer_but_no_text_is_kept(
     await _consent(stack, "service")
     async with inprocess_worker(stack):
         await _ask(stack, "Signs of dehydration in adults?")
+    assert await stack_streams_empty(stack)  # the answer is acked once recorded (it is sent before)
     async with sessionmaker() as session:
         q = (await session.execute(select(Question))).scalar_one()
         a = (await session.execute(select(Answer))).scalar_one()

@@ -275,6 +275,18 @@ async def test_a_killed_redis_is_restarted_on_the_same_aof_and_the_service_answe
     _assert_no_leak(run.output, stub)
 
 
+async def _mid_answer(
+    stub: TelegramStub, run: LoggedProcess, question: str
+) -> tuple[list[int], tuple[int, int]]:
+    """Consent, ask ``question``, return (redis and worker pids, the question's key) once a worker took it."""
+    await give_consent(stub, USER, "service")
+    pids = [await _child_pid(run, "redis"), await _child_pid(run, "worker")]
+    seen = len(run.lines)
+    key = _key(stub.push_message(question, user_id=USER))
+    await run.wait_for_line("question.taken", since=seen)
+    return pids, key
+
+
 @pytest.mark.timeout(240)
 async def test_sigkill_of_the_main_process_alone_leaves_no_orphan_and_a_restart_works(
     telegram_stub: TelegramStub, tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
@@ -284,11 +296,7 @@ async def test_sigkill_of_the_main_process_alone_leaves_no_orphan_and_a_restart_
     stub, data_dir = telegram_stub, tmp_path_factory.mktemp("run", numbered=True)
     run = await _start(stub, data_dir, tiny_model_path, max_tokens=1600)
     try:
-        await give_consent(stub, USER, "service")
-        pids = [await _child_pid(run, "redis"), await _child_pid(run, "worker")]
-        seen = len(run.lines)
-        key = _key(stub.push_message(f"{MARKER}: what now?", user_id=USER))
-        await run.wait_for_line("question.taken", since=seen)
+        pids, key = await _mid_answer(stub, run, f"{MARKER}: what now?")
     finally:
         killed_at = time.monotonic()
         run.process.send_signal(signal.SIGKILL)
@@ -316,11 +324,7 @@ async def test_sigkill_of_everything_leaves_a_stale_socket_and_lock_that_a_resta
     stub, data_dir = telegram_stub, tmp_path_factory.mktemp("run", numbered=True)
     run = await _start(stub, data_dir, tiny_model_path, max_tokens=1600)
     try:
-        await give_consent(stub, USER, "service")
-        pids = [await _child_pid(run, "redis"), await _child_pid(run, "worker")]
-        seen = len(run.lines)
-        key = _key(stub.push_message(f"{MARKER}: and then?", user_id=USER))
-        await run.wait_for_line("question.taken", since=seen)
+        pids, key = await _mid_answer(stub, run, f"{MARKER}: and then?")
     finally:
         os.killpg(run.process.pid, signal.SIGKILL)
         for pid in pids:

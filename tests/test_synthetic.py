@@ -23,6 +23,18 @@ from inference.synthetic import (
     write_gemma2_gguf,
 )
 
+SMALL_BENCH = Gemma2Shape(
+    n_layer=1,
+    n_embd=256,
+    n_ff=256,
+    n_head=2,
+    n_head_kv=1,
+    head_dim=128,
+    n_vocab=512,
+    n_ctx=512,
+    sliding_window=256,
+)  # one layer: quick to write and quantize
+
 
 def _field(reader: GGUFReader, key: str) -> object:
     """A scalar or string metadata value."""
@@ -129,17 +141,7 @@ def test_quantize_rejects_unknown_type(tiny_model_path: Path, tmp_path: Path) ->
 
 
 def test_ensure_bench_model_writes_once_and_cleans_up(tmp_path: Path) -> None:
-    shape = Gemma2Shape(
-        n_layer=1,
-        n_embd=256,
-        n_ff=256,
-        n_head=2,
-        n_head_kv=1,
-        head_dim=128,
-        n_vocab=512,
-        n_ctx=512,
-        sliding_window=256,
-    )
+    shape = SMALL_BENCH
     messages: list[str] = []
     path = ensure_bench_model(tmp_path / "cache", shape, "Q8_0", progress=messages.append)
     assert path.name == bench_model_name(shape, "Q8_0")
@@ -154,17 +156,7 @@ def test_ensure_bench_model_writes_once_and_cleans_up(tmp_path: Path) -> None:
 
 
 def test_ensure_bench_model_removes_leftovers_of_dead_writers(tmp_path: Path) -> None:
-    shape = Gemma2Shape(
-        n_layer=1,
-        n_embd=256,
-        n_ff=256,
-        n_head=2,
-        n_head_kv=1,
-        head_dim=128,
-        n_vocab=512,
-        n_ctx=512,
-        sliding_window=256,
-    )
+    shape = SMALL_BENCH
     stem = bench_model_name(shape, "F16").removesuffix(".gguf")
     cache = tmp_path / "cache"
     cache.mkdir()
