@@ -41,15 +41,16 @@ from bot.flows.handover import reply_text
 from bot.telegram import texts
 from storage.db import make_engine, make_sessionmaker
 from storage.models import Case, ConsentEvent
+from tests.console.browser import run_cli
 from tests.console.helpers import CLINICIAN, REVIEWER, audit_rows, csrf_of, login
-from tests.console.test_browser import _run_cli
 from tests.console.test_handover_thread_e2e import _database_rows
+from tests.support.consent import give_consent
 from tests.support.handover import agreement, choose, with_button
 from tests.support.llama_server import free_port
 from tests.support.stack import LoggedProcess
 from tests.support.telegram_stub import Call, TelegramStub
-from tests.test_ingest_faults import eventually
-from tests.test_run import _consent, _env, _start
+from tests.support.waiting import eventually
+from tests.test_run import _env, _start
 
 Sessions = async_sessionmaker[AsyncSession]
 ASKER, DECLINER, FORGETTER = 7_305_118_651, 7_305_118_652, 7_305_118_653  # distinctive in a log
@@ -130,7 +131,7 @@ async def _clinician_replies(stub: TelegramStub, url: str, case: Case, link: str
 
 async def _answered_by_a_clinician(stub: TelegramStub, sessions: Sessions, url: str) -> Case:
     """The whole loop for ASKER: ask, hand over, the on-call alert, the clinician's reply, delivered once."""
-    await _consent(stub, ASKER)
+    await give_consent(stub, ASKER, "service")
     question_message, answer = await _asked(stub, ASKER, QUESTION)
     before = len(stub.calls)
     opened = await choose(stub, ASKER, await agreement(stub, ASKER, answer), "yes")
@@ -177,7 +178,7 @@ async def _reviewer_refused(url: str, case_id: int) -> None:
 
 async def _declined(stub: TelegramStub, sessions: Sessions) -> None:
     """DECLINER asks, sends /human and says no: no case, a declined consent event."""
-    await _consent(stub, DECLINER)
+    await give_consent(stub, DECLINER, "service")
     await _asked(stub, DECLINER, DECLINED)
     assert await choose(stub, DECLINER, await agreement(stub, DECLINER), "no") == texts.HANDOVER_DECLINED
     assert len(await _cases(sessions)) == 1
@@ -186,7 +187,7 @@ async def _declined(stub: TelegramStub, sessions: Sessions) -> None:
 
 async def _forgotten(stub: TelegramStub, sessions: Sessions) -> str:
     """FORGETTER hands a question over, then sends /forget: the open case's texts leave the database."""
-    await _consent(stub, FORGETTER)
+    await give_consent(stub, FORGETTER, "service")
     _, answer = await _asked(stub, FORGETTER, FORGOTTEN)
     await choose(stub, FORGETTER, await agreement(stub, FORGETTER, answer), "yes")
     case = (await _cases(sessions))[-1]
@@ -217,9 +218,7 @@ async def test_handover_through_run_and_the_admin_console(
     console: LoggedProcess | None = None
     try:
         for account, role in ((CLINICIAN, "clinician"), (REVIEWER, "reviewer")):
-            status, stderr = await _run_cli(
-                ["admin", "add-user", account[0], "--role", role], env, account[1]
-            )
+            status, stderr = await run_cli(["admin", "add-user", account[0], "--role", role], env, account[1])
             assert status == 0, stderr
         console = await _console(env, port)
         case = await _answered_by_a_clinician(stub, sessions, url)
@@ -230,7 +229,7 @@ async def test_handover_through_run_and_the_admin_console(
         if console is not None:
             await console.stop()
         assert await run.stop(signal.SIGTERM) == 0, run.output
-    status, stderr = await _run_cli(["audit", "verify"], env, "")
+    status, stderr = await run_cli(["audit", "verify"], env, "")
     assert status == 0, stderr
     steps = {"case.opened": 2, "case.read": 1, "case.claimed": 1, "case.replied": 1, "case.closed": 1}
     assert {step: len(await audit_rows(sessions, step)) for step in steps} == steps  # every step audited
