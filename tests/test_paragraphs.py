@@ -155,12 +155,12 @@ async def test_a_reply_to_any_paragraph_of_a_group_answer_continues_its_conversa
     """In a group, Ada's answer comes as three messages: her reply to the first paragraph continues
     that conversation (turn 2), so does her reply to the second (turn 3); Ben replying to the first
     starts his own (turn 1, none of Ada's context)."""
-    from tests.test_conversation_e2e import ADA, BEN, FIRST, FOLLOW_UP, GROUP, GROUP_CHAT, ask, consent, says
+    from tests.test_conversation_e2e import ADA, BEN, FIRST, FOLLOW_UP, GROUP, GROUP_CHAT, ask
 
     stub = stack.stub
     stub.set_chat_member_status(GROUP, ADA, "administrator")
-    await consent(stack, ADA)
-    await consent(stack, BEN)
+    await give_consent(stub, ADA)
+    await give_consent(stub, BEN)
     before = len(stub.calls)
     stub.push_command("/enable", mention_bot=True, user_id=ADA, **GROUP_CHAT)
     await stub.wait_for("sendMessage", says(texts.GROUP_ENABLED, GROUP), since=before)

@@ -25,7 +25,7 @@ from storage.models import Answer, Question
 from tests.support.consent import give_consent
 from tests.support.http_faults import Fault, FaultyRelay
 from tests.support.llama_server import MODEL_ALIAS, free_port, running_llama_server
-from tests.support.stack import Stack
+from tests.support.stack import Stack, polling_bot
 from tests.test_e2e import USER, _ask, stack_streams_empty
 
 QUESTION = "How much ORS for a 2-year-old with diarrhoea?"
@@ -186,14 +186,14 @@ async def test_a_long_history_is_trimmed_for_the_server_and_the_answer_comes(
     the second holds the first turn; the third would overflow the server's 2,048-token slot with both
     earlier turns, so the oldest is dropped (as the embedded engine does) and it is answered, not
     refused. N_CTX is set far above the slot: the server's own context (from /v1/models) is what counts."""
-    from tests.test_conversation_e2e import ADA, ask, bot, consent
+    from tests.test_conversation_e2e import ADA, ask
 
     worker = await worker_process(
         INFERENCE_URL=f"{llama_server_url}/v1", MODEL_PATH="/nonexistent.gguf", N_CTX="16384"
     )
     questions = [_long_question(n) for n in (1, 2, 3)]
-    async with bot(stack):
-        await consent(stack, ADA)
+    async with polling_bot(stack):
+        await give_consent(stack.stub, ADA)
         records = [(await ask(stack, sessionmaker, text, ADA))[0] for text in questions]
     assert '"tokenizer": "server"' in worker.output and '"n_ctx": 2048' in worker.output
     engine = await asyncio.to_thread(Engine, tiny_model_path, n_ctx=2048, n_threads=1)
