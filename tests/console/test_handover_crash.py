@@ -27,15 +27,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.flows.handover import reply_text
-from bot.telegram import texts
 from storage.models import AuditEvent, Case
 from storage.queue import queue_from_settings
 from storage.queue.cases import CaseQueue
 from tests.console.browser import cli_env, run_cli
 from tests.console.helpers import CLINICIAN, csrf_of
 from tests.support.consent import give_consent
+from tests.support.handover import agreement, choose
 from tests.support.stack import LoggedProcess, Stack
-from tests.support.telegram_stub import Call, TelegramStub
+from tests.support.telegram_stub import TelegramStub
 from tests.support.waiting import eventually
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -54,26 +54,12 @@ async def _bot(stack: Stack) -> LoggedProcess:
     return process
 
 
-def _buttons(call: Call) -> list[str]:
-    markup = call.params.get("reply_markup") or {}
-    return [b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row]
-
-
 async def _open_case(stub: TelegramStub, sessionmaker: Sessions) -> tuple[Case, int]:
     """A question (no worker: it waits in the queue), /human, yes; the case and the question's message id."""
     before = len(stub.calls)
     asked = stub.push_message(QUESTION, user_id=USER)
     await stub.wait_for("sendMessage", lambda c: "in the queue" in str(c.params.get("text")), since=before)
-    before = len(stub.calls)
-    stub.push_command("/human", user_id=USER)
-    prompt = (
-        await stub.wait_for("sendMessage", lambda c: any("hv:yes:" in b for b in _buttons(c)), since=before)
-    )[-1]
-    assert prompt.params["text"] == texts.HANDOVER_CONSENT
-    yes = next(b for b in _buttons(prompt) if b.startswith("hv:yes:"))
-    before = len(stub.calls)
-    stub.push_callback(yes, user_id=USER, chat_id=USER, message_id=prompt.result["message_id"])
-    await stub.wait_for("editMessageText", since=before)
+    await choose(stub, USER, await agreement(stub, USER), "yes")
     async with sessionmaker() as session:
         case = (await session.execute(select(Case))).scalar_one()
     return case, int(asked["message"]["message_id"])

@@ -41,10 +41,10 @@ from bot.flows.handover import reply_text
 from bot.telegram import texts
 from storage.db import make_engine, make_sessionmaker
 from storage.models import Case, ConsentEvent
-from tests.console.browser import run_cli
+from tests.console.browser import add_user, run_cli
 from tests.console.helpers import CLINICIAN, REVIEWER, audit_rows, csrf_of, login
-from tests.console.test_handover_thread_e2e import _database_rows
 from tests.support.consent import give_consent
+from tests.support.databases import every_row
 from tests.support.handover import agreement, choose, with_button
 from tests.support.llama_server import free_port
 from tests.support.stack import LoggedProcess
@@ -187,7 +187,7 @@ async def _declined(stub: TelegramStub, sessions: Sessions) -> None:
 
 async def _forgotten(stub: TelegramStub, sessions: Sessions) -> str:
     """FORGETTER hands a question over, then sends /forget: the open case's texts leave the database."""
-    await give_consent(stub, FORGETTER, "service")
+    await give_consent(stub, FORGETTER, "both")  # research too: its question row holds the text
     _, answer = await _asked(stub, FORGETTER, FORGOTTEN)
     await choose(stub, FORGETTER, await agreement(stub, FORGETTER, answer), "yes")
     case = (await _cases(sessions))[-1]
@@ -217,9 +217,8 @@ async def test_handover_through_run_and_the_admin_console(
     run = await _start(stub, data_dir, tiny_model_path, 16, **extra)
     console: LoggedProcess | None = None
     try:
-        for account, role in ((CLINICIAN, "clinician"), (REVIEWER, "reviewer")):
-            status, stderr = await run_cli(["admin", "add-user", account[0], "--role", role], env, account[1])
-            assert status == 0, stderr
+        await add_user(env, CLINICIAN, "clinician")
+        await add_user(env, REVIEWER, "reviewer")
         console = await _console(env, port)
         case = await _answered_by_a_clinician(stub, sessions, url)
         await _reviewer_refused(url, case.id)
@@ -238,7 +237,7 @@ async def test_handover_through_run_and_the_admin_console(
     replies = [c for c in stub.calls_of("sendMessage") if c.params["text"] == reply_text("en", REPLY)]
     assert len(replies) == 1  # still once, after everything else the run did
 
-    rows = await _database_rows(sessions)
+    rows = await every_row(sessions)
     texts_sent = [QUESTION, DECLINED, FORGOTTEN, REPLY, *(a.strip() for a in answers if len(a.strip()) > 8)]
     assert [t for t in texts_sent if t in rows or repr(t)[1:-1] in rows] == []
     logs = run.output + (console.output if console else "")

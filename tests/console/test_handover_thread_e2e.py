@@ -16,12 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.telegram import texts
-from storage.models import Base, Case, ConsentEvent
+from storage.models import Case, ConsentEvent
 from storage.repositories.audit import verify_chain
 from storage.repositories.cases import earlier_turns
-from tests.console.helpers import csrf_of
-from tests.console.test_handover_e2e import ADA, CLINICIAN, _agreement, _buttons, _choose, _with_button
+from tests.console.helpers import CLINICIAN, csrf_of
+from tests.console.test_handover_e2e import ADA
 from tests.support.consent import give_consent
+from tests.support.databases import every_row
+from tests.support.handover import agreement, choose, with_button
 from tests.support.stack import Stack, inprocess_worker, polling_bot
 from tests.support.telegram_stub import Call, says
 from tests.test_conversation_e2e import ask, command
@@ -34,15 +36,14 @@ FOLLOW_UP = "And if she is allergic to penicillin? zq7follow"
 async def _ask(stack: Stack, sessionmaker: Sessions, text: str) -> Call:
     """Send a question in the private chat; the bot's answer, once recorded (the user may ask again)."""
     _, message = await ask(stack, sessionmaker, text, ADA)
-    assert _with_button("hv:ask:")(message), message.params
+    assert with_button("hv:ask:", ADA)(message), message.params
     return message
 
 
 async def _open_case(stack: Stack, answer: Call) -> None:
     """ "Ask a clinician" under ``answer``, then yes."""
-    ask = next(b for b in _buttons(answer) if b.startswith("hv:ask:"))
-    prompt = await _agreement(stack, ask, answer.result["message_id"])
-    assert await _choose(stack, prompt, "yes") == texts.HANDOVER_OPENED.format(minutes=30)
+    prompt = await agreement(stack.stub, ADA, answer)
+    assert await choose(stack.stub, ADA, prompt, "yes") == texts.HANDOVER_OPENED.format(minutes=30)
 
 
 async def _case_of(sessionmaker: Sessions, question_text: str) -> Case:
@@ -59,15 +60,6 @@ async def _page(console: str, case_id: int) -> str:
         page = await http.get(f"/cases/{case_id}")
     assert page.status_code == 200, page.text
     return page.text
-
-
-async def _database_rows(sessionmaker: Sessions) -> str:
-    """Every row of every table, as text (to look for a text anywhere in the database)."""
-    dumped: list[str] = []
-    async with sessionmaker() as session:
-        for table in Base.metadata.sorted_tables:
-            dumped += [repr(tuple(row)) for row in (await session.execute(select(table))).all()]
-    return "\n".join(dumped)
 
 
 async def _redis_values(url: str, namespace: str) -> bytes:
@@ -125,7 +117,7 @@ async def test_a_follow_ups_case_shows_the_earlier_turns_and_forget_erases_them(
         await stub.wait_for("sendMessage", says("I erased everything", ADA), since=before)
 
     needles = [FIRST, FOLLOW_UP, first.answer_text.strip(), follow.answer_text.strip()]
-    rows = await _database_rows(sessionmaker)
+    rows = await every_row(sessionmaker)
     assert [n for n in needles if n in rows or repr(n)[1:-1] in rows] == []
     held = await _redis_values(stack.redis_url, stack.storage.queue_namespace)
     assert [n for n in needles if n.encode() in held] == []

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,6 +35,7 @@ from storage.db import (
 )
 from storage.errors import DatabaseUnavailableError
 from storage.migrate import upgrade_async
+from storage.models import Base
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -112,3 +113,12 @@ async def sessionmaker(migrated_db_url: str) -> AsyncIterator[async_sessionmaker
         yield make_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+async def every_row(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
+    """Every row of every table, as text (to look for a text anywhere in the database)."""
+    dumped: list[str] = []
+    async with sessionmaker() as session:
+        for table in Base.metadata.sorted_tables:
+            dumped += [repr(tuple(row)) for row in (await session.execute(select(table))).all()]
+    return "\n".join(dumped)
