@@ -21,8 +21,14 @@ from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import AuditEvent, LibraryPassage, LibraryTerm
 from storage.repositories.audit import verify_chain
-from storage.repositories.library import add_document, library_summary, library_version, remove_document
-from storage.repositories.library_terms import frequencies, passage_stems
+from storage.repositories.library import (
+    LibraryState,
+    add_document,
+    library_state,
+    library_version,
+    remove_document,
+)
+from storage.repositories.library_terms import passage_stems
 
 Sessions = async_sessionmaker[AsyncSession]
 LIBRARY = Path(__file__).parent / "support" / "library"
@@ -117,8 +123,8 @@ async def test_word_frequencies_follow_imports_and_removals(sessionmaker: Sessio
     async with sessionmaker() as session:
         stored = await _stored_counts(session)
         rows = (await session.execute(select(LibraryPassage.section, LibraryPassage.text))).tuples().all()
-        found = await frequencies(session, ["dehyd", "child", "zzzzz"])
-        _, total = await library_summary(session)
+        state = await library_state(session, ["dehyd", "child", "zzzzz"])
+        found, total = state.frequencies, state.passages
     expected = Counter(
         s for section, body in rows for s in passage_stems("Field Guideline Sample", section, body)
     )
@@ -129,8 +135,7 @@ async def test_word_frequencies_follow_imports_and_removals(sessionmaker: Sessio
         await remove_document(session, document_id)
     async with sessionmaker() as session:
         assert await _stored_counts(session) == {}
-        assert await frequencies(session, ["dehyd"]) == {}
-        assert (await library_summary(session))[1] == 0
+        assert await library_state(session, ["dehyd"]) == LibraryState("", 0, {})
 
 
 async def test_migration_0011_counts_the_passages_already_imported(db_url: str) -> None:
@@ -183,8 +188,8 @@ async def test_a_large_library_with_common_words_still_finds_the_passage(session
     question = "Some dehydration in a toddler: how much ORS to treat it, and what to check?"
     words = terms(question)
     async with sessionmaker() as session:
-        counts = await frequencies(session, sorted({stem(w) for w in words}))
-        _, total = await library_summary(session)
+        state = await library_state(session, sorted({stem(w) for w in words}))
+        counts, total = state.frequencies, state.passages
         sections = [p.section for p in (await retrieve(session, question, "en")).passages]
     asked = index_query(words, counts, total, RetrievalLimits().min_match)
     assert {"check", "treat"} <= set(words) - set(asked.words)  # left out: very common

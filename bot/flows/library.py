@@ -34,9 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.library.words import MAX_TERMS, follows_on, stem, stems, terms
 from storage.queue import Passage
-from storage.repositories.library import library_summary, passages_by_ids
+from storage.repositories.library import LibraryState, library_state
 from storage.repositories.library_index import Candidate, search
-from storage.repositories.library_terms import frequencies
 
 CANDIDATES_PER_PASSAGE = 4  # candidates read from the index for each passage wanted
 COMMON_SHARE = 0.1  # a word in more of the passages than this is left out of the index query ...
@@ -109,12 +108,10 @@ def index_query(words: list[str], counts: dict[str, int], total: int, min_match:
 
 
 async def _candidates(
-    session: AsyncSession, words: list[str], total: int, language: str, limits: RetrievalLimits
+    session: AsyncSession, words: list[str], state: LibraryState, language: str, limits: RetrievalLimits
 ) -> list[Candidate]:
-    """Index candidates for ``words`` in a library of ``total`` passages: passages sharing two of the
-    rarer words, then (if too few) one."""
-    counts = await frequencies(session, sorted({stem(word) for word in words}))
-    query = index_query(words, counts, total, limits.min_match)
+    """Index candidates for ``words``: passages sharing two of the rarer words, then (if too few) one."""
+    query = index_query(words, state.frequencies, state.passages, limits.min_match)
     limit = limits.top_k * CANDIDATES_PER_PASSAGE
     found = await search(session, query.pairs, language, limit, need=2) if query.pairs else []
     if len(found) < limit:
@@ -133,20 +130,18 @@ async def retrieve(
 ) -> Grounding:
     """The passages to ground ``question`` on (none when the library is empty or nothing is relevant);
     ``context``: the conversation's earlier questions (see context_of), used when it follows on."""
-    version, total = await library_summary(session)
     words = terms(question)
-    if not version or not words or limits.top_k < 1:
-        return Grounding(version, ())
     own = {stem(word) for word in words}
     context_words = [w for w in terms(context) if stem(w) not in own] if follows_on(question) else []
-    candidates = await _candidates(session, (words + context_words)[:MAX_TERMS], total, language, limits)
-    stored = await passages_by_ids(session, [c.passage_id for c in candidates])
+    asked = (words + context_words)[:MAX_TERMS]
+    state = await library_state(session, sorted({stem(word) for word in asked}))
+    if not state.version or not words or limits.top_k < 1:
+        return Grounding(state.version, ())
+    candidates = await _candidates(session, asked, state, language, limits)
     scored = []
-    for position, candidate in enumerate(candidates):
-        passage = stored.get(candidate.passage_id)
-        if passage is not None:
-            share = relevance(words, context_words, f"{passage.title} {passage.section} {passage.text}")
-            scored.append((-share, position, passage))
+    for position, passage in enumerate(candidates):
+        share = relevance(words, context_words, f"{passage.title} {passage.section} {passage.text}")
+        scored.append((-share, position, passage))
     chosen: list[Passage] = []
     budget = limits.max_tokens
     for negative_share, _, passage in sorted(scored, key=lambda item: item[:2]):
@@ -154,7 +149,7 @@ async def retrieve(
             continue
         chosen.append(
             Passage(
-                id=passage.id,
+                id=passage.passage_id,
                 title=passage.title,
                 section=passage.section,
                 page=passage.page,
@@ -164,4 +159,4 @@ async def retrieve(
         budget -= passage.tokens
         if len(chosen) == limits.top_k:
             break
-    return Grounding(version, tuple(chosen))
+    return Grounding(state.version, tuple(chosen))

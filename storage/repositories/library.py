@@ -11,11 +11,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.errors import StorageError
-from storage.models import DOCUMENT_FORMATS, LibraryDocument, LibraryPassage
+from storage.models import DOCUMENT_FORMATS, LibraryDocument, LibraryPassage, LibraryTerm
 from storage.models.base import check_one_of
 from storage.repositories.audit import append_audit
 from storage.repositories.library_index import index_document, unindex_document
@@ -49,19 +49,37 @@ class StoredPassage:
     tokens: int
 
 
+@dataclass(frozen=True)
+class LibraryState:
+    """The library's version ("" when empty), its passage count, and how many passages have each of
+    the stems asked about (see storage.repositories.library_terms)."""
+
+    version: str
+    passages: int
+    frequencies: dict[str, int]
+
+
 async def library_version(session: AsyncSession) -> str:
     """The version of the library now ("" when it has no document)."""
-    return (await library_summary(session))[0]
+    return (await library_state(session)).version
 
 
-async def library_summary(session: AsyncSession) -> tuple[str, int]:
-    """The version of the library now and how many passages it has (one query, per question)."""
-    rows = (await session.execute(select(LibraryDocument.sha256, LibraryDocument.passages))).tuples().all()
-    if not rows:
-        return "", 0
-    hashes = sorted(sha256 for sha256, _ in rows)
-    version = hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest()[:12]
-    return version, sum(passages for _, passages in rows)
+async def library_state(session: AsyncSession, stems: Sequence[str] = ()) -> LibraryState:
+    """The library now, with the frequencies of ``stems``: one query (retrieval runs it per question)."""
+    documents = select(LibraryDocument.sha256, LibraryDocument.passages, null().label("stem"))
+    terms = select(null(), LibraryTerm.passages, LibraryTerm.stem).where(LibraryTerm.stem.in_(list(stems)))
+    hashes: list[str] = []
+    total, frequencies = 0, {}
+    for sha256, passages, stem in (await session.execute(union_all(documents, terms))).all():
+        if stem is not None:
+            frequencies[str(stem)] = int(passages)
+        elif sha256 is not None:
+            hashes.append(str(sha256))
+            total += int(passages)
+    if not hashes:
+        return LibraryState("", 0, {})
+    version = hashlib.sha256("\n".join(sorted(hashes)).encode("ascii")).hexdigest()[:12]
+    return LibraryState(version, total, frequencies)
 
 
 async def document_by_sha256(session: AsyncSession, sha256: str) -> LibraryDocument | None:

@@ -30,10 +30,16 @@ PG_CONFIGS = {
 
 @dataclass(frozen=True)
 class Candidate:
-    """A passage the index found for a query, best first (``rank``: higher is better)."""
+    """A passage the index found for a query (``rank``: higher is better), read with it: its document's
+    title, section, page, text and estimated tokens."""
 
     passage_id: int
     rank: float
+    title: str
+    section: str
+    page: int | None
+    text: str
+    tokens: int
 
 
 async def _dialect(session: AsyncSession) -> str:
@@ -103,10 +109,11 @@ async def search(
     if await _dialect(session) == "postgresql":
         config = await pg_config(session, language)
         query = text(  # ranked by the OR of the words: ts_rank_cd of the pairs costs 8x as much
-            "SELECT id, ts_rank_cd(search, o) AS rank FROM library_passages, "
+            "SELECT p.id, ts_rank_cd(p.search, o) AS rank, d.title, p.section, p.page, p.text, p.tokens "
+            "FROM library_passages p JOIN library_documents d ON d.id = p.document_id, "
             "to_tsquery(CAST(:config AS regconfig), :query) AS q, "
             "to_tsquery(CAST(:config AS regconfig), :words) AS o "
-            "WHERE search @@ q ORDER BY rank DESC, id LIMIT :limit"
+            "WHERE p.search @@ q ORDER BY rank DESC, p.id LIMIT :limit"
         )
         params: dict[str, object] = {
             "config": config,
@@ -116,9 +123,11 @@ async def search(
         }
     else:
         query = text(
-            "SELECT rowid, -bm25(library_fts, 4.0, 2.0, 1.0) AS rank FROM library_fts "
-            "WHERE library_fts MATCH :query ORDER BY rank DESC, rowid LIMIT :limit"
+            "SELECT c.id, c.rank, d.title, p.section, p.page, p.text, p.tokens FROM (SELECT rowid AS id, "
+            "-bm25(library_fts, 4.0, 2.0, 1.0) AS rank FROM library_fts WHERE library_fts MATCH :query "
+            "ORDER BY rank DESC, rowid LIMIT :limit) AS c JOIN library_passages p ON p.id = c.id "
+            "JOIN library_documents d ON d.id = p.document_id ORDER BY c.rank DESC, c.id"
         )
         params = {"query": _expression(words, need, " OR ", " AND ", '"'), "limit": limit}
     rows = (await session.execute(query, params)).all()
-    return [Candidate(int(row[0]), float(row[1])) for row in rows]
+    return [Candidate(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], int(r[6])) for r in rows]

@@ -3,8 +3,9 @@
 A stem is the first five letters of a folded word (lower case, no diacritics): crude and
 language-blind, but the same on every database. ``library_terms`` holds, for each stem, the number
 of passages whose title, section or text contain it; it is kept with the passages (add, remove).
-Retrieval uses it to leave very common words out of the index query, so that a question with common
-words does not make the index rank most of the library.
+Retrieval reads it (storage.repositories.library.library_state) to leave very common words out of
+the index query, so that a question with common words does not make the index rank most of the
+library.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,12 +86,3 @@ async def _document_counts(session: AsyncSession, document_id: int) -> Counter[s
         LibraryPassage.document_id == document_id
     )
     return _count(title or "", (await session.execute(query)).tuples())
-
-
-async def frequencies(session: AsyncSession, wanted: Sequence[str]) -> dict[str, int]:
-    """For each of the ``wanted`` stems in the library, how many passages have it (see
-    storage.repositories.library.library_summary for how many there are)."""
-    if not wanted:
-        return {}
-    query = select(LibraryTerm.stem, LibraryTerm.passages).where(LibraryTerm.stem.in_(list(wanted)))
-    return {key: int(n) for key, n in (await session.execute(query)).tuples()}
