@@ -176,9 +176,10 @@ def test_very_common_words_are_left_out_and_rare_ones_asked_in_pairs() -> None:
     assert index_query(["capital", "france"], {}, 10_000, 0.3).pairs == ()  # one shared word suffices
 
 
-async def test_a_large_library_with_common_words_still_finds_the_passage(sessionmaker: Sessions) -> None:
-    """1,000 synthetic passages (where "check" and "treat" are very common) and the guideline."""
-    for number, passages in enumerate(synthetic_documents(1_000)):
+async def test_a_large_library_with_common_words_still_finds_the_passages(sessionmaker: Sessions) -> None:
+    """The guideline among 3,000 synthetic passages that share its clinical words (and where "check"
+    and "treat" are very common): every question still finds its passage."""
+    for number, passages in enumerate(synthetic_documents(3_000)):
         async with sessionmaker.begin() as session:
             await add_document(
                 session, title=f"Synthetic {number}", source=f"s{number}.md", format="markdown",
@@ -187,14 +188,17 @@ async def test_a_large_library_with_common_words_still_finds_the_passage(session
     await _library(sessionmaker)
     question = "Some dehydration in a toddler: how much ORS to treat it, and what to check?"
     words = terms(question)
+    in_top3 = 0
     async with sessionmaker() as session:
         state = await library_state(session, sorted({stem(w) for w in words}))
-        counts, total = state.frequencies, state.passages
         sections = [p.section for p in (await retrieve(session, question, "en")).passages]
-    asked = index_query(words, counts, total, RetrievalLimits().min_match)
-    assert {"check", "treat"} <= set(words) - set(asked.words)  # left out: very common
-    assert asked.pairs  # and the rest asked two at a time first
+        for asked, section in PAIRS:
+            in_top3 += section in [p.section for p in (await retrieve(session, asked, "en")).passages]
+    query = index_query(words, state.frequencies, state.passages, RetrievalLimits().min_match)
+    assert {"check", "treat"} <= set(words) - set(query.words)  # left out: very common
+    assert query.pairs  # and the rest asked two at a time first
     assert "Diarrhoea › Some dehydration" in sections, sections
+    assert in_top3 == len(PAIRS), f"recall@3 {in_top3}/{len(PAIRS)}"
 
 
 PNEUMONIA = "What amoxicillin dose for an infant with pneumonia and fast breathing?"

@@ -113,10 +113,17 @@ async def _candidates(
     """Index candidates for ``words``: passages sharing two of the rarer words, then (if too few) one."""
     query = index_query(words, state.frequencies, state.passages, limits.min_match)
     limit = limits.top_k * CANDIDATES_PER_PASSAGE
-    found = await search(session, query.pairs, language, limit, need=2) if query.pairs else []
+
+    def idf(asked: tuple[str, ...]) -> list[float]:  # bm25's: rarer words weigh more
+        df = [state.frequencies.get(stem(word), 0) for word in asked]
+        return [math.log(1 + (state.passages - n + 0.5) / (n + 0.5)) for n in df]
+
+    found = []
+    if query.pairs:
+        found = await search(session, query.pairs, language, limit, need=2, weights=idf(query.pairs))
     if len(found) < limit:
         seen = {c.passage_id for c in found}
-        more = await search(session, query.words, language, limit)
+        more = await search(session, query.words, language, limit, weights=idf(query.words))
         found += [c for c in more if c.passage_id not in seen][: limit - len(found)]
     return found
 

@@ -1,4 +1,5 @@
-"""The library's full-text index: SQLite FTS5 (bm25) or PostgreSQL full text (ts_rank_cd, GIN).
+"""The library's full-text index: SQLite FTS5 (bm25) or PostgreSQL full text (GIN; ranked by the
+idf of the words a passage has, which the caller gives, plus ts_rank_cd, which has no idf).
 
 Queries are the OR of a question's content words, so a passage worded differently still matches on
 the words it shares, or (``need`` 2) the OR of every pair of them, so only passages sharing two of
@@ -99,17 +100,28 @@ def _expression(words: Sequence[str], need: int, either: str, both: str, quote: 
 
 
 async def search(
-    session: AsyncSession, words: Sequence[str], language: str, limit: int, need: int = 1
+    session: AsyncSession,
+    words: Sequence[str],
+    language: str,
+    limit: int,
+    need: int = 1,
+    weights: Sequence[float] = (),
 ) -> list[Candidate]:
     """The best ``limit`` passages containing any of ``words`` (``need`` 2: two of them; plain words,
-    see bot.library.words)."""
-    words = [word for word in words if word.isalnum()]
+    see bot.library.words). ``weights``: each word's idf, for PostgreSQL, whose ts_rank_cd has none
+    (FTS5's bm25 has its own)."""
+    idf = list(weights) if len(weights) == len(words) else [1.0] * len(words)
+    weighed = [(word, x) for word, x in zip(words, idf, strict=True) if word.isalnum()]
+    words = [word for word, _ in weighed]
     if not words:
         return []
     if await _dialect(session) == "postgresql":
         config = await pg_config(session, language)
-        query = text(  # ranked by the OR of the words: ts_rank_cd of the pairs costs 8x as much
-            "SELECT p.id, ts_rank_cd(p.search, o) AS rank, d.title, p.section, p.page, p.text, p.tokens "
+        query = text(  # the idf of the words a passage has, then ts_rank_cd of their OR (not of the
+            # pairs: that costs 8x as much)
+            "SELECT p.id, (SELECT sum(u.x) FROM unnest(CAST(:each AS text[]), CAST(:idf AS float8[])) "
+            "AS u(w, x) WHERE p.search @@ to_tsquery(CAST(:config AS regconfig), u.w)) "
+            "+ ts_rank_cd(p.search, o) AS rank, d.title, p.section, p.page, p.text, p.tokens "
             "FROM library_passages p JOIN library_documents d ON d.id = p.document_id, "
             "to_tsquery(CAST(:config AS regconfig), :query) AS q, "
             "to_tsquery(CAST(:config AS regconfig), :words) AS o "
@@ -119,6 +131,8 @@ async def search(
             "config": config,
             "query": _expression(words, need, " | ", " & ", ""),
             "words": " | ".join(words),
+            "each": words,
+            "idf": [x for _, x in weighed],
             "limit": limit,
         }
     else:
