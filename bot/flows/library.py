@@ -1,13 +1,14 @@
 """Grounding a question: the library passages it goes to the model with (retrieval runs in the bot).
 
-The index finds passages sharing the question's words, ranked by bm25 (SQLite) or ts_rank_cd
-(PostgreSQL). Very common words (in more than ``COMMON_SHARE`` of a large library's passages) are
-left out of the index query, and when a relevant passage must share two or more of the words, the
-index is first asked for passages sharing two of the others (then, if too few, one): so a query
-never makes the index rank most of the library. Each candidate's relevance is the share of the
+The index finds passages sharing the question's words, ranked by bm25 (SQLite) or by the idf of
+the words they have plus ts_rank_cd (PostgreSQL). Very common words (in more than
+``COMMON_SHARE`` of a large library's passages) are left out of the index query, and when a
+relevant passage must share two or more of the words, the index is first asked for passages
+sharing two of the others (then, if too few, one): so a query never makes the index rank most of
+the library. Each candidate's relevance is the share of the
 question's content words it contains (compared by a crude five-letter stem, the same on both
-databases; common words count here too); candidates are ordered by that
-share, then by the index's rank, and those below ``min_match`` dropped. The first ones are kept,
+databases; common words count here too); candidates are ordered by that share, then by the
+index's rank, and those below ``min_match`` dropped. The first ones are kept,
 at most ``top_k`` and ``max_tokens`` (estimated) together.
 
 A follow-up in a conversation ("And if she is allergic to penicillin?": it opens with a connective
