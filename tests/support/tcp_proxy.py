@@ -1,9 +1,11 @@
-"""A TCP relay on 127.0.0.1 in front of a real server, which a test can cut and restore (an outage)."""
+"""A TCP relay on 127.0.0.1 in front of a real server, which a test can cut and restore (an outage), or
+make lose the server's replies (the server did the work; the client never hears of it)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 
 class TcpProxy:
@@ -16,6 +18,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._up = True
+        self._dropping = False
 
     async def start(self) -> None:
         """Listen on an ephemeral port."""
@@ -38,6 +41,11 @@ class TcpProxy:
         """The server is back."""
         self._up = True
 
+    def drop_replies(self) -> None:
+        """From now on what the server sends is thrown away: requests reach it, no reply comes back
+        (until the server hangs up, which the client then sees as a connection closed unanswered)."""
+        self._dropping = True
+
     def _drop_all(self) -> None:
         for writer in list(self._writers):
             writer.transport.abort()
@@ -54,7 +62,10 @@ class TcpProxy:
             return
         self.connections += 1
         self._writers |= {writer, up_writer}
-        pipes = [asyncio.create_task(_pipe(reader, up_writer)), asyncio.create_task(_pipe(up_reader, writer))]
+        pipes = [
+            asyncio.create_task(_pipe(reader, up_writer)),
+            asyncio.create_task(_pipe(up_reader, writer, lambda: self._dropping)),
+        ]
         # Either side closing closes both (the client waits for the server to hang up, and back).
         await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
         self._writers -= {writer, up_writer}
@@ -63,8 +74,12 @@ class TcpProxy:
         await asyncio.gather(*pipes, return_exceptions=True)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dropping: Callable[[], bool] = lambda: False
+) -> None:
     with contextlib.suppress(OSError, asyncio.IncompleteReadError):
         while data := await reader.read(65536):
+            if dropping():
+                continue
             writer.write(data)
             await writer.drain()

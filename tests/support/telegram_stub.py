@@ -117,10 +117,14 @@ def says(fragment: str, chat_id: int | None = None) -> Callable[[Call], bool]:
 @dataclass
 class Hold:
     """A call the stand-in carries out (Telegram has it: the user sees the message) and records, but
-    does not answer until ``release``: the bot waits for the response, as in a slow network."""
+    does not answer until ``release``: the bot waits for the response, as in a slow network.
+
+    With ``before``, the call is held before Telegram has it (a slow uplink): it is carried out only
+    if the bot is still waiting when released; a bot that died or gave up meanwhile never sent it."""
 
     method: str
     matches: Callable[[JSONDict], bool]
+    before: bool = False
     reached: asyncio.Event = field(default_factory=asyncio.Event)
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -238,10 +242,11 @@ class TelegramStub:
         error = ApiError(error_code, description, {"retry_after": retry_after} if flood else None)
         self._failures.setdefault(method.lower(), []).append(_Failure(error.body, times))
 
-    def hold_next(self, method: str, matches: Callable[[JSONDict], bool]) -> Hold:
+    def hold_next(self, method: str, matches: Callable[[JSONDict], bool], *, before: bool = False) -> Hold:
         """Carry out and record the next call of ``method`` whose parameters match, but hold its
-        response until ``Hold.release``; ``Hold.reached`` is set once it is carried out."""
-        hold = Hold(method.lower(), matches)
+        response until ``Hold.release``; ``Hold.reached`` is set once it is carried out. With
+        ``before``, hold the call itself (see Hold): ``reached`` is set when it arrives."""
+        hold = Hold(method.lower(), matches, before)
         self._holds.append(hold)
         return hold
 
@@ -513,6 +518,11 @@ class TelegramStub:
             return await self._download(request)
         token, _, method = request.path.removeprefix("/bot").partition("/")
         params = await _read_params(request)
+        if token == self.token and (early := self._hold_for(method, params, before=True)) is not None:
+            early.reached.set()
+            await early.released.wait()  # cancelled when the bot goes away (handler_cancellation)
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)  # nobody is waiting: Telegram never had it
         failure = self._take_failure(method) if token == self.token else None
         if token != self.token:
             body = ApiError(401, "Unauthorized").body
@@ -524,8 +534,7 @@ class TelegramStub:
         async with self._changed:
             self.calls.append(Call(method, params, body, time.monotonic(), status))
             self._changed.notify_all()
-        waiting = (h for h in self._holds if not h.reached.is_set() and h.method == method.lower())
-        hold = next((h for h in waiting if h.matches(params)), None)
+        hold = self._hold_for(method, params, before=False)
         if hold is not None:
             hold.reached.set()
             await hold.released.wait()
@@ -533,6 +542,15 @@ class TelegramStub:
             page = "<html><head><title>502 Bad Gateway</title></head></html>"
             return web.Response(status=502, text=page, content_type="text/html")
         return web.json_response(body, status=status)
+
+    def _hold_for(self, method: str, params: JSONDict, *, before: bool) -> Hold | None:
+        """The first hold not reached yet that this call matches."""
+        waiting = (
+            h
+            for h in self._holds
+            if not h.reached.is_set() and h.method == method.lower() and h.before == before
+        )
+        return next((h for h in waiting if h.matches(params)), None)
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         """A file download, ``/file/bot<token>/<file_path>`` as getFile gave it; recorded as ``file``."""
