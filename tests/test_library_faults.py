@@ -21,8 +21,7 @@ import json
 import os
 import signal
 import sys
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,11 @@ from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Answer, AuditEvent, LibraryPassage, Question
 from storage.queue import QueueNames
-from tests.support.stack import PSEUDONYM_KEY, LoggedProcess
+from tests.support.consent import give_consent
+from tests.support.stack import PSEUDONYM_KEY, LoggedProcess, answers_per_message
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.telegram_stub import Call, TelegramStub
-from tests.test_ingest_faults import answers_per_message, error_replies
+from tests.support.waiting import eventually
 
 GUIDELINES = Path(__file__).parent / "support" / "library" / "guidelines.md"
 ADA, BEN = 7_410_001, 7_410_002
@@ -46,13 +46,6 @@ DIARRHOEA = "How much ORS should I give a toddler who is a bit dehydrated from l
 PNEUMONIA = "What amoxicillin dose for an infant with pneumonia and fast breathing?"
 DIARRHOEA_SOURCE = "[1] Field Guideline Sample — Diarrhoea › Some dehydration"
 PNEUMONIA_SOURCE = "[1] Field Guideline Sample — Pneumonia"
-
-
-async def _eventually(done: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
-    """Wait until ``await done()`` holds (another process's state, read every 50 ms)."""
-    async with asyncio.timeout(timeout):
-        while not await done():  # noqa: ASYNC110 - another process's state
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -79,17 +72,6 @@ def _env(
         HYGIENE_INTERVAL_S="50", MODEL_PATH=str(model), N_CTX="2048", MAX_ANSWER_TOKENS="8",
     )  # fmt: skip
     return env
-
-
-async def consent(stub: TelegramStub, user: int) -> None:
-    """/start, then "use it and allow research review" (the audit names passages only with research)."""
-    before = len(stub.calls)
-    stub.push_command("/start", user_id=user)
-    with_buttons = lambda c: bool(c.params.get("reply_markup")) and c.params["chat_id"] == user  # noqa: E731
-    prompt = (await stub.wait_for("sendMessage", with_buttons, since=before))[-1]
-    buttons = [row[0]["callback_data"] for row in prompt.params["reply_markup"]["inline_keyboard"]]
-    stub.push_callback(next(b for b in buttons if b.split(":")[1] == "both"), user_id=user)
-    await stub.wait_for("editMessageText", lambda c: c.params.get("chat_id") == user, since=before)
 
 
 def _answer_to(user: int) -> Callable[[Call], bool]:
@@ -124,8 +106,8 @@ async def test_grounded_questions_wait_for_the_database_and_keep_their_sources(
             await process.wait_for_line(ready, timeout=120)
         bot = processes[-1]
         await stub.wait_until_polling(timeout=30)
-        await consent(stub, ADA)
-        await consent(stub, BEN)
+        await give_consent(stub, ADA)
+        await give_consent(stub, BEN)
 
         # 1. The database goes away; a question arrives that the library has a passage for.
         relay.cut()
@@ -135,7 +117,7 @@ async def test_grounded_questions_wait_for_the_database_and_keep_their_sources(
         async def twice() -> bool:  # its handling failed on the outage, and failed again after a backoff
             return sum('"update.retry_later"' in line and retried in line for line in bot.lines) >= 2
 
-        await _eventually(twice, 30)
+        await eventually(twice, 30)
         assert not any(
             int(c.params["chat_id"]) == ADA and c.params.get("reply_parameters")
             for c in stub.calls_of("sendMessage")
@@ -153,7 +135,7 @@ async def test_grounded_questions_wait_for_the_database_and_keep_their_sources(
         seen = len(bot.lines)
         relay.cut()
         held.release()
-        await bot.wait_for_line('"delivery.retry"', since=seen, timeout=30)  # recording it failed
+        await bot.wait_for_line('"stream_loop.retry"', since=seen, timeout=30)  # recording it failed
         async with sessions() as session:
             newest = select(Question.status).order_by(Question.received_at.desc()).limit(1)
             status = await session.scalar(newest)
@@ -164,7 +146,7 @@ async def test_grounded_questions_wait_for_the_database_and_keep_their_sources(
             async with sessions() as session:
                 return len((await session.execute(select(Answer))).scalars().all()) == 2
 
-        await _eventually(recorded, 60)
+        await eventually(recorded, 60)
         (delivered,) = await stub.wait_for("sendMessage", _answer_to(BEN), since=before)
         shown_before = len(stub.calls)
         stub.push_command("/sources", user_id=BEN)
@@ -213,10 +195,8 @@ async def test_grounded_questions_wait_for_the_database_and_keep_their_sources(
     )
     assert len(answers) == 2 and all(a.sent_at is not None for a in answers)
     counts = answers_per_message(stub)
-    assert Counter({k: counts[k] for k in (_key(first), _key(second))}) == Counter(
-        {_key(first): 1, _key(second): 1}
-    )
-    assert error_replies(stub) == 0
+    assert [counts[_key(first)], counts[_key(second)]] == [1, 1]  # each answered exactly once
+    assert not [c for c in stub.calls_of("sendMessage") if c.params.get("text") == texts.TEMPORARY_ERROR]
     assert not [
         c for c in stub.calls_of("sendMessage") if texts.NOT_FROM_LIBRARY in str(c.params.get("text"))
     ]

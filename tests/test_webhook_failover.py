@@ -23,7 +23,7 @@ import asyncio
 import json
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +38,19 @@ from bot.telegram import texts
 from bot.telegram.i18n import t
 from storage.queue import QueueNames
 from storage.queue.updates import GROUP as UPDATES_GROUP
-from tests.support.stack import LoggedProcess
+from tests.support.stack import LoggedProcess, answers_per_message
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.telegram_stub import SECRET_HEADER, TelegramStub
-from tests.test_webhooks import LOAD_BALANCER, NAMESPACE, SECRET, Replica, _consent, _env, _start
+from tests.support.waiting import eventually
+from tests.support.webhooks import (
+    NAMESPACE,
+    SECRET,
+    WEBHOOK_ARGV,
+    Replica,
+    consent_through,
+    replica_env,
+    start_replica,
+)
 
 MARKER = "qzvfailover"
 USERS = tuple(3_200_001 + n for n in range(6))
@@ -77,19 +86,18 @@ async def pair(
     started: list[LoggedProcess] = []
     try:
         data = tmp_path / "data"
-        worker_env = _env(
+        worker_env = replica_env(
             telegram_stub, redis.url, migrated_db_url, data, QUEUE_CLAIM_IDLE_MS=PATIENT,
             MODEL_PATH=str(tiny_model_path), N_CTX="2048", MAX_ANSWER_TOKENS="8", WORKER_NAME="w1",
         )  # fmt: skip
-        worker = await _start(["worker"], worker_env, "worker.ready", started)
-        argv = ["bot", "--webhook-url", LOAD_BALANCER, "--listen", "127.0.0.1:0"]
+        worker = await start_replica(["worker"], worker_env, "worker.ready", started)
         replicas, consumers = [], {}
         for name in ("a", "b"):
-            env = _env(
+            env = replica_env(
                 telegram_stub, _named(redis.url, f"bot-{name}"), migrated_db_url, data,
                 BOT_CONSUMER=f"bot-{name}", QUEUE_CLAIM_IDLE_MS=PATIENT,
             )  # fmt: skip
-            replica = await _start(argv, env, '"bot.ready"', started)
+            replica = await start_replica(WEBHOOK_ARGV, env, '"bot.ready"', started)
             ready = next(line for line in replica.process.lines if '"bot.ready"' in line)
             consumers[name] = str(json.loads(ready)["consumer"])
             replicas.append(replica)
@@ -103,20 +111,13 @@ async def pair(
         redis.stop()
 
 
-async def _eventually(done: Callable[[], Any], timeout: float = 60) -> None:
-    """Wait until ``await done()`` holds: another process's state, read every 50 ms."""
-    async with asyncio.timeout(timeout):
-        while not await done():  # noqa: ASYNC110 - another process's state
-            await asyncio.sleep(0.05)
-
-
 async def _not_reading(redis: Redis, client_name: str) -> None:
     """No connection named ``client_name`` in a blocking read (Redis would hand it the next entry)."""
 
     async def idle() -> bool:
         return not any("b" in c["flags"] for c in await redis.client_list() if c["name"] == client_name)
 
-    await _eventually(idle, 30)
+    await eventually(idle, 30)
 
 
 async def _pending(redis: Redis, stream: str, group: str, consumer: str) -> int:
@@ -163,17 +164,6 @@ async def _half_post(url: str, update: dict[str, Any]) -> asyncio.StreamWriter:
     return writer
 
 
-def _answers(stub: TelegramStub) -> Counter[tuple[int, int]]:
-    """How many answers (messages with the reminder) replied to each (chat, message)."""
-    return Counter(
-        (int(call.params["chat_id"]), call.params["reply_parameters"]["message_id"])
-        for call in stub.calls_of("sendMessage")
-        if call.ok
-        and texts.REMINDER in str(call.params.get("text", ""))
-        and call.params.get("reply_parameters")
-    )
-
-
 def _key(update: dict[str, Any]) -> tuple[int, int]:
     return int(update["message"]["chat"]["id"]), int(update["message"]["message_id"])
 
@@ -201,7 +191,7 @@ async def test_a_killed_replicas_updates_and_answers_are_finished_by_the_other_o
     try:
         for n, user in enumerate(USERS):
             first, second = (a, b) if n % 2 else (b, a)
-            await _consent(stub, user, first, second)
+            await consent_through(stub, user, first, second)
 
         # B paused, and not in a blocking read: whatever is stored next can only go to A.
         b.process.process.send_signal(signal.SIGSTOP)
@@ -227,13 +217,13 @@ async def test_a_killed_replicas_updates_and_answers_are_finished_by_the_other_o
         assert await _post(stub, questions[U_HELP], a.webhook) == 200
         await asyncio.wait_for(held_help.reached.wait(), 30)
         updates = f"{NAMESPACE}:updates"
-        await _eventually(lambda: _at_least(redis, updates, UPDATES_GROUP, pair.consumers["a"], 2), 30)
+        await eventually(lambda: _at_least(redis, updates, UPDATES_GROUP, pair.consumers["a"], 2), 30)
         # 3. Stored by A, its 200 lost on the way back.
         relay.drop_replies()
         questions[U_LOST_REPLY] = stub.push_message(f"{MARKER} ear pain?", user_id=U_LOST_REPLY)
         lost = asyncio.create_task(_post(stub, questions[U_LOST_REPLY], lossy))
         seen = f"{NAMESPACE}:update-seen:{questions[U_LOST_REPLY]['update_id']}"
-        await _eventually(lambda: redis.exists(seen), 30)
+        await eventually(lambda: _exists(redis, seen), 30)
         # 4. Half sent when A dies.
         questions[U_HALF_POST] = stub.push_message(f"{MARKER} sore throat?", user_id=U_HALF_POST)
         half = await _half_post(a.webhook, questions[U_HALF_POST])
@@ -257,12 +247,12 @@ async def test_a_killed_replicas_updates_and_answers_are_finished_by_the_other_o
         assert await _post(stub, questions[U_PLAIN], b.webhook) == 200
 
         keys = {_key(update) for update in questions.values()}
-        await _eventually(lambda: _all_answered(stub, keys), 60)
-        await _eventually(lambda: _settled(redis, names), 60)
+        await eventually(lambda: _all_answered(stub, keys), 60)
+        await eventually(lambda: _settled(redis, names), 60)
     finally:
         await relay.stop()
         await redis.aclose()
-    counts = _answers(stub)
+    counts = answers_per_message(stub)
     assert [counts[k] for k in sorted(keys)] == [1] * len(keys), stub.summary()
     assert _sent_to(stub, U_HELP, help_opening) == 1  # the held reply never reached Telegram; B's did
     for user in USERS:  # an acknowledgement A sent is not sent again by B
@@ -283,5 +273,9 @@ async def _at_least(redis: Redis, stream: str, group: str, consumer: str, count:
     return await _pending(redis, stream, group, consumer) >= count
 
 
+async def _exists(redis: Redis, key: str) -> bool:
+    return bool(await redis.exists(key))
+
+
 async def _all_answered(stub: TelegramStub, keys: set[tuple[int, int]]) -> bool:
-    return keys <= set(_answers(stub))
+    return keys <= set(answers_per_message(stub))

@@ -9,10 +9,7 @@ a POST without the secret is refused and never stored; the counters on /metrics 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,50 +21,20 @@ from redis.asyncio import Redis
 
 from bot.process.private_redis import PrivateRedis
 from bot.telegram import texts
-from tests.support.consent import button, consent_prompt
-from tests.support.stack import PSEUDONYM_KEY, LoggedProcess
+from tests.support.stack import LoggedProcess
 from tests.support.telegram_stub import Call, TelegramStub
+from tests.support.webhooks import (
+    LOAD_BALANCER,
+    NAMESPACE,
+    SECRET,
+    WEBHOOK_ARGV,
+    Replica,
+    consent_through,
+    replica_env,
+    start_replica,
+)
 
-SECRET = "webhook-Secret_for-tests-0123456789"
-NAMESPACE = "wh"
-LOAD_BALANCER = "http://127.0.0.1:9/telegram"  # what setWebhook is given; the test posts to each replica
 ADA, BEN, EVE = 3_100_001, 3_100_002, 3_100_003
-
-
-@dataclass
-class Replica:
-    """One process: its output, its webhook URL (bots) and its metrics URL."""
-
-    process: LoggedProcess
-    webhook: str
-    metrics: str
-
-
-def _port(line: str) -> int:
-    return int(json.loads(line)["port"])
-
-
-def _env(stub: TelegramStub, redis_url: str, db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "REDIS_", "DATABASE_"))}
-    env.update(
-        TELEGRAM_BOT_TOKEN=stub.token, TELEGRAM_API_URL=stub.base_url, REDIS_URL=redis_url,
-        DATABASE_URL=db_url, DATA_DIR=str(data_dir), PSEUDONYM_KEY=PSEUDONYM_KEY, QUEUE_NAMESPACE=NAMESPACE,
-        QUEUE_CLAIM_IDLE_MS="2000", HYGIENE_INTERVAL_S="50", METRICS_PORT="0", WEBHOOK_SECRET=SECRET,
-    )  # fmt: skip
-    env.update(extra)
-    return env
-
-
-async def _start(argv: list[str], env: dict[str, str], ready: str, started: list[LoggedProcess]) -> Replica:
-    process = await LoggedProcess.start(sys.executable, "-m", "bot.cli", *argv, env=env)
-    started.append(process)
-    metrics_port = _port(await process.wait_for_line('-metrics"', timeout=120))
-    await process.wait_for_line(ready, timeout=120)
-    webhook = ""
-    if "--webhook-url" in argv:
-        port = _port(await process.wait_for_line('"webhook.listening"'))
-        webhook = f"http://127.0.0.1:{port}/telegram"
-    return Replica(process, webhook, f"http://127.0.0.1:{metrics_port}")
 
 
 @dataclass
@@ -91,16 +58,15 @@ async def deployment(
     started: list[LoggedProcess] = []
     try:
         data = tmp_path / "data"
-        worker_env = _env(
+        worker_env = replica_env(
             telegram_stub, redis.url, migrated_db_url, data,
             MODEL_PATH=str(tiny_model_path), N_CTX="2048", MAX_ANSWER_TOKENS="8", WORKER_NAME="w1",
         )  # fmt: skip
-        worker = await _start(["worker"], worker_env, "worker.ready", started)
-        argv = ["bot", "--webhook-url", LOAD_BALANCER, "--listen", "127.0.0.1:0"]
+        worker = await start_replica(["worker"], worker_env, "worker.ready", started)
         replicas = []
         for name in ("bot-a", "bot-b"):
-            env = _env(telegram_stub, redis.url, migrated_db_url, data, BOT_CONSUMER=name)
-            replicas.append(await _start(argv, env, '"bot.ready"', started))
+            env = replica_env(telegram_stub, redis.url, migrated_db_url, data, BOT_CONSUMER=name)
+            replicas.append(await start_replica(WEBHOOK_ARGV, env, '"bot.ready"', started))
         a, b = replicas
         yield Deployment(redis, a, b, worker)
     finally:
@@ -160,17 +126,6 @@ async def _counted(
     return text
 
 
-async def _consent(stub: TelegramStub, user: int, first: Replica, second: Replica) -> None:
-    """/start through one replica, the consent button through the other."""
-    before = len(stub.calls)
-    assert await stub.deliver(stub.push_command("/start", user_id=user), to=first.webhook) == 200
-    prompt = (await stub.wait_for("sendMessage", consent_prompt(user), since=before, timeout=30))[-1]
-    data = button(prompt, "service")
-    pressed = stub.push_callback(data, user_id=user, message_id=prompt.result["message_id"])
-    assert await stub.deliver(pressed, to=second.webhook) == 200
-    await stub.wait_for("editMessageText", lambda c: c.params["chat_id"] == user, since=before, timeout=30)
-
-
 async def test_two_replicas_answer_each_update_once_and_report_it(
     deployment: Deployment, telegram_stub: TelegramStub
 ) -> None:
@@ -192,8 +147,8 @@ async def test_two_replicas_answer_each_update_once_and_report_it(
         assert await stub.deliver(refused, to=b.webhook, secret="not-the-secret") == 403
         assert not await redis.exists(f"{NAMESPACE}:update-seen:{refused['update_id']}")
 
-        await _consent(stub, ADA, a, b)
-        await _consent(stub, BEN, b, a)
+        await consent_through(stub, ADA, a, b)
+        await consent_through(stub, BEN, b, a)
 
         # One question reaches both replicas at once, then Telegram retries it at A after its 200.
         question = stub.push_message("Fever and a stiff neck in a child: what to do?", user_id=ADA)
