@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.flows.handover import reply_text
 from tests.console.browser import chromium_page, keep, require_browser, sign_in
-from tests.console.test_handover_e2e import ADA, CLINICIAN, _agreement, _choose, _with_button
+from tests.console.helpers import CLINICIAN
+from tests.console.test_handover_e2e import ADA
 from tests.support.consent import give_consent
+from tests.support.handover import agreement, choose, with_button
 from tests.support.stack import Stack, inprocess_worker, polling_bot
 from tests.support.telegram_stub import says
 from tests.test_conversation_e2e import ask
@@ -43,7 +45,7 @@ async def test_a_clinician_claims_and_replies_from_a_phone(
         before = len(stub.calls)
         stub.push_message(question, user_id=ADA)
         await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
-        await _choose(stack, await _agreement(stack, "", 0), "yes")
+        await choose(stack.stub, ADA, await agreement(stack.stub, ADA), "yes")
 
         profile = tmp_path / "profile"
         async with chromium_page(profile, viewport=PHONE, is_mobile=True, has_touch=True) as page:
@@ -92,6 +94,6 @@ async def test_a_clinician_claims_and_replies_from_a_phone(
             await page.wait_for_url("**/cases?sent=*")
             assert await page.locator("#sent").count() == 1
             await shot("sent")
-        delivered = await stub.wait_for("sendMessage", _with_button("hv:up:"), since=before)
+        delivered = await stub.wait_for("sendMessage", with_button("hv:up:", ADA), since=before)
         assert delivered[0].params["text"] == reply_text("en", reply)
     keep(shots)

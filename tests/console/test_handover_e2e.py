@@ -29,47 +29,14 @@ from storage.repositories.accounts import add_account
 from storage.repositories.audit import verify_chain
 from tests.console.helpers import ADMIN, CLINICIAN, REVIEWER, SECRET, audit_rows, client_for, csrf_of
 from tests.support.consent import give_consent
+from tests.support.handover import agreement, buttons, choose, with_button
 from tests.support.stack import Stack, inprocess_worker, polling_bot
-from tests.support.telegram_stub import Call, says
+from tests.support.telegram_stub import says
 
 ADA = 3001
 ONCALL = -100777
 DANGER = "My neighbour collapsed and is not breathing, what do I do"
 Sessions = async_sessionmaker[AsyncSession]
-
-
-def _buttons(call: Call) -> list[str]:
-    """Every callback_data on a sent message's keyboard."""
-    markup = call.params.get("reply_markup") or {}
-    return [b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row]
-
-
-def _with_button(prefix: str, chat_id: int = ADA) -> Any:
-    return lambda c: (
-        int(c.params.get("chat_id", 0)) == chat_id and any(b.startswith(prefix) for b in _buttons(c))
-    )
-
-
-async def _agreement(stack: Stack, data: str, message_id: int) -> Call:
-    """Press "Ask a clinician" (or send /human when ``data`` is empty); the yes/no question it brings."""
-    before = len(stack.stub.calls)
-    if data:
-        stack.stub.push_callback(data, user_id=ADA, message_id=message_id)
-    else:
-        stack.stub.push_command("/human", user_id=ADA)
-    prompt = (await stack.stub.wait_for("sendMessage", _with_button("hv:yes:"), since=before))[-1]
-    assert prompt.params["text"] == texts.HANDOVER_CONSENT
-    assert [b.split(":")[1] for b in _buttons(prompt)] == ["yes", "no"]
-    return prompt
-
-
-async def _choose(stack: Stack, prompt: Call, choice: str) -> str:
-    """Press yes or no under the agreement question; the text it was replaced with."""
-    before = len(stack.stub.calls)
-    data = next(b for b in _buttons(prompt) if b.startswith(f"hv:{choice}:"))
-    stack.stub.push_callback(data, user_id=ADA, message_id=prompt.result["message_id"])
-    edit = await stack.stub.wait_for("editMessageText", since=before)
-    return str(edit[-1].params["text"])
 
 
 async def _handed_over(stack: Stack, question: str) -> None:
@@ -78,7 +45,7 @@ async def _handed_over(stack: Stack, question: str) -> None:
     before = len(stack.stub.calls)
     stack.stub.push_message(question, user_id=ADA)
     await stack.stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
-    await _choose(stack, await _agreement(stack, "", 0), "yes")
+    await choose(stack.stub, ADA, await agreement(stack.stub, ADA), "yes")
 
 
 def _case_delivery(app: Any) -> CaseDelivery:
@@ -124,10 +91,11 @@ async def test_a_clinician_answers_a_case_the_user_opened(stack: Stack, sessionm
         await give_consent(stack.stub, ADA, "service")  # no research: the case texts go when it closes
         before = len(stub.calls)
         asked = stub.push_message(question, user_id=ADA)
-        answer = (await stub.wait_for("sendMessage", _with_button("hv:ask:"), since=before, timeout=60))[-1]
-        assert [b.rsplit(":", 1)[0] for b in _buttons(answer)] == ["fb:up", "fb:down", "hv:ask"]
-        prompt = await _agreement(stack, _buttons(answer)[2], answer.result["message_id"])
-        opened = await _choose(stack, prompt, "yes")
+        offered = with_button("hv:ask:", ADA)
+        answer = (await stub.wait_for("sendMessage", offered, since=before, timeout=60))[-1]
+        assert [b.rsplit(":", 1)[0] for b in buttons(answer)] == ["fb:up", "fb:down", "hv:ask"]
+        prompt = await agreement(stub, ADA, answer)
+        opened = await choose(stub, ADA, prompt, "yes")
         assert opened == texts.HANDOVER_OPENED.format(minutes=30)
         [case] = await _cases(sessionmaker)
         assert case.status == "open" and case.question_text == question and case.answer_text
@@ -156,7 +124,7 @@ async def test_a_clinician_answers_a_case_the_user_opened(stack: Stack, sessionm
             sent = await http.post(f"/cases/{case.id}/send", data={"csrf": csrf, "reply": reply})
             assert sent.status_code == 303 and sent.headers["location"] == f"/cases?sent={case.id}"
             delivered = await stub.wait_for(
-                "sendMessage", lambda c: c.ok and _with_button("hv:up:")(c), since=before
+                "sendMessage", lambda c: c.ok and with_button("hv:up:", ADA)(c), since=before
             )
             refused = [c for c in stub.calls_of("sendMessage")[-5:] if c.status == 429]
             assert refused, stub.summary()
@@ -210,8 +178,8 @@ async def test_declining_opens_no_case(stack: Stack, sessionmaker: Sessions) -> 
         before = len(stub.calls)
         stub.push_message("Is a rash after amoxicillin an allergy?", user_id=ADA)
         await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
-        prompt = await _agreement(stack, "", 0)  # /human: the last question
-        assert await _choose(stack, prompt, "no") == texts.HANDOVER_DECLINED
+        prompt = await agreement(stub, ADA)  # /human: the last question
+        assert await choose(stub, ADA, prompt, "no") == texts.HANDOVER_DECLINED
     assert await _cases(sessionmaker) == []
     async with sessionmaker() as session:
         events = await _clinician_consents(session)
@@ -228,11 +196,11 @@ async def test_an_unclaimed_case_alerts_the_oncall_chat_and_tells_the_user(
         await give_consent(stack.stub, ADA, "both")
         before = len(stub.calls)
         stub.push_message(DANGER, user_id=ADA)
-        referral = (await stub.wait_for("sendMessage", _with_button("hv:ask:"), since=before))[0]
+        referral = (await stub.wait_for("sendMessage", with_button("hv:ask:", ADA), since=before))[0]
         assert "emergency" in referral.params["text"]  # the danger-sign referral offers the button
         await stub.wait_for("sendMessage", says("in the queue", ADA), since=before)
-        prompt = await _agreement(stack, _buttons(referral)[0], referral.result["message_id"])
-        await _choose(stack, prompt, "yes")
+        prompt = await agreement(stub, ADA, referral)
+        await choose(stub, ADA, prompt, "yes")
         [case] = await _cases(sessionmaker)
         assert case.danger and case.answer_text is None
         alert = (await stub.wait_for("sendMessage", says("without a clinician", ONCALL), since=before))[0]
