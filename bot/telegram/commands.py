@@ -17,7 +17,15 @@ from bot.telegram import texts
 from bot.telegram.i18n import LANGUAGES, t
 
 log = structlog.get_logger("bot.commands")
-HELP_PARTS = (texts.HELP, texts.VOICE_HELP, "", texts.SOURCES_HELP, texts.RIGHTS_HELP)
+HELP_PARTS = (
+    texts.HELP,
+    texts.VOICE_HELP,
+    "",
+    texts.CONVERSATION_HELP,
+    texts.HUMAN_HELP,
+    texts.SOURCES_HELP,
+    texts.RIGHTS_HELP,
+)
 _ENTRY = re.compile(r"^/([a-z_]{1,32}) [–-] (.{1,256})$", re.MULTILINE)
 
 

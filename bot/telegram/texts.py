@@ -206,6 +206,8 @@ SOURCES_NONE = "Your last answer did not use the study's guidelines."
 SOURCES_NO_ANSWER = "You have no answer yet. Ask a question first."
 SOURCE_REMOVED = "(no longer in the library)"
 SOURCES_HELP = "/sources – the guideline passages your last answer used"
+CONVERSATION_HELP = "/new – start a new conversation (I forget the earlier questions)"
+HUMAN_HELP = "/human – ask a clinician of the study team to read your last question"
 VOICE_REFUSALS = {
     "too_long": VOICE_TOO_LONG,
     "too_big": VOICE_TOO_BIG,
