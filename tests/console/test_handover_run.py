@@ -59,6 +59,7 @@ QUESTION = "How much ORS for a 2-year-old with diarrhoea? hvrunask"
 DECLINED = "Is a rash after amoxicillin an allergy? hvrundecline"
 FORGOTTEN = "Can I give ibuprofen to a child with dengue? hvrunforget"
 REPLY = "Give 50-100 ml ORS after each loose stool & keep breastfeeding. hvrunreply"
+WAIT_S = 30.0  # for any one step (two CPU cores, shared)
 SETTINGS = {"ONCALL_CHAT_ID": str(ONCALL), "HANDOVER_ALERT_MIN": "0.001", "HANDOVER_CHECK_S": "0.2"}
 
 
@@ -89,7 +90,8 @@ async def _asked(stub: TelegramStub, user: int, question: str) -> tuple[int, Cal
     """``user`` asks ``question``; its message id and the answer (with the "Ask a clinician" button)."""
     before = len(stub.calls)
     asked = stub.push_message(question, user_id=user)
-    answer = await stub.wait_for("sendMessage", with_button("hv:ask:", user), since=before, timeout=90)
+    offered = with_button("hv:ask:", user)
+    answer = await stub.wait_for("sendMessage", offered, since=before, timeout=3 * WAIT_S)
     return int(asked["message"]["message_id"]), answer[-1]
 
 
@@ -105,7 +107,7 @@ async def _console(env: dict[str, str], port: int) -> LoggedProcess:
 @contextlib.asynccontextmanager
 async def _signed_in(url: str, account: tuple[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the console at ``url``, signed in through the login form."""
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as http:  # a loaded machine hashes slowly
         assert (await login(http, *account)).status_code == 303
         yield http
 
@@ -140,20 +142,19 @@ async def _answered_by_a_clinician(stub: TelegramStub, sessions: Sessions, url: 
     assert case.status == "open" and case.question_text == QUESTION and case.answer_text
 
     link = f"{url}/cases/{case.id}"
-    alert = (await stub.wait_for("sendMessage", lambda c: int(c.params["chat_id"]) == ONCALL, since=before))[
-        0
-    ]
+    to_oncall = lambda c: int(c.params["chat_id"]) == ONCALL  # noqa: E731
+    alert = (await stub.wait_for("sendMessage", to_oncall, since=before, timeout=WAIT_S))[0]
     assert link in alert.params["text"] and "without a clinician" in alert.params["text"]
     assert "ORS" not in alert.params["text"] and case.answer_text.strip() not in alert.params["text"]
     waiting = lambda c: int(c.params["chat_id"]) == ASKER and c.params["text"] == texts.HANDOVER_WAITING  # noqa: E731
-    await stub.wait_for("sendMessage", waiting, since=before)  # the user is told it still waits
+    await stub.wait_for("sendMessage", waiting, since=before, timeout=WAIT_S)  # told it still waits
 
     await _clinician_replies(stub, url, case, link)
 
     async def closed() -> bool:
         return (await _cases(sessions))[0].status == "closed"
 
-    await eventually(closed, timeout=30)
+    await eventually(closed, timeout=WAIT_S)
     replies = [
         c for c in stub.calls_of("sendMessage") if c.ok and c.params["text"] == reply_text("en", REPLY)
     ]
@@ -195,7 +196,7 @@ async def _forgotten(stub: TelegramStub, sessions: Sessions) -> str:
     before = len(stub.calls)
     stub.push_command("/forget", user_id=FORGETTER)
     erased = lambda c: int(c.params["chat_id"]) == FORGETTER and "I erased everything" in c.params["text"]  # noqa: E731
-    await stub.wait_for("sendMessage", erased, since=before, timeout=30)
+    await stub.wait_for("sendMessage", erased, since=before, timeout=WAIT_S)
     [gone] = [c for c in await _cases(sessions) if c.id == case.id]
     assert gone.question_text is None and gone.answer_text is None and gone.earlier_turns is None
     assert gone.status == "closed" and gone.outcome == "erased" and gone.erased_at is not None
