@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import Case, ConsentEvent, ReviewAccount, User, utcnow
 from storage.repositories.accounts import add_account
 from storage.repositories.audit import verify_chain
-from storage.repositories.cases import NewCase, claim_case, close_case, open_case, overdue_cases, reply_case
+from storage.repositories.cases import (
+    NewCase,
+    claim_case,
+    close_case,
+    erase_case_texts,
+    open_case,
+    overdue_cases,
+    reply_case,
+)
 from storage.repositories.consent import latest_consents, record_consent
 from storage.repositories.erasure import erase_research_text
 from storage.repositories.export import CASE_FIELDS, export_rows
 from storage.repositories.users import get_user
 from storage.retention import erase_expired
+from tests.support.waiting import eventually
 from tests.test_consent_storage import PSEUDONYM, seed
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -112,3 +124,51 @@ async def test_retention_erases_kept_case_texts(sessionmaker: Sessions) -> None:
         expired = await session.get(Case, case.id)
         assert await verify_chain(session) > 0
     assert expired is not None and expired.reply_text is None and expired.erased_at is not None
+
+
+async def _lock_waits(sessionmaker: Sessions) -> bool:
+    """Whether a PostgreSQL session waits for a lock (always True on SQLite: nothing to look at)."""
+    async with sessionmaker() as session:
+        if session.bind.dialect.name != "postgresql":
+            return True
+        waiting = await session.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+        return bool(waiting.scalar_one())
+
+
+async def _close_or_forget(sessionmaker: Sessions, case_id: int, user_id: int, how: str) -> None:
+    async with sessionmaker.begin() as session:
+        if how == "close":
+            await close_case(session, case_id, delivered=True)
+        else:
+            await erase_case_texts(session, user_id, "forget", all_cases=True)
+
+
+@pytest.mark.parametrize("how", ["close", "forget"])
+async def test_a_reply_committed_while_the_case_closes_or_is_erased_leaves_no_text(
+    sessionmaker: Sessions, how: str
+) -> None:
+    """The console hands the reply to the bot before its transaction commits: the bot's close (or a
+    /forget) running meanwhile waits for that commit and wipes the reply text too."""
+    await seed(sessionmaker, questions=1)
+    async with sessionmaker.begin() as session:
+        user = await get_user(session, PSEUDONYM)
+        assert user is not None
+        question_id = (await export_rows(session, utcnow() - timedelta(1), utcnow()))[0]["question_id"]
+        user.research_consent = False
+        case = await _open(session, user, question_id)
+        first, _ = await _clinicians(session)
+        await claim_case(session, case, first.id, first.name)
+        case_id, user_id, clinician = case.id, user.id, (first.id, first.name)
+    async with sessionmaker.begin() as console:
+        replied = await console.get(Case, case_id)
+        assert replied is not None
+        await reply_case(console, replied, *clinician, "please go to the clinic")
+        await console.flush()  # the row is written (and locked) but not committed
+        closing = asyncio.create_task(_close_or_forget(sessionmaker, case_id, user_id, how))
+        await eventually(lambda: _lock_waits(sessionmaker))  # the bot's transaction waits for this one
+        assert not closing.done()
+    await closing
+    async with sessionmaker() as session:
+        done = await session.get(Case, case_id)
+    assert done is not None and done.status == "closed"
+    assert (done.question_text, done.answer_text, done.reply_text) == (None, None, None)

@@ -139,7 +139,9 @@ def _wipe(case: Case) -> int:
 
 async def close_case(session: AsyncSession, case_id: int, *, delivered: bool) -> Case | None:
     """Close a replied case after delivery; its texts stay only with the asker's research consent."""
-    case = await session.get(Case, case_id)
+    # Locked: the console hands a reply over before its transaction commits; wait for that commit, or
+    # the reply text it writes would outlive the wipe (BEGIN IMMEDIATE does the same on SQLite).
+    case = await session.get(Case, case_id, with_for_update=True, populate_existing=True)
     if case is None or case.status == "closed":
         return case
     user = await session.get(User, case.user_id)
@@ -186,6 +188,7 @@ async def erase_case_texts(session: AsyncSession, user_id: int, reason: str, *, 
     """Erase the texts of the user's cases (closed ones only unless ``all_cases``, which also closes
     the open ones); a tombstone each and one audit event. Returns how many cases lost text."""
     query = select(Case).where(Case.user_id == user_id, Case.erased_at.is_(None))
+    query = query.with_for_update().execution_options(populate_existing=True)  # as close_case
     return await _erase(session, list((await session.execute(query)).scalars()), reason, all_cases=all_cases)
 
 
