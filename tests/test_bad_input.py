@@ -138,7 +138,7 @@ async def test_button_without_a_message_gets_a_kind_answer_and_changes_nothing(
     language, with where buttons work; nothing is recorded and nothing fails."""
     stub = stack.stub
     for data in ("consent:both:en-1", "lang:es", "fb:up:" + "0" * 32):
-        stub.push_inline_callback(data, user_id=USER, language_code="fr")
+        stub.push_callback(data, user_id=USER, language_code="fr", inline=True)
     answered = await stub.wait_for("answerCallbackQuery", count=3)
     kind = t(texts.BUTTON_NEEDS_CHAT, "fr")
     assert kind != texts.BUTTON_NEEDS_CHAT

@@ -39,8 +39,8 @@ from storage.queue import QuestionMessage, QueueNames
 from storage.settings import StorageSettings
 from storage.transient.held import HeldQuestions
 from tests.support.consent import give_consent
-from tests.support.stack import PSEUDONYM_KEY, LoggedProcess, Stack, inprocess_worker
-from tests.support.telegram_stub import TelegramStub, running_application, says
+from tests.support.stack import PSEUDONYM_KEY, LoggedProcess, Stack, inprocess_worker, running_application
+from tests.support.telegram_stub import TelegramStub, says
 from tests.test_run import _env
 
 USER = 6_183_209_457  # distinctive: its decimal form must not stay in any file or key

@@ -26,9 +26,9 @@ from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Answer, Question
 from tests.support.consent import give_consent
-from tests.support.stack import Stack, answers_per_message, inprocess_worker
+from tests.support.stack import Stack, answers_per_message, inprocess_worker, running_application
 from tests.support.tcp_proxy import TcpProxy
-from tests.support.telegram_stub import TelegramStub, running_application
+from tests.support.telegram_stub import TelegramStub
 from tests.support.waiting import eventually
 
 USERS = (730001, 730002, 730003)

@@ -22,8 +22,8 @@ from storage.queue import queue_from_settings
 from storage.queue.connection import connect
 from tests.support.consent import give_consent
 from tests.support.llama_server import running_llama_server
-from tests.support.stack import Stack
-from tests.support.telegram_stub import running_application, says
+from tests.support.stack import Stack, running_application
+from tests.support.telegram_stub import says
 from tests.test_e2e import USER, stack_streams_empty
 
 PARAGRAPHS = ["Wash hands first.", "Give ORS after each stool.", "Watch for danger signs.", "Refer if worse."]

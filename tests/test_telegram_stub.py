@@ -57,7 +57,7 @@ async def test_every_pushed_update_parses_in_ptb(telegram_stub: TelegramStub, bo
         stub.push_command("start", "abc def", mention_bot=True, **group),
         stub.push_message("and for a baby?", user_id=1001, reply_to_message_id=sent.message_id),
         stub.push_callback("fb:yes", user_id=1001),
-        stub.push_inline_callback("lang:es", user_id=1001, language_code="fr"),
+        stub.push_callback("lang:es", user_id=1001, language_code="fr", inline=True),
         stub.push_edited_message(2, "fixed typo", user_id=1001),
         stub.push_non_text("voice", user_id=1001),
         stub.push_non_text("photo", user_id=1001),

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import SecretStr
@@ -26,7 +26,10 @@ from storage.pseudonym import Pseudonymizer
 from storage.queue import QueueNames, queue_from_settings
 from storage.queue.connection import connect
 from storage.settings import StorageSettings
-from tests.support.telegram_stub import TelegramStub, running_application
+from tests.support.telegram_stub import TelegramStub
+
+if TYPE_CHECKING:
+    from telegram.ext import Application
 
 PSEUDONYM_KEY = "k" * 64
 
@@ -91,6 +94,37 @@ def stack(
         poll_timeout_s=5,
     )
     return Stack(telegram_stub, storage, bot, redis_url, migrated_db_url, tiny_model_path)
+
+
+@contextlib.asynccontextmanager
+async def running_application(
+    app: Application[Any, Any, Any, Any, Any, Any],
+) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
+    """Run the bot's ``app`` without owning the loop (no PTB updater: post_init starts the ingest).
+
+    Order as in PTB: initialize, post_init, start ... stop, post_stop, shutdown, post_shutdown.
+    """
+    if app.updater is not None:
+        raise ValueError("build the Application with .updater(None), as bot.telegram.app does")
+    try:
+        await app.initialize()
+        if app.post_init:
+            await app.post_init(app)
+        await app.start()
+        yield app
+    finally:
+        try:
+            if app.running:
+                await app.stop()
+                if app.post_stop:
+                    await app.post_stop(app)
+        finally:
+            await app.shutdown()
+            if app.post_shutdown:
+                await app.post_shutdown(app)
+            # After a failed initialize() Application.shutdown() is a no-op and would leak the bot's
+            # httpx clients; Bot.shutdown() is a no-op when they are already closed.
+            await app.bot.shutdown()
 
 
 @contextlib.asynccontextmanager

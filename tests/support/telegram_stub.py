@@ -1,17 +1,15 @@
 """The Telegram Bot API stand-in for tests: an aiohttp server on 127.0.0.1 speaking the Bot API's wire format.
 
-The real bot is pointed at it (``TELEGRAM_API_URL=stub.base_url``, ``TELEGRAM_BOT_TOKEN=stub.token``) and PTB
-posts to ``{base_url}{token}/{method}``. Only what the bot uses is served (``SERVED``), with plain text only.
-Anything else is refused (404 for a method, 400 for a ``parse_mode`` or another chat action than typing),
-so a bot that starts using something new fails here first instead of passing unchecked. PTB's form bodies
-send strings as-is and JSON-encode every other value; bot.telegram.ingest posts JSON. Importing this
-plugin sets ``PTB_TIMEDELTA=1`` as bot.telegram.app does, so that building a ``RetryAfter`` does not warn.
+The bot is pointed at it (``TELEGRAM_API_URL=stub.base_url``, ``TELEGRAM_BOT_TOKEN=stub.token``); PTB posts to
+``{base_url}{token}/{method}``. Only the methods the bot calls are served (``SERVED``), in plain text; another
+method answers 404, a ``parse_mode`` or a chat action other than typing 400, so a bot that starts using
+something new fails here first. PTB's form bodies send strings as-is and JSON-encode every other value;
+bot.telegram.ingest posts JSON. Importing this plugin sets ``PTB_TIMEDELTA=1`` as bot.telegram.app does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import json
 import os
@@ -19,13 +17,10 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest_asyncio
-from aiohttp import web
-
-if TYPE_CHECKING:
-    from telegram.ext import Application
+from aiohttp import ClientSession, ClientTimeout, web
 
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
@@ -55,8 +50,7 @@ STRING_PARAMS = frozenset(
 )
 _RIGHTS = "manage_chat delete_messages manage_video_chats restrict_members promote_members change_info"
 _RIGHTS += " invite_users post_stories edit_stories delete_stories"
-# The fields PTB's ChatMember classes require besides status and user.
-MEMBER_FIELDS: dict[str, JSONDict] = {
+MEMBER_FIELDS: dict[str, JSONDict] = {  # what PTB's ChatMember classes require besides status and user
     "creator": {"is_anonymous": False},
     "administrator": {"can_be_edited": False, "is_anonymous": False}
     | {f"can_{r}": True for r in _RIGHTS.split()},
@@ -67,7 +61,7 @@ MEMBER_FIELDS: dict[str, JSONDict] = {
 
 
 class ApiError(Exception):
-    """An error answer of the Bot API, raised inside a method."""
+    """An error answer of the Bot API, raised inside a method; ``body`` is the answer."""
 
     def __init__(self, error_code: int, description: str, parameters: JSONDict | None = None) -> None:
         super().__init__(description)
@@ -133,14 +127,6 @@ class Hold:
         self.released.set()
 
 
-@dataclass
-class _Failure:
-    """An injected failure: an API error body, or None for a 502 page from the proxy in front of the API."""
-
-    body: JSONDict | None
-    times: int
-
-
 class TelegramStub:
     """Speaks the Bot API on ``http://127.0.0.1:<port>/bot<token>/<method>``."""
 
@@ -156,27 +142,24 @@ class TelegramStub:
         self.calls: list[Call] = []
         self.pushed_at: dict[int, float] = {}  # update_id -> when pushed (monotonic)
         self.confirmed_at: dict[int, float] = {}  # update_id -> when a getUpdates offset confirmed it
+        self.webhook: JSONDict | None = None  # the last setWebhook's url, secret_token, allowed_updates
+        self.menus: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (scope, language) -> commands
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
+        self._client: ClientSession | None = None  # deliver's
         self._changed = asyncio.Condition()  # a call was recorded, or a long poll parked
         self._pollers: set[asyncio.Future[None]] = set()
         self._closing = False
         self._updates: list[JSONDict] = []
-        self._next_update_id = self._next_callback_id = 1
+        self._next_update_id = 1
         self._message_ids: dict[int, int] = {}  # chat id -> newest message id
         self._messages: dict[tuple[int, int], JSONDict] = {}
         self._chats: dict[int, JSONDict] = {}
         self._callbacks: dict[str, bool] = {}  # query id -> answered
         self._member_status: dict[tuple[int, int], str] = {}
-        self._failures: dict[str, list[_Failure]] = {}
+        self._failures: dict[str, list[JSONDict | None]] = {}  # method -> next answers (None: a 502 page)
         self._holds: list[Hold] = []
         self._files: dict[str, tuple[str, bytes]] = {}  # file id -> (file path, content)
-        self.webhook: JSONDict | None = None  # the last setWebhook's url, secret_token, allowed_updates
-        self.menus: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (scope, language) -> commands
-        self._client: Any = None  # aiohttp.ClientSession of deliver
-        self._methods: dict[str, Callable[[JSONDict], Awaitable[Any]]] = {
-            name.lower(): getattr(self, "_" + re.sub("([A-Z])", r"_\1", name).lower()) for name in SERVED
-        }
 
     # -- lifecycle and configuration --------------------------------------------------------
 
@@ -207,10 +190,9 @@ class TelegramStub:
             hold.release()
         if self._client is not None:
             await self._client.close()
-            self._client = None
         if self._runner is not None:
             await self._runner.cleanup()
-            self._runner = None
+        self._client = self._runner = None
 
     def add_chat(self, chat_id: int, *, chat_type: str = "private", title: str | None = None) -> JSONDict:
         """Make a chat known, so the bot may send to it without a pushed update first."""
@@ -218,8 +200,6 @@ class TelegramStub:
 
     def set_chat_member_status(self, chat_id: int, user_id: int, status: str) -> None:
         """What getChatMember answers for ``user_id`` in ``chat_id`` (default "member")."""
-        if status not in MEMBER_FIELDS:
-            raise ValueError(f"unsupported chat member status {status!r}")
         self._member_status[(chat_id, user_id)] = status
 
     def fail_next(
@@ -231,16 +211,17 @@ class TelegramStub:
         retry_after: int = 1,
         times: int = 1,
     ) -> None:
-        """Answer the next ``times`` calls of ``method`` with an API error.
-
-        A 429 carries ``parameters.retry_after`` and says "Too Many Requests: retry after N", as Telegram's
-        flood control does.
-        """
+        """Answer the next ``times`` calls of ``method`` with an API error; a 429 carries
+        ``parameters.retry_after`` and says "Too Many Requests: retry after N", as flood control does."""
         flood = error_code == 429
         if not description:
             description = f"Too Many Requests: retry after {retry_after}" if flood else f"Error {error_code}"
         error = ApiError(error_code, description, {"retry_after": retry_after} if flood else None)
-        self._failures.setdefault(method.lower(), []).append(_Failure(error.body, times))
+        self._failures.setdefault(method.lower(), []).extend([error.body] * times)
+
+    def fail_network(self, method: str, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` with a 502 HTML page (PTB: NetworkError)."""
+        self._failures.setdefault(method.lower(), []).extend([None] * times)
 
     def hold_next(self, method: str, matches: Callable[[JSONDict], bool], *, before: bool = False) -> Hold:
         """Carry out and record the next call of ``method`` whose parameters match, but hold its
@@ -250,28 +231,17 @@ class TelegramStub:
         self._holds.append(hold)
         return hold
 
-    def fail_network(self, method: str, times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` with a 502 HTML page (PTB: NetworkError)."""
-        self._failures.setdefault(method.lower(), []).append(_Failure(None, times))
-
     # -- inspection -------------------------------------------------------------------------
 
     def calls_of(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method.lower() == method.lower()]
 
     async def wait_for(
-        self,
-        method: str,
-        predicate: Callable[[Call], bool] | None = None,
-        *,
-        count: int = 1,
-        timeout: float = 10.0,
-        since: int = 0,
-    ) -> list[Call]:
-        """The calls of ``method`` from index ``since`` on that match, once there are ``count`` of them.
-
-        Raises AssertionError with a summary of the recorded calls on timeout.
-        """
+        self, method: str, predicate: Callable[[Call], bool] | None = None, *, count: int = 1,
+        timeout: float = 10.0, since: int = 0,
+    ) -> list[Call]:  # fmt: skip
+        """The calls of ``method`` from index ``since`` on that match, once there are ``count`` of them
+        (AssertionError with a summary of the recorded calls on timeout)."""
 
         def matching() -> list[Call]:
             calls = [c for c in self.calls[since:] if c.method.lower() == method.lower()]
@@ -304,6 +274,11 @@ class TelegramStub:
                     f"timed out after {timeout}s waiting for {what()}. Recorded calls:\n{self.summary()}"
                 ) from None
 
+    async def _record(self, call: Call) -> None:
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+
     # -- pushing updates ----------------------------------------------------------------------
     # ``sender`` keywords, as in _incoming: user_id, chat_id, chat_type, title, language_code, from_bot.
 
@@ -318,16 +293,11 @@ class TelegramStub:
         return update
 
     def push_message(
-        self,
-        text: str,
-        *,
-        reply_to_message_id: int | None = None,
-        entities: list[JSONDict] | None = None,
+        self, text: str, *, reply_to_message_id: int | None = None, entities: list[JSONDict] | None = None,
         **sender: Any,
-    ) -> JSONDict:
+    ) -> JSONDict:  # fmt: skip
         """A text message; a "/command" gets its bot_command entity, a reply the message it answers."""
-        message = self._incoming(**sender)
-        message["text"] = text
+        message = self._incoming(**sender) | {"text": text}
         if entities is None and text.startswith("/"):
             entities = [{"type": "bot_command", "offset": 0, "length": utf16_len(text.split(maxsplit=1)[0])}]
         if entities:
@@ -345,29 +315,21 @@ class TelegramStub:
         return self.push_message(f"{text} {args}" if args else text, **kw)
 
     def push_callback(
-        self,
-        data: str,
-        *,
-        user_id: int = 1001,
-        chat_id: int | None = None,
-        message_id: int | None = None,
-        **kw: Any,
-    ) -> JSONDict:
-        """A button pressed on a bot message in ``chat_id`` (default: the user's private chat).
-
-        Without ``message_id``, the newest bot message of the chat with ``data`` on a button is used (else
-        the newest bot message, else a new one).
-        """
+        self, data: str, *, user_id: int = 1001, chat_id: int | None = None, message_id: int | None = None,
+        inline: bool = False, language_code: str | None = "en",
+    ) -> JSONDict:  # fmt: skip
+        """A button pressed on a bot message in ``chat_id`` (default: the user's private chat). Without
+        ``message_id``: the newest bot message of the chat with ``data`` on a button (else the newest).
+        ``inline``: on an inline-mode message (``inline_message_id``, no ``message``)."""
+        query_id = str(4_200_000_000_000_001 + len(self._callbacks))
+        self._callbacks[query_id] = False  # not answered yet
+        user = _user(user_id, language_code, is_bot=False)
+        query = {"id": query_id, "from": user, "chat_instance": str(user_id * 7919), "data": data}
+        if inline:
+            return self.push_update("callback_query", query | {"inline_message_id": "AAAAAInlineMessage"})
         chat_id = user_id if chat_id is None else chat_id
         chat = self._chats.get(chat_id) or self._register_chat(chat_id, "private", None)
-        query = self._callback(data, user_id, **kw)
         query["message"] = copy.deepcopy(self._pressed_message(chat, message_id, data))
-        return self.push_update("callback_query", query)
-
-    def push_inline_callback(self, data: str, *, user_id: int = 1001, **kw: Any) -> JSONDict:
-        """A button pressed on an inline-mode message: ``inline_message_id`` and no ``message``."""
-        query = self._callback(data, user_id, **kw)
-        query["inline_message_id"] = "AAAAAInlineMessage"
         return self.push_update("callback_query", query)
 
     def push_edited_message(self, message_id: int, text: str, **sender: Any) -> JSONDict:
@@ -388,31 +350,23 @@ class TelegramStub:
             "document": {**file, "file_name": "report.pdf", "mime_type": "application/pdf"},
             "location": {"latitude": -1.2921, "longitude": 36.8219},
         }
-        if kind not in payloads:
-            raise ValueError(f"unsupported kind {kind!r}; choose from {sorted(payloads)}")
-        message[kind] = payloads[kind]
-        return self._queue_message("message", message)
+        return self._queue_message("message", message | {kind: payloads[kind]})
 
     def push_voice(
-        self,
-        audio: bytes,
-        *,
-        duration: int,
-        kind: str = "voice",
-        mime_type: str = "audio/ogg",
-        reply_to_message_id: int | None = None,
-        **sender: Any,
-    ) -> JSONDict:
+        self, audio: bytes, *, duration: int, kind: str = "voice", mime_type: str = "audio/ogg",
+        reply_to_message_id: int | None = None, **sender: Any,
+    ) -> JSONDict:  # fmt: skip
         """A voice note (or, with ``kind="audio"``, an audio file) whose file ``audio`` getFile serves."""
         message = self._incoming(**sender)
         if reply_to_message_id is not None:
-            replied = self._messages[(message["chat"]["id"], reply_to_message_id)]
-            message["reply_to_message"] = _without_reply(replied)
+            message["reply_to_message"] = _without_reply(
+                self._messages[(message["chat"]["id"], reply_to_message_id)]
+            )
         uid = f"{kind}-{message['chat']['id']}-{message['message_id']}"
         file_id = f"AwAC{uid}"
         self._files[file_id] = (f"{kind}/file_{len(self._files)}.oga", audio)
-        payload: JSONDict = {"file_id": file_id, "file_unique_id": uid, "duration": duration}
-        message[kind] = payload | {"mime_type": mime_type, "file_size": len(audio)}
+        file = {"file_id": file_id, "file_unique_id": uid, "file_size": len(audio)}
+        message[kind] = file | {"duration": duration, "mime_type": mime_type}
         return self._queue_message("message", message)
 
     def push_channel_post(
@@ -436,14 +390,11 @@ class TelegramStub:
         secret header (default setWebhook's ``secret_token``; None: no header); returns the HTTP status."""
         if to is None and self.webhook is None:
             raise RuntimeError("no webhook is set and no URL is given")
-        url = to or str(self.webhook["url"] if self.webhook else "")
+        url = to or str((self.webhook or {})["url"])
         if secret is _SET_SECRET:
             secret = (self.webhook or {}).get("secret_token")
         headers = {SECRET_HEADER: secret} if secret is not None else {}
-        if self._client is None:
-            from aiohttp import ClientSession, ClientTimeout
-
-            self._client = ClientSession(timeout=ClientTimeout(total=30))
+        self._client = self._client or ClientSession(timeout=ClientTimeout(total=30))
         async with self._client.post(url, json=update, headers=headers) as response:
             await response.read()
             return int(response.status)
@@ -455,8 +406,6 @@ class TelegramStub:
         self._pollers.clear()
 
     def _register_chat(self, chat_id: int, chat_type: str, title: str | None) -> JSONDict:
-        if chat_type != "private" and chat_id > 0:
-            raise ValueError(f"{chat_type} chats have negative ids, got {chat_id}")
         chat: JSONDict = {"id": chat_id, "type": chat_type}
         chat |= {"first_name": "Ada"} if chat_type == "private" else {"title": title or "Field Team"}
         self._chats[chat_id] = chat
@@ -469,16 +418,10 @@ class TelegramStub:
         return message_id
 
     def _incoming(
-        self,
-        *,
-        user_id: int = 1001,
-        chat_id: int | None = None,
-        chat_type: str = "private",
-        title: str | None = None,
-        language_code: str | None = "en",
-        from_bot: bool = False,
+        self, *, user_id: int = 1001, chat_id: int | None = None, chat_type: str = "private",
+        title: str | None = None, language_code: str | None = "en", from_bot: bool = False,
         message_id: int | None = None,
-    ) -> JSONDict:
+    ) -> JSONDict:  # fmt: skip
         """A message from ``user_id`` in ``chat_id`` (default: the user's private chat, or a group)."""
         if chat_id is None:
             chat_id = user_id if chat_type == "private" else DEFAULT_GROUP_CHAT_ID
@@ -492,13 +435,6 @@ class TelegramStub:
     def _queue_message(self, kind: str, message: JSONDict) -> JSONDict:
         self._messages[(message["chat"]["id"], message["message_id"])] = message
         return self.push_update(kind, copy.deepcopy(message))
-
-    def _callback(self, data: str, user_id: int, language_code: str | None = "en") -> JSONDict:
-        query_id = str(4_200_000_000_000_000 + self._next_callback_id)
-        self._next_callback_id += 1
-        self._callbacks[query_id] = False
-        user = _user(user_id, language_code, is_bot=False)
-        return {"id": query_id, "from": user, "chat_instance": str(user_id * 7919), "data": data}
 
     def _pressed_message(self, chat: JSONDict, message_id: int | None, data: str) -> JSONDict:
         if message_id is not None:
@@ -523,22 +459,21 @@ class TelegramStub:
             await early.released.wait()  # cancelled when the bot goes away (handler_cancellation)
             if request.transport is None or request.transport.is_closing():
                 return web.Response(status=499)  # nobody is waiting: Telegram never had it
-        failure = self._take_failure(method) if token == self.token else None
+        failures = self._failures.get(method.lower()) if token == self.token else None
+        failure = failures.pop(0) if failures else {}  # {}: none; None: a 502 page
         if token != self.token:
             body = ApiError(401, "Unauthorized").body
-        elif failure is not None:
-            body = failure.body or {"ok": False, "error_code": 502, "description": "Bad Gateway"}
+        elif failure != {}:
+            body = failure or {"ok": False, "error_code": 502, "description": "Bad Gateway"}
         else:
             body = await self._invoke(method, params)
         status = int(body.get("error_code", 200))
-        async with self._changed:
-            self.calls.append(Call(method, params, body, time.monotonic(), status))
-            self._changed.notify_all()
+        await self._record(Call(method, params, body, time.monotonic(), status))
         hold = self._hold_for(method, params, before=False)
         if hold is not None:
             hold.reached.set()
             await hold.released.wait()
-        if failure is not None and failure.body is None:
+        if failure is None:
             page = "<html><head><title>502 Bad Gateway</title></head></html>"
             return web.Response(status=502, text=page, content_type="text/html")
         return web.json_response(body, status=status)
@@ -548,7 +483,7 @@ class TelegramStub:
         waiting = (
             h
             for h in self._holds
-            if not h.reached.is_set() and h.method == method.lower() and h.before == before
+            if not h.reached.is_set() and (h.method, h.before) == (method.lower(), before)
         )
         return next((h for h in waiting if h.matches(params)), None)
 
@@ -556,18 +491,19 @@ class TelegramStub:
         """A file download, ``/file/bot<token>/<file_path>`` as getFile gave it; recorded as ``file``."""
         token, _, path = request.path.removeprefix("/file/bot").partition("/")
         found = next((data for p, data in self._files.values() if p == path), None)
-        status = 200 if token == self.token and found is not None else 404
-        async with self._changed:
-            self.calls.append(
-                Call(FILE_DOWNLOAD, {"path": path}, {"ok": status == 200}, time.monotonic(), status)
-            )
-            self._changed.notify_all()
-        if found is None or status != 200:
+        ok = token == self.token and found is not None
+        await self._record(
+            Call(FILE_DOWNLOAD, {"path": path}, {"ok": ok}, time.monotonic(), 200 if ok else 404)
+        )
+        if not ok:
             return web.json_response(ApiError(404, "Not Found").body, status=404)
         return web.Response(body=found, content_type="application/octet-stream")
 
     async def _invoke(self, method: str, params: JSONDict) -> JSONDict:
-        handler = self._methods.get(method.lower())
+        served = {name.lower(): name for name in SERVED}.get(method.lower())
+        handler: Callable[[JSONDict], Awaitable[Any]] | None = (
+            getattr(self, "_" + re.sub("([A-Z])", r"_\1", served).lower()) if served else None
+        )
         try:
             if handler is None:
                 raise ApiError(404, "Not Found: method not found")
@@ -578,16 +514,6 @@ class TelegramStub:
             return bad_request(f"{exc.args[0]} is empty").body
         except (TypeError, ValueError) as exc:
             return bad_request(f"invalid parameters ({exc!r})").body
-
-    def _take_failure(self, method: str) -> _Failure | None:
-        queue = self._failures.get(method.lower())
-        if not queue:
-            return None
-        failure = queue[0]
-        failure.times -= 1
-        if failure.times <= 0:
-            queue.pop(0)
-        return failure
 
     # -- methods ------------------------------------------------------------------------------
 
@@ -602,8 +528,7 @@ class TelegramStub:
         timeout = float(params.get("timeout") or 0)
         if offset:  # an offset confirms every update before it: Telegram forgets them
             now = time.monotonic()
-            for update in [u for u in self._updates if u["update_id"] < offset]:
-                self.confirmed_at[update["update_id"]] = now
+            self.confirmed_at |= {u["update_id"]: now for u in self._updates if u["update_id"] < offset}
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         if not self._updates and timeout > 0 and not self._closing:
             poller: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -650,13 +575,8 @@ class TelegramStub:
     async def _send_message(self, params: JSONDict) -> JSONDict:
         chat = self._chat(params["chat_id"])
         message_id = self._new_message_id(chat["id"], None)
-        message = {
-            "message_id": message_id,
-            "from": self.bot_user,
-            "chat": chat,
-            "date": _now(),
-            "text": _text(params),
-        }
+        message = {"message_id": message_id, "from": self.bot_user, "chat": chat, "date": _now()}
+        message["text"] = _text(params)
         reply = params.get("reply_parameters")
         if reply:
             replied = self._messages.get((int(reply.get("chat_id", chat["id"])), int(reply["message_id"])))
@@ -765,11 +685,9 @@ def _inline_keyboard(markup: Any) -> JSONDict | None:
     """The inline keyboard Telegram keeps on the message (others, such as ForceReply, are not returned)."""
     if not isinstance(markup, dict) or "inline_keyboard" not in markup:
         return None
-    for row in markup["inline_keyboard"]:
-        for button in row:
-            data = button.get("callback_data")
-            if data is not None and not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES:
-                raise bad_request("BUTTON_DATA_INVALID")
+    datas = [button.get("callback_data") for row in markup["inline_keyboard"] for button in row]
+    if any(d is not None and not 1 <= len(d.encode()) <= MAX_CALLBACK_DATA_BYTES for d in datas):
+        raise bad_request("BUTTON_DATA_INVALID")
     return markup
 
 
@@ -793,37 +711,6 @@ def _without_reply(message: JSONDict) -> JSONDict:
 def _callback_datas(message: JSONDict) -> set[str]:
     rows = message.get("reply_markup", {}).get("inline_keyboard", [])
     return {button["callback_data"] for row in rows for button in row if "callback_data" in button}
-
-
-@contextlib.asynccontextmanager
-async def running_application(
-    app: Application[Any, Any, Any, Any, Any, Any],
-) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
-    """Run the bot's ``app`` without owning the loop (no PTB updater: post_init starts the ingest).
-
-    Order as in PTB: initialize, post_init, start ... stop, post_stop, shutdown, post_shutdown.
-    """
-    if app.updater is not None:
-        raise ValueError("build the Application with .updater(None), as bot.telegram.app does")
-    try:
-        await app.initialize()
-        if app.post_init:
-            await app.post_init(app)
-        await app.start()
-        yield app
-    finally:
-        try:
-            if app.running:
-                await app.stop()
-                if app.post_stop:
-                    await app.post_stop(app)
-        finally:
-            await app.shutdown()
-            if app.post_shutdown:
-                await app.post_shutdown(app)
-            # After a failed initialize() Application.shutdown() is a no-op and would leak the bot's
-            # httpx clients; Bot.shutdown() is a no-op when they are already closed.
-            await app.bot.shutdown()
 
 
 @pytest_asyncio.fixture
