@@ -1,7 +1,8 @@
 """Clinician pages: the open cases, one case (audited read), claim, preview and send a reply.
 
 Admins may open them too; reviewers may not. A reply is stored and put on the replies stream in
-one step: the database transaction commits only once the bot has it to deliver.
+one step: the database transaction commits only once the bot has it to deliver, and the bot sends it
+only once that transaction has committed (a rollback after the hand-over leaves nothing to send).
 """
 
 from __future__ import annotations

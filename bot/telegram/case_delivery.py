@@ -15,7 +15,7 @@ from bot.telegram.keyboards import case_rating_keyboard
 from bot.telegram.stream_loop import StreamLoop
 from storage.queue import Delivery
 from storage.queue.cases import CaseReplyMessage
-from storage.repositories.cases import close_case
+from storage.repositories.cases import close_case, reply_committed
 
 log = structlog.get_logger("bot.case_delivery")
 
@@ -43,7 +43,12 @@ class CaseDelivery(StreamLoop[CaseReplyMessage]):
         reply, cases = delivery.message, self.res.cases
         with structlog.contextvars.bound_contextvars(question_id=reply.question_id, case_id=reply.case_id):
             delivered = True
-            if not await cases.was_sent(reply.case_id):
+            sent_before = await cases.was_sent(reply.case_id)
+            if not sent_before and not await self._committed(reply.case_id):
+                log.info("case.reply_dropped", reason="not_committed")  # the console rolled it back
+                await self._acked(delivery)
+                return
+            if not sent_before:
                 route = await cases.route(reply.question_id)  # None: erased (/forget) meanwhile
                 markup = case_rating_keyboard(reply.case_id)
                 sent = None
@@ -55,7 +60,16 @@ class CaseDelivery(StreamLoop[CaseReplyMessage]):
             async with self.res.sessionmaker.begin() as session:
                 await close_case(session, reply.case_id, delivered=delivered)
             log.info("case.delivered", delivered=delivered)
-            await cases.ack(delivery.entry_id)
+            await self._acked(delivery)
+
+    async def _committed(self, case_id: int) -> bool:
+        """The console's transaction that stored the reply committed (waits for it to end)."""
+        async with self.res.sessionmaker.begin() as session:
+            return await reply_committed(session, case_id)
+
+    async def _acked(self, delivery: Delivery[CaseReplyMessage]) -> None:
+        """Ack the entry and count it handled."""
+        await self.res.cases.ack(delivery.entry_id)
         async with self._changed:
             self.handled += 1
             self._changed.notify_all()

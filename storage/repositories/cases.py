@@ -157,6 +157,14 @@ async def close_case(session: AsyncSession, case_id: int, *, delivered: bool) ->
     return case
 
 
+async def reply_committed(session: AsyncSession, case_id: int) -> bool:
+    """Whether the case holds a committed reply still to deliver. Locked like ``close_case``: the
+    console hands a reply over just before its transaction commits, so this waits for that commit,
+    and a transaction rolled back after the hand-over leaves the case without its reply."""
+    case = await session.get(Case, case_id, with_for_update=True, populate_existing=True)
+    return case is not None and case.status == "replied"
+
+
 async def rate_case(session: AsyncSession, case_id: int, rating: str) -> Case | None:
     """Store the asker's 👍/👎 on the clinician's reply."""
     case = await session.get(Case, case_id)
@@ -200,7 +208,7 @@ async def erase_expired_cases(session: AsyncSession, cutoff: datetime) -> int:
 
 async def _erase(session: AsyncSession, cases: list[Case], reason: str, *, all_cases: bool) -> int:
     """Wipe ``cases`` (closing open ones when ``all_cases``), a tombstone each, one audit event."""
-    now, count = utcnow(), 0
+    now, count, closed = utcnow(), 0, []
     for case in cases:
         if case.status != "closed" and not all_cases:
             continue
@@ -208,6 +216,7 @@ async def _erase(session: AsyncSession, cases: list[Case], reason: str, *, all_c
         case.erased_at = now
         if case.status != "closed":
             case.status, case.outcome, case.closed_at = "closed", "erased", now
+            closed.append(case.id)
         session.add(Tombstone(
             erased_at=now, reason=reason, kind="case", ref=str(case.id), user_id=case.user_id,
             fields="cases.question_text,cases.answer_text,cases.reply_text,cases.earlier_turns",
@@ -216,5 +225,7 @@ async def _erase(session: AsyncSession, cases: list[Case], reason: str, *, all_c
         count += 1
     if count:
         await session.flush()
+        for case_id in closed:  # a case the erasure closed is closed like any other, in the audit too
+            await append_audit(session, "case.closed", case_subject(case_id), {"outcome": "erased"})
         await append_audit(session, "data.erased", None, {"cases": count, "reason": reason})
     return count

@@ -8,6 +8,7 @@ on-call chat, /forget erases the case's texts.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -21,12 +22,13 @@ from bot.console.outbox import redis_outbox
 from bot.flows.handover import reply_text
 from bot.telegram import texts
 from bot.telegram.case_delivery import CaseDelivery
-from storage.models import Case, ConsentEvent, Tombstone
+from storage.models import Case, ConsentEvent, ReviewAccount, Tombstone
 from storage.queue import Delivery, queue_from_settings
 from storage.queue.cases import CaseQueue, CaseReplyMessage
 from storage.queue.connection import connect
 from storage.repositories.accounts import add_account
 from storage.repositories.audit import verify_chain
+from storage.repositories.cases import claim_case, reply_case
 from tests.console.helpers import ADMIN, CLINICIAN, REVIEWER, SECRET, audit_rows, client_for, csrf_of
 from tests.support.consent import give_consent
 from tests.support.handover import agreement, buttons, choose, with_button
@@ -169,6 +171,48 @@ async def test_a_clinician_answers_a_case_the_user_opened(stack: Stack, sessionm
         await _login(http, *ADMIN)
         assert (await http.get("/cases")).status_code == 200
         assert 'id="no-cases"' in (await http.get("/cases")).text
+
+
+class _RolledBack(Exception):
+    """The console's reply transaction fails after the reply was handed to the bot."""
+
+
+async def test_a_reply_whose_transaction_rolls_back_after_the_hand_over_is_never_sent(
+    stack: Stack, sessionmaker: Sessions
+) -> None:
+    """The console hands a reply to the bot, then its transaction rolls back (the database failed at
+    commit): the bot, which waits for that transaction, finds no reply and sends nothing; the case
+    stays claimed and a reply sent afterwards reaches the user."""
+    await _accounts(sessionmaker)
+    stub = stack.stub
+    outbox = redis_outbox(stack.redis_url, stack.storage)
+    async with polling_bot(stack) as app, inprocess_worker(stack):
+        await _handed_over(stack, "Can I give ibuprofen to a child with measles?")
+        [case] = await _cases(sessionmaker)
+        async with sessionmaker.begin() as session:
+            account = (await session.execute(select(ReviewAccount))).scalars().first()
+            assert account is not None
+            assert await claim_case(session, await session.get_one(Case, case.id), account.id, account.name)
+        lost, kept = "Lost reply: give paracetamol instead.", "Kept reply: give paracetamol instead."
+        before = len(stub.calls)
+        with contextlib.suppress(_RolledBack):
+            async with sessionmaker.begin() as session:
+                claimed = await session.get_one(Case, case.id)
+                assert await reply_case(session, claimed, account.id, account.name, lost)
+                await outbox(CaseReplyMessage(case_id=case.id, question_id=case.question_id, text=lost))
+                raise _RolledBack
+        await _case_delivery(app).wait_delivered(1)
+        assert not [c for c in stub.calls[before:] if lost in str(c.params.get("text", ""))]
+        [after] = await _cases(sessionmaker)
+        assert after.status == "claimed" and after.reply_text is None
+        async with sessionmaker.begin() as session:
+            claimed = await session.get_one(Case, case.id)
+            assert await reply_case(session, claimed, account.id, account.name, kept)
+            await outbox(CaseReplyMessage(case_id=case.id, question_id=case.question_id, text=kept))
+        await _case_delivery(app).wait_delivered(2)
+    assert [c for c in stub.calls[before:] if c.ok and kept in str(c.params.get("text", ""))]
+    [closed] = await _cases(sessionmaker)
+    assert closed.status == "closed" and closed.outcome == "delivered"
 
 
 async def test_declining_opens_no_case(stack: Stack, sessionmaker: Sessions) -> None:

@@ -137,7 +137,7 @@ async def _answered_by_a_clinician(stub: TelegramStub, sessions: Sessions, url: 
     question_message, answer = await _asked(stub, ASKER, QUESTION)
     before = len(stub.calls)
     opened = await choose(stub, ASKER, await agreement(stub, ASKER, answer), "yes")
-    assert opened == texts.HANDOVER_OPENED.format(minutes=0)  # round(0.001)
+    assert opened == texts.HANDOVER_OPENED.format(minutes=1)  # 0.001 min: never "within 0 minutes"
     [case] = await _cases(sessions)
     assert case.status == "open" and case.question_text == QUESTION and case.answer_text
 
@@ -231,10 +231,12 @@ async def test_handover_through_run_and_the_admin_console(
         assert await run.stop(signal.SIGTERM) == 0, run.output
     status, stderr = await run_cli(["audit", "verify"], env, "")
     assert status == 0, stderr
-    steps = {"case.opened": 2, "case.read": 1, "case.claimed": 1, "case.replied": 1, "case.closed": 1}
+    steps = {"case.opened": 2, "case.read": 1, "case.claimed": 1, "case.replied": 1, "case.closed": 2}
     assert {step: len(await audit_rows(sessions, step)) for step in steps} == steps  # every step audited
+    closings = [json.loads(row.payload)["outcome"] for row in await audit_rows(sessions, "case.closed")]
+    assert sorted(closings) == ["delivered", "erased"]  # the forgotten case is closed by its erasure
     erasures = [json.loads(row.payload) for row in await audit_rows(sessions, "data.erased")]
-    assert {"cases": 1, "reason": "forget"} in erasures  # the forgotten case closes by its erasure
+    assert {"cases": 1, "reason": "forget"} in erasures
     replies = [c for c in stub.calls_of("sendMessage") if c.params["text"] == reply_text("en", REPLY)]
     assert len(replies) == 1  # still once, after everything else the run did
 

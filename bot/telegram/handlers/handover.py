@@ -66,7 +66,7 @@ async def on_button(update: Update, context: BotContext) -> None:
         res.sessionmaker, res.cases, res.conversations, found, agreed=agreed, language=language
     )
     log.info("handover.decided", agreed=agreed, opened=case is not None, question_id=question_id)
-    minutes = round(res.settings.handover_alert_min)
+    minutes = max(1, round(res.settings.handover_alert_min))  # never "within 0 minutes"
     text = t(texts.HANDOVER_OPENED, language).format(minutes=minutes) if case else None
     await query.answer()
     await query.edit_message_text(text or t(texts.HANDOVER_DECLINED, language))
