@@ -388,6 +388,44 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRep
     return report
 
 
+def run_conversation_bench(config: BenchConfig, progress: Progress) -> BenchReport:
+    """Only the conversation section (and llama-server's side with ``config.server``)."""
+    validate_gguf(config.model)
+    report = BenchReport(
+        model=str(config.model), model_bytes=config.model.stat().st_size, config=_config_dict(config)
+    )
+    report.load_average = load_average()
+    progress.step("worker: loading the model")
+    with worker_engine(config, pool=True) as batch:
+        progress.step("worker: evaluating the instruction prefix once")
+        report.prefix_tokens = batch.set_prefix(preamble_prompt())
+        conversation = measure_follow_ups(batch, QUESTIONS[0], config.answer_tokens, progress.step)
+    report.conversation = conversation
+    if config.server is not None:
+        progress.step(f"llama-server: {CONVERSATIONS} interleaved conversations")
+        measure_server(config, config.server, conversation)
+    report.load_average += f" -> {load_average()}"
+    report.targets = conversation_targets(conversation)
+    progress.finish()
+    return report
+
+
+def conversation_steps(config: BenchConfig) -> int:
+    """Progress steps of :func:`run_conversation_bench`."""
+    return 7 + (config.server is not None)
+
+
+def format_conversations(report: BenchReport) -> str:
+    """The conversation section alone, with its targets."""
+    lines = [f"model: {report.model} ({report.model_bytes / 1e9:.3f} GB)"]
+    lines.append(f"load average (1/5/15 min, start -> end): {report.load_average}")
+    lines.extend(["", *table_lines(report.conversation)] if report.conversation else [])
+    lines.extend(["", "targets:"])
+    for name, verdict in report.targets.items():
+        lines.append(f"  {'met   ' if verdict['met'] else 'MISSED'}  {name}: {verdict['value']}")
+    return "\n".join(lines)
+
+
 def _config_dict(config: BenchConfig) -> dict[str, Any]:
     """The configuration as JSON-able data."""
     data = asdict(config)

@@ -69,10 +69,11 @@ def test_bench_refuses_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFix
 def test_bench_runs_the_interleaved_conversations_on_llama_server(
     llama_server_binary: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``bench --server PATH``: llama-server started with the worker's -np/-c answers the same 16
-    conversations; both sides' follow-up first-token figures and issue 12's two targets are reported."""
+    """``bench --only-conversations --server PATH``: llama-server started with the worker's -np/-c
+    answers the same 16 conversations; both sides' follow-up figures and issue 12's two targets are
+    reported, and nothing else is measured."""
     args = ["--json", "--counts", "1", "--answer-tokens", "4", "--threads", "1", "--ctx", "4096"]
-    args += ["--max-sequences", "2", "--server", str(llama_server_binary)]
+    args += ["--max-sequences", "2", "--only-conversations", "--server", str(llama_server_binary)]
     code = main(["bench", "--model", str(tiny_model_path), *args])
     out, err = capsys.readouterr()
     assert code == 0, err[-2000:]
@@ -83,6 +84,7 @@ def test_bench_runs_the_interleaved_conversations_on_llama_server(
     assert inter["server_peak_rss_bytes"] > 0
     names = " | ".join(report["targets"])
     assert "follow-up after 1500 history tokens" in names and "sooner than llama-server" in names
+    assert len(report["targets"]) == 2 and report["ttft_plain_s"] == 0  # the other sections did not run
 
 
 def test_first_paragraph_is_timed_when_its_blank_line_arrives() -> None:

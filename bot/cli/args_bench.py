@@ -74,6 +74,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--no-conversations", action="store_true", help="skip the conversation (KV pool) section"
     )
+    parser.add_argument(
+        "--only-conversations",
+        action="store_true",
+        help="only: the conversation section (with --server, llama-server's side too)",
+    )
     parser.add_argument("--pool-mb", type=int, default=256, help="KV pool budget for that section (MB)")
     parser.add_argument(
         "--server",

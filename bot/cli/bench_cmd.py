@@ -96,6 +96,13 @@ def run(args: argparse.Namespace) -> int:
         paragraphs = measure_paragraphs(config)
         print(json.dumps(paragraphs.as_dict()) if args.json else format_paragraphs(paragraphs))
         return 0
+    if args.only_conversations:
+        from inference.bench import conversation_steps, format_conversations, run_conversation_bench
+
+        progress.total = conversation_steps(config)
+        report = run_conversation_bench(config, progress)
+        print(json.dumps(report.as_dict()) if args.json else format_conversations(report))
+        return 0
     if args.cold_start:
         from inference.bench_cold import format_cold_start, measure_cold_start
 
