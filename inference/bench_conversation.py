@@ -66,9 +66,14 @@ def _warm(batch: BatchEngine, history: list[Turn]) -> None:
 
 
 def measure_follow_ups(
-    batch: BatchEngine, question: str, answer_tokens: int, step: Callable[[str], None]
+    batch: BatchEngine,
+    question: str,
+    answer_tokens: int,
+    step: Callable[[str], None],
+    modes: tuple[str, ...] = ("recomputed", "cached"),
 ) -> ConversationFigures:
-    """A follow-up after each of HISTORY_TOKENS, from the pool and recomputed."""
+    """A follow-up after each of HISTORY_TOKENS, from the pool and recomputed; the interleaved
+    conversations in each of ``modes``."""
     figures = ConversationFigures()
     for size in HISTORY_TOKENS:
         step(f"conversation: follow-up after {size} tokens of history")
@@ -87,7 +92,7 @@ def measure_follow_ups(
         )
         figures.ttft_cached_s[str(size)] = _ttft(cached)
         figures.ttft_recomputed_s[str(size)] = _ttft(recomputed)
-    figures.interleaved = _interleaved(batch, question, answer_tokens, step)
+    figures.interleaved = _interleaved(batch, question, answer_tokens, step, modes)
     return figures
 
 
@@ -117,12 +122,12 @@ def round_waits(results: list[GenerationResult]) -> tuple[float, float]:
 
 
 def _interleaved(
-    batch: BatchEngine, question: str, answer_tokens: int, step: Callable[[str], None]
+    batch: BatchEngine, question: str, answer_tokens: int, step: Callable[[str], None], modes: tuple[str, ...]
 ) -> dict[str, Any]:
-    """16 conversations on the engine's sequences: first questions, then follow-ups, twice."""
+    """16 conversations on the engine's sequences: first questions, then follow-ups, in each mode."""
     firsts = first_questions(question)
     figures: dict[str, Any] = {"conversations": CONVERSATIONS, "sequences": batch.max_sequences}
-    for mode in ("recomputed", "cached"):
+    for mode in modes:
         step(f"conversation: {CONVERSATIONS} interleaved conversations ({mode})")
         batch.clear_pool()
         hits = batch.pool_stats.hits
@@ -148,7 +153,7 @@ def table_lines(figures: ConversationFigures) -> list[str]:
             f"({recomputed / max(cached, 1e-9):.1f}x); pool {figures.pool_bytes[size] / 1e6:.1f} MB"
         )
     inter = figures.interleaved
-    if inter:
+    if "recomputed_ttft_mean_s" in inter:
         pooled = f"{inter['cached_ttft_mean_s']:.2f} s (max {inter['cached_ttft_max_s']:.2f})"
         again = f"{inter['recomputed_ttft_mean_s']:.2f} s (max {inter['recomputed_ttft_max_s']:.2f})"
         lines.append(
@@ -156,6 +161,12 @@ def table_lines(figures: ConversationFigures) -> list[str]:
             f"first token mean {pooled} from the pool vs {again} recomputed; all answered in "
             f"{inter['cached_round_s']:.1f} s vs {inter['recomputed_round_s']:.1f} s; "
             f"pool {inter['pool_bytes_after_first_round'] / 1e6:.1f} MB, {inter['cached_pool_hits']} hits"
+        )
+    elif "cached_ttft_mean_s" in inter:
+        lines.append(
+            f"  {inter['conversations']} conversations on {inter['sequences']} sequences, follow-ups: "
+            f"first token mean {inter['cached_ttft_mean_s']:.2f} s (max {inter['cached_ttft_max_s']:.2f}) "
+            f"from the pool; all answered in {inter['cached_round_s']:.1f} s"
         )
     if "server_ttft_mean_s" in inter:
         lines.append(

@@ -30,6 +30,7 @@ from inference.remote import RemoteEngine
 
 START_TIMEOUT_S = 300.0
 """A 2B model on a busy 2-core machine takes a while to load."""
+REQUEST_TIMEOUT_S = 3600.0
 
 
 def tuning_args(settings: dict[str, Any]) -> list[str]:
@@ -109,7 +110,8 @@ async def _round(engine: RemoteEngine, prompts: list[str], max_tokens: int) -> l
 
 async def _conversations(url: str, question: str, answer_tokens: int) -> dict[str, Any]:
     """The interleaved conversations on the server: follow-ups' mean and worst first token, round time."""
-    engine = RemoteEngine(url, max_sequences=CONVERSATIONS)
+    # A request queued behind busy slots gets no byte until a slot takes it: minutes on a busy CPU.
+    engine = RemoteEngine(url, max_sequences=CONVERSATIONS, timeout_s=REQUEST_TIMEOUT_S)
     try:
         await engine.connect(attempts=10)
         await engine.complete(Request(build_prompt(question), max_tokens=1))  # instructions in a slot
