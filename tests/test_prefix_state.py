@@ -110,3 +110,4 @@ def test_bench_cold_start_prints_the_figures(
     for key in ("warm_ttft_s", "restarted_ttft_s", "state_load_s", "evaluated_ttft_s", "prefix_evaluate_s"):
         assert report[key] > 0
     assert report["restarted_ttft_s"] > report["state_load_s"] and report["target"] == 1.2
+    assert report["ratio"] > 0 and report["met"] == (report["ratio"] <= 1.2)  # the median of paired rounds
