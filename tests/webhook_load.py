@@ -37,6 +37,7 @@ from bot.process.private_redis import PrivateRedis
 from bot.telegram import texts
 from inference.synthetic import TINY, write_gemma2_gguf
 from tests.ingest_load import FIRST_USER, _replies, percentiles
+from tests.support.consent import button
 from tests.support.stack import PSEUDONYM_KEY, LoggedProcess
 from tests.support.telegram_stub import SECRET_HEADER, TelegramStub
 
@@ -180,7 +181,7 @@ async def measure(
             )  # fmt: skip
             presses = [
                 stub.push_callback(
-                    "consent:service:en-1",
+                    button(p, "service"),  # the current consent version's button
                     user_id=int(p.params["chat_id"]),
                     message_id=p.result["message_id"],
                 )
