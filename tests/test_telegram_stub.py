@@ -59,7 +59,7 @@ async def test_every_pushed_update_parses_in_ptb(telegram_stub: TelegramStub, bo
         stub.push_callback("fb:yes", user_id=1001),
         stub.push_callback("lang:es", user_id=1001, language_code="fr", inline=True),
         stub.push_edited_message(2, "fixed typo", user_id=1001),
-        stub.push_non_text("voice", user_id=1001),
+        stub.push_voice(b"OggS", duration=3, user_id=1001),
         stub.push_non_text("photo", user_id=1001),
         stub.push_channel_post("Clinic closed Friday"),
         stub.push_my_chat_member("member", old_status="left", **group),

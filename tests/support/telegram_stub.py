@@ -1,10 +1,11 @@
 """The Telegram Bot API stand-in for tests: an aiohttp server on 127.0.0.1 speaking the Bot API's wire format.
 
 The bot is pointed at it (``TELEGRAM_API_URL=stub.base_url``, ``TELEGRAM_BOT_TOKEN=stub.token``); PTB posts to
-``{base_url}{token}/{method}``. Only the methods the bot calls are served (``SERVED``), in plain text; another
-method answers 404, a ``parse_mode`` or a chat action other than typing 400, so a bot that starts using
-something new fails here first. PTB's form bodies send strings as-is and JSON-encode every other value;
-bot.telegram.ingest posts JSON. Importing this plugin sets ``PTB_TIMEDELTA=1`` as bot.telegram.app does.
+``{base_url}{token}/{method}``. Only the methods the bot calls are served (``TelegramStub._methods``), in
+plain text; another method answers 404, a ``parse_mode`` or a chat action other than typing 400, so a bot
+that starts using something new fails here first. PTB's form bodies send strings as-is and JSON-encode
+every other value; bot.telegram.ingest posts JSON. Importing this plugin sets ``PTB_TIMEDELTA=1`` as
+bot.telegram.app does.
 """
 
 from __future__ import annotations
@@ -32,10 +33,6 @@ DEFAULT_GROUP_CHAT_ID = -1001234567890
 MAX_MESSAGE_LENGTH = 4096  # UTF-16 code units
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_CALLBACK_ANSWER_LENGTH = 200
-# getMe on initialize, getUpdates from bot.telegram.ingest, and what the handlers and the delivery call.
-SERVED = ("getMe", "getUpdates", "sendMessage", "sendChatAction", "answerCallbackQuery", "editMessageText",
-          "editMessageReplyMarkup", "getChatMember", "getFile", "setWebhook", "deleteWebhook",
-          "setMyCommands")  # fmt: skip
 FILE_DOWNLOAD = "file"  # the method name a file download is recorded under
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _SET_SECRET: Any = object()  # deliver's default: the secret_token of setWebhook
@@ -160,6 +157,14 @@ class TelegramStub:
         self._failures: dict[str, list[JSONDict | None]] = {}  # method -> next answers (None: a 502 page)
         self._holds: list[Hold] = []
         self._files: dict[str, tuple[str, bytes]] = {}  # file id -> (file path, content)
+        # getMe on initialize, getUpdates from bot.telegram.ingest, what the handlers and the delivery call.
+        methods: list[Callable[[JSONDict], Awaitable[Any]]] = [
+            self._get_me, self._get_updates, self._send_message, self._send_chat_action,
+            self._answer_callback_query, self._edit_message_text, self._edit_message_reply_markup,
+            self._get_chat_member, self._get_file, self._set_webhook, self._delete_webhook,
+            self._set_my_commands,
+        ]  # fmt: skip
+        self._methods = {m.__name__.replace("_", ""): m for m in methods}  # "getme" -> self._get_me
 
     # -- lifecycle and configuration --------------------------------------------------------
 
@@ -302,13 +307,7 @@ class TelegramStub:
             entities = [{"type": "bot_command", "offset": 0, "length": utf16_len(text.split(maxsplit=1)[0])}]
         if entities:
             message["entities"] = entities
-        if reply_to_message_id is not None:
-            chat = message["chat"]
-            replied = self._messages.get((chat["id"], reply_to_message_id))
-            message["reply_to_message"] = _without_reply(
-                replied or {"message_id": reply_to_message_id, "date": _now(), "chat": chat}
-            )
-        return self._queue_message("message", message)
+        return self._queue_message("message", self._reply_to(message, reply_to_message_id))
 
     def push_command(self, command: str, args: str = "", *, mention_bot: bool = False, **kw: Any) -> JSONDict:
         text = "/" + command.removeprefix("/") + (f"@{BOT_USERNAME}" if mention_bot else "")
@@ -339,13 +338,12 @@ class TelegramStub:
         return self._queue_message("edited_message", message)
 
     def push_non_text(self, kind: str, **sender: Any) -> JSONDict:
-        """A message with a photo, voice, sticker, document or location instead of text."""
+        """A message with a photo, sticker, document or location instead of text (voice: push_voice)."""
         message = self._incoming(**sender)
         uid = f"{kind}-{message['chat']['id']}-{message['message_id']}"
         file = {"file_id": f"AgAC{uid}", "file_unique_id": uid}
         payloads: JSONDict = {
             "photo": [{**file, "width": 90, "height": 90}, {**file, "width": 800, "height": 800}],
-            "voice": {**file, "duration": 3, "mime_type": "audio/ogg"},
             "sticker": dict(file, type="regular", width=512, height=512, is_animated=False, is_video=False),
             "document": {**file, "file_name": "report.pdf", "mime_type": "application/pdf"},
             "location": {"latitude": -1.2921, "longitude": 36.8219},
@@ -357,11 +355,7 @@ class TelegramStub:
         reply_to_message_id: int | None = None, **sender: Any,
     ) -> JSONDict:  # fmt: skip
         """A voice note (or, with ``kind="audio"``, an audio file) whose file ``audio`` getFile serves."""
-        message = self._incoming(**sender)
-        if reply_to_message_id is not None:
-            message["reply_to_message"] = _without_reply(
-                self._messages[(message["chat"]["id"], reply_to_message_id)]
-            )
+        message = self._reply_to(self._incoming(**sender), reply_to_message_id)
         uid = f"{kind}-{message['chat']['id']}-{message['message_id']}"
         file_id = f"AwAC{uid}"
         self._files[file_id] = (f"{kind}/file_{len(self._files)}.oga", audio)
@@ -432,6 +426,15 @@ class TelegramStub:
             "from": _user(user_id, language_code, is_bot=from_bot),
         }
 
+    def _reply_to(self, message: JSONDict, message_id: int | None) -> JSONDict:
+        """``message`` answering ``message_id`` of its chat (unknown to the stand-in: a bare one)."""
+        if message_id is not None:
+            chat = message["chat"]
+            replied = self._messages.get((chat["id"], message_id))
+            bare = {"message_id": message_id, "date": _now(), "chat": chat}
+            message["reply_to_message"] = _without_reply(replied or bare)
+        return message
+
     def _queue_message(self, kind: str, message: JSONDict) -> JSONDict:
         self._messages[(message["chat"]["id"], message["message_id"])] = message
         return self.push_update(kind, copy.deepcopy(message))
@@ -500,10 +503,7 @@ class TelegramStub:
         return web.Response(body=found, content_type="application/octet-stream")
 
     async def _invoke(self, method: str, params: JSONDict) -> JSONDict:
-        served = {name.lower(): name for name in SERVED}.get(method.lower())
-        handler: Callable[[JSONDict], Awaitable[Any]] | None = (
-            getattr(self, "_" + re.sub("([A-Z])", r"_\1", served).lower()) if served else None
-        )
+        handler = self._methods.get(method.lower())
         try:
             if handler is None:
                 raise ApiError(404, "Not Found: method not found")
