@@ -57,9 +57,9 @@ def _tail(log: IO[bytes]) -> str:
     return log.read().decode("utf-8", "replace")[-2000:]
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: IO[bytes], timeout_s: float) -> None:
     """Poll /health until the model is loaded; InferenceError with the log's end if it exits or stalls."""
-    deadline = time.monotonic() + START_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise InferenceError(f"llama-server exited with {process.returncode}:\n{_tail(log)}")
@@ -67,31 +67,36 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: IO[bytes]) ->
             if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
                 return
         time.sleep(0.2)
-    raise InferenceError(f"llama-server not ready after {START_TIMEOUT_S:g} s:\n{_tail(log)}")
+    raise InferenceError(f"llama-server not ready after {timeout_s:g} s:\n{_tail(log)}")
+
+
+@contextlib.contextmanager
+def serving(
+    args: list[str], port: int, log: IO[bytes], timeout_s: float = START_TIMEOUT_S
+) -> Iterator[tuple[str, int]]:
+    """Run the llama-server command line ``args`` (listening on ``port``, output to ``log``) until its
+    model is loaded: (its URL, its pid) until the block ends, then stopped (killed if it lingers)."""
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, process, log, timeout_s)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextlib.contextmanager
 def running_server(binary: Path, model: Path, settings: dict[str, Any]) -> Iterator[tuple[str, int]]:
     """llama-server on a free loopback port: (its URL, its pid) until the block ends, then stopped."""
     port = _free_port()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            server_args(binary, model, port, settings),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_healthy(url, process, log)
-            yield url, process.pid
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    args = server_args(binary, model, port, settings)
+    with tempfile.TemporaryFile() as log, serving(args, port, log) as run:
+        yield run
 
 
 def peak_rss(pid: int) -> int:

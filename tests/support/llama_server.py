@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from inference.bench_server import serving
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 MODEL_ALIAS = "tiny-gemma2"
@@ -43,21 +42,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll /health until the model is loaded (200); fail with the server's log if it exits or stalls."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"llama-server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)  # polling a child's readiness, not synchronising the test
-    raise AssertionError(f"llama-server not healthy after {START_TIMEOUT_S:g} s:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -87,19 +71,8 @@ def running_llama_server(
         "--host", "127.0.0.1", "--port", str(port), "-c", "4096", "-np", "2", "-t", "2",
         "--no-webui", "--metrics", *extra,
     ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
+    with log.open("w+b") as out, serving(args, port, out, START_TIMEOUT_S) as (url, _pid):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")
