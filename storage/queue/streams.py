@@ -337,18 +337,23 @@ return 1
         Each counts as one more delivery, so a question that crashes its worker every time is
         dead-lettered after ``max_deliveries``.
         """
+        return await self._pending_page(consumer, count, after)
+
+    async def _own_pending(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
+        """Entries this consumer took before a restart and never acked."""
+        deliveries, _ = await self._pending_page(consumer, count, "0")
+        return deliveries
+
+    async def _pending_page(
+        self, consumer: str, count: int, after: str
+    ) -> tuple[list[Delivery[QuestionMessage]], str | None]:
+        """Up to ``count`` of this consumer's unacked entries after ``after`` (deleted ones left out),
+        and the id to read after next (None when this page was the last)."""
         items = await groups.read_group(
             self.redis, self.names.questions, self.names.workers_group, consumer, start=after, count=count
         )
         deliveries = await self._with_counts([(i, f) for i, f in items if f])
         return deliveries, (items[-1][0] if len(items) >= count else None)
-
-    async def _own_pending(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
-        """Entries this consumer took before a restart and never acked."""
-        items = await groups.read_group(
-            self.redis, self.names.questions, self.names.workers_group, consumer, start="0", count=count
-        )
-        return await self._with_counts([(i, f) for i, f in items if f])
 
     async def _reclaim_stale(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
         """Take over entries idle past the claim timeout (their worker died)."""
