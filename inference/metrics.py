@@ -23,6 +23,10 @@ BACKEND_RETRIES = Counter(
     "unreachable (connection refused)",
     ["reason"],
 )
+FOLLOW_UPS_ROUTED = Counter(
+    "meditron_follow_ups_routed",
+    "Follow-ups handed to the worker that answered the conversation's previous turn (its KV state)",
+)
 BATCH_OCCUPANCY = Gauge("meditron_batch_occupancy", "Questions this worker is answering now")
 BATCH_SLOTS = Gauge("meditron_batch_slots", "Questions this worker answers at once at most")
 TRANSCRIPTIONS = Counter(

@@ -217,8 +217,28 @@ class Worker:
             except UNAVAILABLE as exc:
                 await self.redis.pause(exc, stop)
                 continue
-            for delivery in deliveries:
+            for delivery in await self._not_routed(deliveries):
                 self._start(delivery, batch)
+
+    async def _not_routed(
+        self, deliveries: list[Delivery[QuestionMessage]]
+    ) -> list[Delivery[QuestionMessage]]:
+        """The deliveries to answer here: a follow-up goes to the worker that answered its previous
+        turn when that one can take it (it keeps the conversation's KV state; here it is recomputed)."""
+        kept = []
+        for delivery in deliveries:
+            try:
+                routed = await self.queue.route(delivery, self.config.name)
+            except UNAVAILABLE:
+                routed = False  # answered here; if the hand-over did happen, the claim check stops us
+            if routed:
+                metrics.FOLLOW_UPS_ROUTED.inc()
+                log.info(
+                    "question.routed", question_id=delivery.message.question_id, to=delivery.message.holder
+                )
+            else:
+                kept.append(delivery)
+        return kept
 
     def _start(self, delivery: Delivery[QuestionMessage], batch: Backend) -> None:
         """Answer ``delivery`` in a task of its own, unless it is already being answered here."""

@@ -14,7 +14,7 @@ from storage.queue.conversations import Conversation, new_conversation_id
 
 
 async def attach(res: Resources, question: QuestionMessage, replied_to: int | None) -> QuestionMessage:
-    """``question`` with its conversation id, turn number and earlier turns set."""
+    """``question`` with its conversation id, turn number, earlier turns and their worker set."""
     store = res.conversations
     conversation: Conversation | None
     if question.chat_type == "private":
@@ -31,6 +31,7 @@ async def attach(res: Resources, question: QuestionMessage, replied_to: int | No
             "history": conversation.turns[-res.settings.conversation_turns :]
             if res.settings.conversation_turns
             else (),
+            "holder": conversation.worker,
         }
     )
 
@@ -43,10 +44,12 @@ async def remember_question(res: Resources, question: QuestionMessage) -> None:
         )
 
 
-async def remember_answer(res: Resources, user: str, question_id: str, text: str) -> str | None:
-    """Add an answer to its conversation (before it is sent: a follow-up sent on seeing it finds the
-    turn); the conversation id, None when the question's memory is gone (expired, forgotten)."""
-    return await res.conversations.answered(user, question_id, text)
+async def remember_answer(
+    res: Resources, user: str, question_id: str, text: str, worker: str = ""
+) -> str | None:
+    """Add an answer (by ``worker``) to its conversation (before it is sent: a follow-up sent on seeing
+    it finds the turn); the conversation id, None when the question's memory is gone (expired, forgotten)."""
+    return await res.conversations.answered(user, question_id, text, worker)
 
 
 async def link_answer(

@@ -159,7 +159,7 @@ class AnswerDelivery(StreamLoop[AnswerMessage]):
                 language = answer.language or await self._language(answer.question_id)
                 if answer.status == "ok" and answer.conversation_id:
                     conversation_id = await remember_answer(
-                        self.res, answer.user, answer.question_id, answer.text
+                        self.res, answer.user, answer.question_id, answer.text, answer.worker
                     )
                 sent, message_ids = await self._send_pieces(answer, language)
                 if sent is not None and answer.finished_at:

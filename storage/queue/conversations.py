@@ -4,7 +4,8 @@ Every key is under ``<namespace>:conv:<user pseudonym>:`` (no Telegram id, and o
 person's memory) and carries the idle TTL, renewed by each message of the conversation:
 
 - ``private``: the id of the person's conversation in their private chat;
-- ``c:<conversation id>``: its turns (question, answer), the newest ``max_turns``, and how many it had;
+- ``c:<conversation id>``: its turns (question, answer), the newest ``max_turns``, how many it had,
+  and the worker that answered the newest (a follow-up is routed there: it may keep the KV state);
 - ``q:<question id>``: a question waiting for its answer (conversation, turn, text);
 - ``m:<chat pseudonym>:<message id>``: a message of the bot's answer, so a reply continues it.
 
@@ -24,11 +25,13 @@ Turn = tuple[str, str]
 
 @dataclass(frozen=True)
 class Conversation:
-    """One person's conversation: its id, the turns kept (oldest first) and how many it had."""
+    """One person's conversation: its id, the turns kept (oldest first), how many it had and the
+    worker that answered the newest."""
 
     id: str
     turns: tuple[Turn, ...] = field(default=())
     count: int = 0
+    worker: str = ""
 
     @property
     def next_turn(self) -> int:
@@ -70,7 +73,8 @@ class ConversationStore:
             return Conversation(conversation_id)
         data = json.loads(raw)
         turns = tuple((str(q), str(a)) for q, a in data.get("turns", []))
-        return Conversation(conversation_id, turns, int(data.get("count", len(turns))))
+        count = int(data.get("count", len(turns)))
+        return Conversation(conversation_id, turns, count, str(data.get("w", "")))
 
     async def earlier(self, user: str, conversation_id: str, turn: int) -> dict[int, Turn]:
         """The kept turns of the conversation before turn ``turn``, by turn number (none once expired)."""
@@ -103,8 +107,9 @@ class ConversationStore:
         value = json.dumps({"c": conversation_id, "t": turn, "q": text})
         await self.redis.set(self._question_key(user, question_id), value, px=self.idle_ms)
 
-    async def answered(self, user: str, question_id: str, answer: str) -> str | None:
-        """Add the question and its ``answer`` as the newest turn; the conversation id (None: forgotten)."""
+    async def answered(self, user: str, question_id: str, answer: str, worker: str = "") -> str | None:
+        """Add the question and its ``answer`` (by ``worker``) as the newest turn; the conversation id
+        (None: forgotten)."""
         key = self._question_key(user, question_id)
         raw = await self.redis.getdel(key)
         if not raw:
@@ -113,7 +118,7 @@ class ConversationStore:
         conversation = await self.load(user, pending["c"])
         turns = [*conversation.turns, (pending["q"], answer)][-self.max_turns :] if self.max_turns else []
         count = max(conversation.count, int(pending["t"]))
-        value = json.dumps({"turns": turns, "count": count})
+        value = json.dumps({"turns": turns, "count": count, "w": worker})
         await self.redis.set(self._conversation_key(user, conversation.id), value, px=self.idle_ms)
         return conversation.id
 

@@ -59,6 +59,9 @@ class QuestionMessage(_Message):
     history: tuple[tuple[str, str], ...] = Field(
         default=(), description="earlier (question, answer) pairs of the conversation, oldest first"
     )
+    holder: str = Field(
+        default="", description="the worker that answered the previous turn (it may keep its KV state)"
+    )
 
 
 AnswerStatus = Literal["ok", "failed"]

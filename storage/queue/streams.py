@@ -13,7 +13,7 @@ from redis.exceptions import ResponseError
 
 from storage import metrics
 from storage.errors import BadQueueMessageError
-from storage.queue import groups
+from storage.queue import groups, routing
 from storage.queue.groups import Delivery, decode, encode
 from storage.queue.messages import AnswerMessage, QuestionMessage
 from storage.settings import StorageSettings
@@ -88,6 +88,10 @@ class QueueNames:
     def capacity_key(self, worker: str) -> str:
         """Key holding a live worker's slots (questions it answers at once); it expires unless renewed."""
         return f"{self.namespace}:capacity:{worker}"
+
+    def routed_key(self, worker: str) -> str:
+        """List of the entries other workers handed to ``worker`` (see :mod:`storage.queue.routing`)."""
+        return f"{self.namespace}:routed:{worker}"
 
     def sent_key(self, question_id: str) -> str:
         """Key whose existence means the answer was delivered (guards against duplicates)."""
@@ -306,12 +310,14 @@ return 1
     async def read_questions(
         self, consumer: str, *, count: int = 1, block_ms: int = 1_000, own_pending: bool = True
     ) -> list[Delivery[QuestionMessage]]:
-        """Questions for this worker: its own unacked ones, stale ones of dead workers, then new.
+        """Questions for this worker: those handed to it, its own unacked ones, stale ones of dead
+        workers, then new.
 
         A worker that answers several questions under one name passes ``own_pending=False`` once
         it has resumed (:meth:`resume`): its unacked entries are then the ones it is answering.
         """
         sources = (self._own_pending, self._reclaim_stale) if own_pending else (self._reclaim_stale,)
+        sources = (self._routed, *sources)
         for source in sources:
             found = await source(consumer, count)
             if found:
@@ -354,6 +360,27 @@ return 1
         )
         deliveries = await self._with_counts([(i, f) for i, f in items if f])
         return deliveries, (items[-1][0] if len(items) >= count else None)
+
+    async def route(self, delivery: Delivery[QuestionMessage], consumer: str) -> bool:
+        """Hand a follow-up read by ``consumer`` to the worker that answered its previous turn, when
+        that worker is live with a free slot and this is the question's first delivery (see
+        :mod:`storage.queue.routing`); False: answer it here."""
+        holder = delivery.message.holder
+        if not holder or holder == consumer or delivery.deliveries > 1:
+            return False
+        names = self.names
+        keys = (names.questions, names.capacity_key(holder), names.routed_key(holder))
+        return await routing.route(
+            self.redis, keys, names.workers_group, delivery.entry_id, consumer, holder, 2 * self.claim_idle_ms
+        )
+
+    async def _routed(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
+        """Follow-ups other workers handed to this consumer."""
+        names = self.names
+        keys = (names.questions, names.routed_key(consumer))
+        return await self._with_counts(
+            await routing.take_routed(self.redis, keys, names.workers_group, consumer, count)
+        )
 
     async def _reclaim_stale(self, consumer: str, count: int) -> list[Delivery[QuestionMessage]]:
         """Take over entries idle past the claim timeout (their worker died)."""

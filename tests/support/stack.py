@@ -146,11 +146,12 @@ async def running_bot(stack: Stack) -> AsyncIterator[Any]:
 
 @contextlib.asynccontextmanager
 async def inprocess_worker(
-    stack: Stack, name: str = "w-inproc", max_tokens: int = 24
+    stack: Stack, name: str = "w-inproc", max_tokens: int = 24, redis_url: str | None = None
 ) -> AsyncIterator[Worker]:
-    """A worker task in this process (the model in a thread), stopped on exit."""
+    """A worker task in this process (the model in a thread), stopped on exit; on ``redis_url`` (a
+    relay, say) instead of the stack's."""
     engine = await asyncio.to_thread(Engine, stack.model_path, n_ctx=2048, n_threads=2)
-    redis = await connect(stack.redis_url)
+    redis = await connect(redis_url or stack.redis_url)
     worker = Worker(
         queue_from_settings(redis, stack.storage),
         engine,

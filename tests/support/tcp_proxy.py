@@ -15,6 +15,8 @@ class TcpProxy:
         self.target = (host, port)
         self.port = 0
         self.connections = 0
+        self.upstream_ports: set[int] = set()
+        """Local ports of the open connections to the server (as the server lists its clients)."""
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._up = True
@@ -61,6 +63,8 @@ class TcpProxy:
             writer.transport.abort()
             return
         self.connections += 1
+        upstream_port = int(up_writer.get_extra_info("sockname")[1])
+        self.upstream_ports.add(upstream_port)
         self._writers |= {writer, up_writer}
         pipes = [
             asyncio.create_task(_pipe(reader, up_writer)),
@@ -69,6 +73,7 @@ class TcpProxy:
         # Either side closing closes both (the client waits for the server to hang up, and back).
         await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
         self._writers -= {writer, up_writer}
+        self.upstream_ports.discard(upstream_port)
         for w in (writer, up_writer):
             w.transport.abort()
         await asyncio.gather(*pipes, return_exceptions=True)
