@@ -229,8 +229,9 @@ class Worker:
         for delivery in deliveries:
             try:
                 routed = await self.queue.route(delivery, self.config.name)
-            except UNAVAILABLE:
-                routed = False  # answered here; if the hand-over did happen, the claim check stops us
+            except UNAVAILABLE as exc:  # answered here; had the hand-over happened, the claim check stops us
+                log.warning("question.route_failed", error=type(exc).__name__)
+                routed = False
             if routed:
                 metrics.FOLLOW_UPS_ROUTED.inc()
                 log.info(
