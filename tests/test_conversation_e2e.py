@@ -15,6 +15,7 @@ from inference.batch import BatchEngine
 from storage.models import Answer, Question
 from storage.pseudonym import Pseudonymizer
 from tests.support.consent import give_consent
+from tests.support.databases import recorded_answers
 from tests.support.stack import PSEUDONYM_KEY, Stack, inprocess_worker, polling_bot
 from tests.support.telegram_stub import Call, says
 from tests.support.waiting import eventually
@@ -31,15 +32,10 @@ def pseudonym(user: int) -> str:
     return Pseudonymizer.from_key(PSEUDONYM_KEY.encode()).user(user)
 
 
-async def answers(sessionmaker: Sessions) -> list[Answer]:
-    async with sessionmaker() as session:
-        return list((await session.execute(select(Answer).order_by(Answer.id))).scalars())
-
-
 async def ask(stack: Stack, sessionmaker: Sessions, text: str, user: int, **chat: Any) -> tuple[Answer, Call]:
     """Send ``text`` (private, or in a group with ``chat``); the recorded answer and its message."""
     stub = stack.stub
-    before, count = len(stub.calls), len(await answers(sessionmaker))
+    before, count = len(stub.calls), len(await recorded_answers(sessionmaker))
     where = chat.get("chat_id", user)
     if chat.pop("command", False):
         stub.push_command("/ask", text, user_id=user, **chat)
@@ -48,10 +44,10 @@ async def ask(stack: Stack, sessionmaker: Sessions, text: str, user: int, **chat
     message = (await stub.wait_for("sendMessage", says(texts.REMINDER, where), since=before, timeout=90))[0]
 
     async def recorded() -> bool:  # recorded after the memory is updated and the user may ask again
-        return len(await answers(sessionmaker)) > count
+        return len(await recorded_answers(sessionmaker)) > count
 
     await eventually(recorded)
-    return (await answers(sessionmaker))[-1], message
+    return (await recorded_answers(sessionmaker))[-1], message
 
 
 async def command(stack: Stack, text: str, user: int, reply: str) -> None:

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.telegram import texts
@@ -24,6 +23,7 @@ from storage.models import Answer
 from storage.queue import QuestionMessage, Queue
 from storage.queue.streams import QueueNames
 from tests.support.consent import give_consent
+from tests.support.databases import recorded_answers
 from tests.support.stack import Stack, answers_per_message, inprocess_worker, polling_bot
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.telegram_stub import says
@@ -121,20 +121,15 @@ async def redis_relay(stack: Stack) -> AsyncIterator[tuple[TcpProxy, str]]:
         await proxy.stop()
 
 
-async def _answers(sessionmaker: Sessions) -> list[Answer]:
-    async with sessionmaker() as session:
-        return list((await session.execute(select(Answer).order_by(Answer.id))).scalars())
-
-
 async def _answered(stack: Stack, sessionmaker: Sessions, count: int, since: int) -> Answer:
     """The newest answer, once ``count`` are recorded and the newest was sent after call ``since``."""
     await stack.stub.wait_for("sendMessage", says(texts.REMINDER, ADA), since=since, timeout=90)
 
     async def recorded() -> bool:
-        return len(await _answers(sessionmaker)) >= count
+        return len(await recorded_answers(sessionmaker)) >= count
 
     await eventually(recorded, timeout=60)
-    return (await _answers(sessionmaker))[-1]
+    return (await recorded_answers(sessionmaker))[-1]
 
 
 async def _cut_off(proxy: TcpProxy, stack: Stack) -> None:

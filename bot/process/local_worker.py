@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from bot.process.supervisor import ChildSpec, die_with_parent
+from bot.process.supervisor import ChildSpec, die_with_parent, end_process
 
 LOCAL_WORKER = "local-worker"
 STOP_TIMEOUT_S = 30.0
@@ -48,10 +48,4 @@ def start_worker(redis_url: str, model_path: str) -> subprocess.Popen[bytes]:
 
 def stop_worker(child: subprocess.Popen[bytes]) -> None:
     """SIGTERM the worker; its unfinished question stays pending for the next start."""
-    if child.poll() is None:
-        child.terminate()
-        try:
-            child.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    end_process(child, STOP_TIMEOUT_S)

@@ -12,7 +12,7 @@ import structlog
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
 
-from bot.process.supervisor import ChildSpec
+from bot.process.supervisor import ChildSpec, end_process
 from storage.errors import RedisUnavailableError
 from storage.queue.connection import answers_ping, answers_ping_async
 from storage.settings import StorageSettings
@@ -130,14 +130,8 @@ class PrivateRedis:
     def stop(self) -> None:
         """Ask the server to shut down (it fsyncs the append-only file) and wait for it."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            end_process(process, timeout=10)
 
     def child_spec(self) -> ChildSpec:
         """The server as a supervised child: a restart first forgets the dead server's socket."""

@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -244,3 +245,15 @@ async def _end(process: asyncio.subprocess.Process, timeout: float) -> int:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
     return await process.wait()
+
+
+def end_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM a child started with ``subprocess``, then SIGKILL it after ``timeout``; waits for it."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -35,7 +35,7 @@ from storage.db import (
 )
 from storage.errors import DatabaseUnavailableError
 from storage.migrate import upgrade_async
-from storage.models import Base
+from storage.models import Answer, Base
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -122,3 +122,9 @@ async def every_row(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
         for table in Base.metadata.sorted_tables:
             dumped += [repr(tuple(row)) for row in (await session.execute(select(table))).all()]
     return "\n".join(dumped)
+
+
+async def recorded_answers(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Answer]:
+    """The answers recorded so far, oldest first."""
+    async with sessionmaker() as session:
+        return list((await session.execute(select(Answer).order_by(Answer.id))).scalars())
